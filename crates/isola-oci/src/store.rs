@@ -1,0 +1,442 @@
+//! The image store: an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/<hex>`).
+//!
+//! Blobs are content addressed and written atomically (temp file, fsync, rename), so an
+//! interrupted write never leaves a half blob under a real name. Every read is verified against
+//! its digest. Tags live in `index.json` as manifest descriptors annotated with
+//! `org.opencontainers.image.ref.name = NAME:TAG`.
+
+use crate::digest::{Digest, HashingReader, HashingWriter};
+use crate::reference::Reference;
+use crate::StoreError;
+use oci_spec::image::{
+    Descriptor, ImageConfiguration, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType,
+};
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// The annotation naming a manifest in `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// An OCI image layout on disk.
+pub struct Store {
+    root: PathBuf,
+}
+
+/// One tagged image, resolved from the index with its manifest and config read and verified.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub name: String,
+    pub tag: String,
+    pub manifest_digest: Digest,
+    pub manifest: ImageManifest,
+    pub config_digest: Digest,
+    pub config: ImageConfiguration,
+}
+
+impl Image {
+    /// Size of the image as stored: manifest config and layers (compressed, as in the store).
+    pub fn size(&self) -> u64 {
+        self.manifest.config().size() + self.manifest.layers().iter().map(|l| l.size()).sum::<u64>()
+    }
+
+    /// The layer digests, bottom first.
+    pub fn layer_digests(&self) -> Result<Vec<Digest>, StoreError> {
+        self.manifest
+            .layers()
+            .iter()
+            .map(|l| descriptor_digest(l))
+            .collect()
+    }
+}
+
+/// The sha256 digest named by a descriptor (other algorithms are refused).
+pub fn descriptor_digest(d: &Descriptor) -> Result<Digest, StoreError> {
+    d.digest()
+        .to_string()
+        .parse()
+        .map_err(|e: crate::digest::BadDigest| StoreError::Invalid(e.to_string()))
+}
+
+/// An exclusive lock on the store's index, released on drop.
+struct IndexLock(File);
+
+impl Drop for IndexLock {
+    fn drop(&mut self) {
+        // SAFETY: flock on a descriptor we own; failure to unlock only delays others until close.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+impl Store {
+    /// Opens the layout at `root`, creating an empty one if the directory has none.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        let store = Store { root };
+        let layout = store.root.join("oci-layout");
+        if !layout.exists() {
+            fs::create_dir_all(store.root.join("blobs/sha256"))
+                .map_err(|e| StoreError::io(&store.root, e))?;
+            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        if !store.root.join("index.json").exists() {
+            store.write_index(&empty_index()?)?;
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).exists()
+    }
+
+    /// Writes a blob from a stream; returns its digest and size. Idempotent.
+    pub fn put_blob(&self, reader: impl Read) -> Result<(Digest, u64), StoreError> {
+        let dir = self.root.join("blobs/sha256");
+        let (tmp_path, file) = temp_file(&dir)?;
+        let result = (|| {
+            let mut w = HashingWriter::new(io::BufWriter::new(file));
+            let mut reader = reader;
+            io::copy(&mut reader, &mut w).map_err(|e| StoreError::io(&tmp_path, e))?;
+            self.commit_temp(&tmp_path, w)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp_path);
+        }
+        result
+    }
+
+    /// Writes a blob produced by `produce` into a writer; returns its digest and size.
+    pub fn put_blob_from_writer(
+        &self,
+        produce: impl FnOnce(&mut HashingWriter<io::BufWriter<File>>) -> io::Result<()>,
+    ) -> Result<(Digest, u64), StoreError> {
+        let dir = self.root.join("blobs/sha256");
+        let (tmp_path, file) = temp_file(&dir)?;
+        let result = (|| {
+            let mut w = HashingWriter::new(io::BufWriter::new(file));
+            produce(&mut w).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            self.commit_temp(&tmp_path, w)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp_path);
+        }
+        result
+    }
+
+    fn commit_temp(
+        &self,
+        tmp_path: &Path,
+        w: HashingWriter<io::BufWriter<File>>,
+    ) -> Result<(Digest, u64), StoreError> {
+        let (buf, digest, size) = w.finish();
+        let file = buf
+            .into_inner()
+            .map_err(|e| StoreError::io(tmp_path, e.into_error()))?;
+        file.sync_all().map_err(|e| StoreError::io(tmp_path, e))?;
+        let dest = self.blob_path(&digest);
+        fs::rename(tmp_path, &dest).map_err(|e| StoreError::io(&dest, e))?;
+        Ok((digest, size))
+    }
+
+    pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<(Digest, u64), StoreError> {
+        self.put_blob(bytes)
+    }
+
+    /// Opens a blob for streaming. The reader fails at end of stream if the content does not
+    /// match the digest, so a consumer must read to the end before trusting what it read.
+    pub fn open_blob(&self, digest: &Digest) -> Result<VerifiedReader<File>, StoreError> {
+        let path = self.blob_path(digest);
+        let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        Ok(VerifiedReader {
+            inner: Some(HashingReader::new(file)),
+            expected: digest.clone(),
+            path,
+        })
+    }
+
+    /// Reads a whole (small) blob and verifies it.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(StoreError::Corrupt {
+                path,
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    pub fn read_index(&self) -> Result<ImageIndex, StoreError> {
+        let path = self.root.join("index.json");
+        let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    fn write_index(&self, index: &ImageIndex) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(index).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        write_atomic(&self.root.join("index.json"), &bytes)
+    }
+
+    fn lock(&self) -> Result<IndexLock, StoreError> {
+        let path = self.root.join("index.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        // SAFETY: flock on a descriptor we own; it blocks until other isola processes finish
+        // their index update.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(StoreError::io(&path, io::Error::last_os_error()));
+        }
+        Ok(IndexLock(file))
+    }
+
+    /// Points `name:tag` at a manifest already in the store (replacing any previous target).
+    pub fn tag(&self, reference: &Reference, manifest: Descriptor) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let name = reference.tagged();
+        let mut manifests: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| ref_name(d) != Some(name.as_str()))
+            .cloned()
+            .collect();
+        let mut desc = manifest;
+        let mut annotations = desc.annotations().clone().unwrap_or_default();
+        annotations.insert(REF_NAME.to_string(), name);
+        desc.set_annotations(Some(annotations));
+        manifests.push(desc);
+        index.set_manifests(manifests);
+        self.write_index(&index)
+    }
+
+    /// Every tag in the store: `name:tag` → manifest descriptor.
+    pub fn tags(&self) -> Result<BTreeMap<String, Descriptor>, StoreError> {
+        Ok(self
+            .read_index()?
+            .manifests()
+            .iter()
+            .filter_map(|d| ref_name(d).map(|n| (n.to_string(), d.clone())))
+            .collect())
+    }
+
+    /// Resolves a reference to an image in the store, reading and verifying manifest and config.
+    pub fn resolve(&self, reference: &Reference) -> Result<Image, StoreError> {
+        let tags = self.tags()?;
+        let (name, tag, desc) = if let Some(digest) = &reference.digest {
+            let found = tags.iter().find(|(n, d)| {
+                n.rsplit_once(':').map(|(n, _)| n) == Some(reference.name.as_str())
+                    && descriptor_digest(d).ok().as_ref() == Some(digest)
+            });
+            match found {
+                Some((_, d)) => (reference.name.clone(), reference.tag.clone(), d.clone()),
+                None => return Err(StoreError::NotFound(reference.to_string())),
+            }
+        } else {
+            match tags.get(&reference.tagged()) {
+                Some(d) => (reference.name.clone(), reference.tag.clone(), d.clone()),
+                None => return Err(StoreError::NotFound(reference.to_string())),
+            }
+        };
+        self.load_image(name, tag, &desc)
+    }
+
+    fn load_image(&self, name: String, tag: String, desc: &Descriptor) -> Result<Image, StoreError> {
+        let manifest_digest = descriptor_digest(desc)?;
+        let bytes = self.read_blob(&manifest_digest)?;
+        let manifest = parse_manifest(&bytes, &manifest_digest)?;
+        let config_digest = descriptor_digest(manifest.config())?;
+        let config: ImageConfiguration = serde_json::from_slice(&self.read_blob(&config_digest)?)
+            .map_err(|e| StoreError::Invalid(format!("image config {config_digest}: {e}")))?;
+        if config.rootfs().diff_ids().len() != manifest.layers().len() {
+            return Err(StoreError::Invalid(format!(
+                "image {name}:{tag}: manifest has {} layers but config has {} diff_ids",
+                manifest.layers().len(),
+                config.rootfs().diff_ids().len()
+            )));
+        }
+        Ok(Image {
+            name,
+            tag,
+            manifest_digest,
+            manifest,
+            config_digest,
+            config,
+        })
+    }
+
+    /// All tagged images, sorted by name.
+    pub fn images(&self) -> Result<Vec<Image>, StoreError> {
+        let mut out = Vec::new();
+        for (full, desc) in self.tags()? {
+            let (name, tag) = full.rsplit_once(':').unwrap_or((full.as_str(), "latest"));
+            out.push(self.load_image(name.to_string(), tag.to_string(), &desc)?);
+        }
+        Ok(out)
+    }
+
+    /// Removes a tag, then every blob no remaining tag reaches. Returns the removed blob count.
+    pub fn untag(&self, reference: &Reference) -> Result<usize, StoreError> {
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let name = reference.tagged();
+        let before = index.manifests().len();
+        let kept: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| ref_name(d) != Some(name.as_str()))
+            .cloned()
+            .collect();
+        if kept.len() == before {
+            return Err(StoreError::NotFound(reference.to_string()));
+        }
+        index.set_manifests(kept);
+        self.write_index(&index)?;
+        self.collect_garbage(&index)
+    }
+
+    /// Deletes blobs that no manifest in `index` references.
+    fn collect_garbage(&self, index: &ImageIndex) -> Result<usize, StoreError> {
+        let mut live = HashSet::new();
+        for desc in index.manifests() {
+            let digest = descriptor_digest(desc)?;
+            if let Ok(bytes) = self.read_blob(&digest) {
+                if let Ok(m) = parse_manifest(&bytes, &digest) {
+                    live.insert(descriptor_digest(m.config())?.hex().to_string());
+                    for l in m.layers() {
+                        live.insert(descriptor_digest(l)?.hex().to_string());
+                    }
+                }
+            }
+            live.insert(digest.hex().to_string());
+        }
+        let dir = self.root.join("blobs/sha256");
+        let mut removed = 0;
+        for entry in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !live.contains(&name) && !name.starts_with(".tmp-") {
+                fs::remove_file(entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Parses an image manifest, refusing indexes and other documents that pretend to be one.
+pub fn parse_manifest(bytes: &[u8], digest: &Digest) -> Result<ImageManifest, StoreError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Invalid(format!("manifest {digest}: {e}")))?;
+    if value.get("manifests").is_some() {
+        return Err(StoreError::Invalid(format!(
+            "manifest {digest} also has a \"manifests\" field (an index posing as a manifest)"
+        )));
+    }
+    let manifest: ImageManifest = serde_json::from_value(value)
+        .map_err(|e| StoreError::Invalid(format!("manifest {digest}: {e}")))?;
+    match manifest.media_type() {
+        None | Some(MediaType::ImageManifest) => {}
+        Some(MediaType::Other(t)) if t == "application/vnd.docker.distribution.manifest.v2+json" => {}
+        Some(other) => {
+            return Err(StoreError::Invalid(format!(
+                "manifest {digest} has media type {other}, not an image manifest"
+            )))
+        }
+    }
+    Ok(manifest)
+}
+
+fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations().as_ref()?.get(REF_NAME).map(String::as_str)
+}
+
+fn empty_index() -> Result<ImageIndex, StoreError> {
+    ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(Vec::<Descriptor>::new())
+        .build()
+        .map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// A fresh, exclusively created temp file in `dir`.
+pub(crate) fn temp_file(dir: &Path) -> Result<(PathBuf, File), StoreError> {
+    for attempt in 0..100u32 {
+        let path = dir.join(format!(".tmp-{}-{}-{attempt}", std::process::id(), nanos()));
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(StoreError::io(&path, e)),
+        }
+    }
+    Err(StoreError::Invalid(format!("cannot create a temp file in {}", dir.display())))
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Writes a small file atomically: temp file, fsync, rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let (tmp, mut f) = temp_file(dir)?;
+    let r = f
+        .write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .and_then(|_| fs::rename(&tmp, path));
+    if let Err(e) = r {
+        let _ = fs::remove_file(&tmp);
+        return Err(StoreError::io(path, e));
+    }
+    Ok(())
+}
+
+/// A blob reader that checks the digest when the stream ends.
+pub struct VerifiedReader<R> {
+    inner: Option<HashingReader<R>>,
+    expected: Digest,
+    path: PathBuf,
+}
+
+impl<R: Read> Read for VerifiedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(0);
+        };
+        let n = inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let (actual, _) = self.inner.take().expect("present").finish()?;
+            if actual != self.expected {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "blob {} is corrupt: content hashes to {actual}",
+                        self.path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
