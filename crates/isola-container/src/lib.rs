@@ -1,0 +1,48 @@
+//! isola's container isolation level: the workload runs on the host kernel, fenced by
+//! namespaces (pid, mount, uts, ipc, net, cgroup), a pivot_root into its own rootfs, cgroup
+//! limits, a reduced capability set and no_new_privs.
+//!
+//! Read it top to bottom: `container` (the lifecycle seen from the host), `init` (the steps
+//! inside the new namespaces), then `rootfs`, `devices`, `identity`, `network`, `cgroups`.
+
+pub mod cgroups;
+mod channel;
+mod console_relay;
+pub mod container;
+mod devices;
+mod exec;
+mod identity;
+mod init;
+mod mount_options;
+pub mod monitor;
+mod network;
+mod rootfs;
+pub mod state;
+
+pub use container::{clean_stale, create, load_spec, Container, CreateOptions};
+
+/// What can go wrong creating or running a container.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("{0}")]
+    Config(String),
+    #[error("container {0:?} already exists")]
+    Exists(String),
+    #[error(transparent)]
+    Cgroup(#[from] cgroups::CgroupError),
+    /// Setup or exec failed inside the init; `code` is the exit status to report (125, 126, 127).
+    #[error("{message}")]
+    Setup { code: i32, message: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+impl ContainerError {
+    /// The exit status docker would report for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ContainerError::Setup { code, .. } => *code,
+            _ => 125,
+        }
+    }
+}

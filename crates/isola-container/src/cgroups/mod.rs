@@ -1,0 +1,143 @@
+//! Cgroups: where limits are enforced. One interface over the three layouts a host can have:
+//! pure v2 (unified), pure v1 (one hierarchy per controller) and hybrid (v1 controllers plus an
+//! almost empty v2 mount, as on these machines). The layout is read from /proc/self/mountinfo.
+
+mod hierarchy;
+mod v1;
+mod v2;
+
+pub use hierarchy::{Hierarchies, Layout};
+
+use oci_spec::runtime::LinuxResources;
+use std::io;
+use std::path::PathBuf;
+
+/// Why a cgroup could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroup controller {controller:?} is not available on this host (needed for {why})")]
+    MissingController {
+        controller: &'static str,
+        why: &'static str,
+    },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("no cgroup filesystem is mounted")]
+    NoCgroupFs,
+}
+
+pub(crate) fn io_err(path: &std::path::Path, source: io::Error) -> CgroupError {
+    CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A container's cgroup, in whichever layout the host has.
+#[derive(Debug)]
+pub enum Cgroup {
+    V1(v1::V1Cgroup),
+    V2(v2::V2Cgroup),
+}
+
+impl Cgroup {
+    /// Creates the cgroup at `rel` (e.g. `/isola/<id>`) and applies `resources`. On error
+    /// nothing is left behind.
+    pub fn create(
+        hier: &Hierarchies,
+        rel: &str,
+        resources: Option<&LinuxResources>,
+    ) -> Result<Cgroup, CgroupError> {
+        let empty = LinuxResources::default();
+        let res = resources.unwrap_or(&empty);
+        match hier.layout {
+            Layout::Unified => Ok(Cgroup::V2(v2::V2Cgroup::create(hier, rel, res)?)),
+            Layout::Legacy | Layout::Hybrid => Ok(Cgroup::V1(v1::V1Cgroup::create(hier, rel, res)?)),
+        }
+    }
+
+    /// Re-opens an existing cgroup (for cleanup after a crash).
+    pub fn existing(hier: &Hierarchies, rel: &str) -> Cgroup {
+        match hier.layout {
+            Layout::Unified => Cgroup::V2(v2::V2Cgroup::existing(hier, rel)),
+            Layout::Legacy | Layout::Hybrid => Cgroup::V1(v1::V1Cgroup::existing(hier, rel)),
+        }
+    }
+
+    pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
+        match self {
+            Cgroup::V1(c) => c.add_pid(pid),
+            Cgroup::V2(c) => c.add_pid(pid),
+        }
+    }
+
+    /// Whether the kernel's OOM killer killed something in this cgroup.
+    pub fn oom_killed(&self) -> bool {
+        match self {
+            Cgroup::V1(c) => c.oom_killed(),
+            Cgroup::V2(c) => c.oom_killed(),
+        }
+    }
+
+    /// The pids still in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        match self {
+            Cgroup::V1(c) => c.pids(),
+            Cgroup::V2(c) => c.pids(),
+        }
+    }
+
+    /// Kills whatever is left and removes the cgroup directories.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        for _ in 0..200 {
+            let pids = self.pids();
+            for p in &pids {
+                // SAFETY: kill(2) with a pid read from the cgroup; at worst ESRCH.
+                unsafe { libc::kill(*p, libc::SIGKILL) };
+            }
+            match self.try_rmdir() {
+                Ok(()) => return Ok(()),
+                Err(CgroupError::Io { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.try_rmdir()
+    }
+
+    fn try_rmdir(&self) -> Result<(), CgroupError> {
+        match self {
+            Cgroup::V1(c) => c.rmdir(),
+            Cgroup::V2(c) => c.rmdir(),
+        }
+    }
+
+    /// Host paths of the cgroup directories (for the record in the state file).
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V1(c) => c.paths(),
+            Cgroup::V2(c) => vec![c.path().to_path_buf()],
+        }
+    }
+}
+
+pub(crate) fn write_file(path: &std::path::Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(|e| io_err(path, e))
+}
+
+pub(crate) fn read_pids(path: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+pub(crate) fn rmdir(path: &std::path::Path) -> Result<(), CgroupError> {
+    match std::fs::remove_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path, e)),
+    }
+}

@@ -1,0 +1,315 @@
+//! The container lifecycle on the host side: create → start → (wait/kill) → delete, mirroring
+//! the OCI runtime operations. `create` clones the init into its namespaces, places it in its
+//! cgroups and lets it build its rootfs; it then waits, ready, until `start` lets it exec.
+
+use crate::cgroups::{Cgroup, Hierarchies};
+use crate::channel::{self, Channel, Message};
+use crate::init::{init_main, InitArgs};
+use crate::monitor;
+use crate::state::{self, State};
+use crate::ContainerError;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// How to create a container.
+pub struct CreateOptions<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    /// Directory holding one state directory per container (e.g. /run/isola/containers).
+    pub state_root: &'a Path,
+    /// Keep isola's stdin as the workload's stdin (`-i`); otherwise it reads /dev/null.
+    pub interactive: bool,
+}
+
+/// A created (and later running) container.
+pub struct Container {
+    pub id: String,
+    pub pid: i32,
+    pub state_dir: PathBuf,
+    pub cgroup: Cgroup,
+    pub console: Option<OwnedFd>,
+    channel: Channel,
+    state: State,
+}
+
+fn clone_flags(spec: &Spec) -> Result<libc::c_int, ContainerError> {
+    let mut flags = 0;
+    let namespaces = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    for ns in namespaces {
+        if ns.path().is_some() {
+            return Err(ContainerError::Config(format!(
+                "joining an existing {:?} namespace is not supported",
+                ns.typ()
+            )));
+        }
+        flags |= match ns.typ() {
+            LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+            LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+            LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+            LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+            LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+            // Entered by the init once it is in its cgroup, so that cgroup becomes its root.
+            LinuxNamespaceType::Cgroup => 0,
+            other => {
+                return Err(ContainerError::Config(format!(
+                    "linux.namespaces: {other:?} namespaces are not supported yet"
+                )))
+            }
+        };
+    }
+    if flags & libc::CLONE_NEWNS == 0 {
+        return Err(ContainerError::Config(
+            "linux.namespaces must include a mount namespace".into(),
+        ));
+    }
+    Ok(flags)
+}
+
+/// Loads and checks `config.json` in a bundle.
+pub fn load_spec(bundle: &Path) -> Result<Spec, ContainerError> {
+    let path = bundle.join("config.json");
+    let spec = Spec::load(&path).map_err(|e| ContainerError::Config(format!("{}: {e}", path.display())))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| ContainerError::Config(format!("{}: no process", path.display())))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(ContainerError::Config(format!("{}: process.args is empty", path.display())));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(ContainerError::Config(format!(
+            "{}: process.cwd {:?} is not absolute",
+            path.display(),
+            process.cwd()
+        )));
+    }
+    Ok(spec)
+}
+
+/// Creates the container: namespaces, cgroups, rootfs; the workload is not started yet.
+pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
+    let spec = load_spec(o.bundle)?;
+    let flags = clone_flags(&spec)?;
+    let hier = Hierarchies::detect()?;
+    std::fs::create_dir_all(o.state_root).map_err(|e| ContainerError::Io(format!("{}: {e}", o.state_root.display())))?;
+    let state_dir = o.state_root.join(o.id);
+    match std::fs::create_dir(&state_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(ContainerError::Exists(o.id.to_string()))
+        }
+        Err(e) => return Err(ContainerError::Io(format!("{}: {e}", state_dir.display()))),
+    }
+    let cgroups_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("/isola/{}", o.id));
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
+    let cgroup = match Cgroup::create(&hier, &cgroups_path, resources.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&state_dir);
+            return Err(e.into());
+        }
+    };
+    let undo = |cgroup: &Cgroup, pid: Option<i32>| {
+        if let Some(pid) = pid {
+            // SAFETY: kill(2) of our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            monitor::wait_quietly(pid);
+        }
+        let _ = cgroup.remove();
+        let _ = std::fs::remove_dir_all(&state_dir);
+    };
+    let spawned = spawn_init(&spec, o, &hier, flags);
+    let (pid, channel) = match spawned {
+        Ok(x) => x,
+        Err(e) => {
+            undo(&cgroup, None);
+            return Err(e);
+        }
+    };
+    let mut state = State {
+        oci_version: spec.version().clone(),
+        id: o.id.to_string(),
+        status: "creating".into(),
+        pid,
+        pid_start_time: state::start_time(pid).unwrap_or(0),
+        bundle: o.bundle.to_path_buf(),
+        cgroups_path,
+        owner_pid: std::process::id() as i32,
+        owner_start_time: state::start_time(std::process::id() as i32).unwrap_or(0),
+    };
+    let setup = (|| -> Result<Option<OwnedFd>, ContainerError> {
+        state.save(&state_dir).map_err(|e| ContainerError::Io(format!("{}: {e}", state_dir.display())))?;
+        cgroup.add_pid(pid)?;
+        channel.send(&Message::Joined).map_err(|e| ContainerError::Io(format!("channel: {e}")))?;
+        let mut console = None;
+        loop {
+            match channel.recv().map_err(|e| ContainerError::Io(format!("channel: {e}")))? {
+                Some((Message::Console, fd)) => console = fd,
+                Some((Message::Ready, _)) => return Ok(console),
+                Some((Message::Failed { code, message }, _)) => {
+                    return Err(ContainerError::Setup { code, message })
+                }
+                Some((other, _)) => {
+                    return Err(ContainerError::Io(format!("unexpected message {other:?} from init")))
+                }
+                None => {
+                    return Err(ContainerError::Setup {
+                        code: 125,
+                        message: "container init exited during setup".into(),
+                    })
+                }
+            }
+        }
+    })();
+    match setup {
+        Ok(console) => {
+            state.status = "created".into();
+            let _ = state.save(&state_dir);
+            Ok(Container {
+                id: o.id.to_string(),
+                pid,
+                state_dir,
+                cgroup,
+                console,
+                channel,
+                state,
+            })
+        }
+        Err(e) => {
+            undo(&cgroup, Some(pid));
+            Err(e)
+        }
+    }
+}
+
+/// Clones the init into its new namespaces. Returns its pid (in our namespace) and our end of
+/// the channel.
+fn spawn_init(
+    spec: &Spec,
+    o: &CreateOptions,
+    hier: &Hierarchies,
+    flags: libc::c_int,
+) -> Result<(i32, Channel), ContainerError> {
+    let (parent_end, init_end) = channel::pair().map_err(|e| ContainerError::Io(format!("socketpair: {e}")))?;
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let stdin_null = if o.interactive || terminal {
+        None
+    } else {
+        Some(
+            std::fs::File::open("/dev/null")
+                .map_err(|e| ContainerError::Io(format!("/dev/null: {e}")))?,
+        )
+    };
+    // SAFETY: clone(2) without CLONE_VM behaves like fork(2): the child gets a copy of this
+    // single-threaded process (isola starts no threads) and runs only `init_main`, which ends
+    // in execve or _exit and never returns into the caller.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(ContainerError::Io(format!(
+            "clone: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    if pid == 0 {
+        drop(parent_end);
+        init_main(&InitArgs {
+            spec,
+            bundle: o.bundle,
+            hier,
+            channel: &init_end,
+            stdin: stdin_null.as_ref().map(|f| f.as_raw_fd()),
+        });
+    }
+    drop(init_end);
+    Ok((pid as i32, parent_end))
+}
+
+impl Container {
+    /// Lets the init exec the workload. Fails with docker's 126/127 when the command cannot run.
+    pub fn start(&mut self) -> Result<(), ContainerError> {
+        self.channel
+            .send(&Message::Start)
+            .map_err(|e| ContainerError::Io(format!("channel: {e}")))?;
+        match self.channel.recv().map_err(|e| ContainerError::Io(format!("channel: {e}")))? {
+            None => {
+                self.state.status = "running".into();
+                let _ = self.state.save(&self.state_dir);
+                Ok(())
+            }
+            Some((Message::Failed { code, message }, _)) => {
+                monitor::wait_quietly(self.pid);
+                Err(ContainerError::Setup { code, message })
+            }
+            Some((other, _)) => Err(ContainerError::Io(format!("unexpected message {other:?} from init"))),
+        }
+    }
+
+    /// Supervises the running workload until it exits; returns docker's exit code.
+    pub fn wait(&mut self, interactive: bool) -> Result<i32, ContainerError> {
+        let code = monitor::supervise(self.pid, self.console.take(), interactive)
+            .map_err(|e| ContainerError::Io(format!("waiting for the container: {e}")))?;
+        self.state.status = "stopped".into();
+        let _ = self.state.save(&self.state_dir);
+        Ok(code)
+    }
+
+    /// Sends a signal to the workload.
+    pub fn kill(&self, sig: i32) {
+        // SAFETY: kill(2) of the init we created (and have not reaped).
+        unsafe { libc::kill(self.pid, sig) };
+    }
+
+    /// Removes everything create made on the host: kills what is left, cgroups, state dir.
+    pub fn delete(self) -> Result<(), ContainerError> {
+        if state::is_alive(self.pid, self.state.pid_start_time) {
+            self.kill(libc::SIGKILL);
+            monitor::wait_quietly(self.pid);
+        }
+        self.cgroup.remove()?;
+        std::fs::remove_dir_all(&self.state_dir)
+            .map_err(|e| ContainerError::Io(format!("{}: {e}", self.state_dir.display())))
+    }
+}
+
+/// Removes what a container left behind when its owner died (kill -9 of isola): kills its init
+/// if still alive, removes its cgroups and its state directory. Returns the state it had.
+pub fn clean_stale(state_dir: &Path) -> Result<Option<State>, ContainerError> {
+    let st = match State::load(state_dir) {
+        Ok(s) => s,
+        Err(_) => {
+            // A state dir without a readable state file: a create that died very early.
+            let _ = std::fs::remove_dir_all(state_dir);
+            return Ok(None);
+        }
+    };
+    if state::is_alive(st.owner_pid, st.owner_start_time) {
+        return Ok(None);
+    }
+    if state::is_alive(st.pid, st.pid_start_time) {
+        // SAFETY: kill(2) of a pid whose start time matches the container init we recorded.
+        unsafe { libc::kill(st.pid, libc::SIGKILL) };
+    }
+    let hier = Hierarchies::detect()?;
+    Cgroup::existing(&hier, &st.cgroups_path).remove()?;
+    std::fs::remove_dir_all(state_dir).map_err(|e| ContainerError::Io(format!("{}: {e}", state_dir.display())))?;
+    Ok(Some(st))
+}

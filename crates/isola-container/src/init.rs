@@ -1,0 +1,168 @@
+//! The container's init: the code that runs in the cloned child, in its new namespaces, between
+//! clone and execve. It is PID 1 of its PID namespace and becomes the workload itself.
+//!
+//! Steps, each visible in the order they run: wait until the parent has put us in our cgroups,
+//! enter a new cgroup namespace, build the rootfs and pivot into it, console, hostname,
+//! loopback, stdio, rlimits, cwd, user and capabilities, tell the parent we are ready, wait for
+//! start, exec.
+
+use crate::cgroups::Hierarchies;
+use crate::channel::{Channel, Message};
+use crate::{devices, exec, identity, network, rootfs};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+
+/// Everything the init needs, prepared by the parent before clone.
+pub struct InitArgs<'a> {
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub hier: &'a Hierarchies,
+    pub channel: &'a Channel,
+    /// Becomes fd 0 when there is no console (e.g. /dev/null without `-i`); `None` inherits.
+    pub stdin: Option<RawFd>,
+}
+
+struct Failure {
+    code: i32,
+    message: String,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { code: 125, message }
+    }
+}
+
+fn has_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
+}
+
+/// Runs the init; never returns.
+pub fn init_main(args: &InitArgs) -> ! {
+    let code = match run(args) {
+        Ok(()) => 0, // parent went away before start: nothing to run
+        Err(f) => {
+            let _ = args.channel.send(&Message::Failed {
+                code: f.code,
+                message: f.message,
+            });
+            f.code
+        }
+    };
+    // SAFETY: _exit ends the child without running the parent's atexit handlers or destructors.
+    unsafe { libc::_exit(code) }
+}
+
+fn run(a: &InitArgs) -> Result<(), Failure> {
+    let spec = a.spec;
+    let process = spec.process().as_ref().ok_or("config.json has no process".to_string())?;
+    match a.channel.recv().map_err(|e| format!("channel: {e}"))? {
+        Some((Message::Joined, _)) => {}
+        None => return Ok(()),
+        Some((other, _)) => return Err(format!("unexpected message {other:?}").into()),
+    }
+    if has_ns(spec, LinuxNamespaceType::Cgroup) {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("entering a new cgroup namespace: {e}"))?;
+    }
+    rootfs::clear_umask();
+    rootfs::enter_rootfs(spec, a.bundle, a.hier)?;
+    let console = if process.terminal().unwrap_or(false) {
+        let (master, slave) = devices::open_console()?;
+        a.channel
+            .send_with_fd(&Message::Console, Some(master.as_raw_fd()))
+            .map_err(|e| format!("sending the console: {e}"))?;
+        Some(slave)
+    } else {
+        None
+    };
+    rootfs::finish_rootfs(spec)?;
+    if has_ns(spec, LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname() {
+            nix::unistd::sethostname(h).map_err(|e| format!("sethostname {h:?}: {e}"))?;
+        }
+    }
+    if has_ns(spec, LinuxNamespaceType::Network) {
+        network::loopback_up()?;
+    }
+
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    if let Some(slave) = &console {
+        // SAFETY: TIOCSCTTY with arg 0 on the pty slave we opened.
+        if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+            return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()).into());
+        }
+        for target in 0..3 {
+            nix::unistd::dup2(slave.as_raw_fd(), target).map_err(|e| format!("dup2 console: {e}"))?;
+        }
+    } else if let Some(fd) = a.stdin {
+        nix::unistd::dup2(fd, 0).map_err(|e| format!("dup2 stdin: {e}"))?;
+    }
+
+    identity::apply_rlimits(process)?;
+    let cwd = process.cwd();
+    std::fs::create_dir_all(cwd).map_err(|e| format!("creating cwd {}: {e}", cwd.display()))?;
+    nix::unistd::chdir(cwd).map_err(|e| format!("chdir {}: {e}", cwd.display()))?;
+    identity::become_user(process)?;
+    // The user may not be allowed into a directory root could create: docker reports that too.
+    nix::unistd::chdir(cwd).map_err(|e| format!("chdir {} as the workload's user: {e}", cwd.display()))?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        process.user().umask().unwrap_or(0o022),
+    ));
+
+    // Die with the parent from here on. Set after setuid (which clears it), then make sure the
+    // parent did not die before we asked: it would not tell us now.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    close_other_fds();
+
+    a.channel.send(&Message::Ready).map_err(|e| format!("channel: {e}"))?;
+    match a.channel.recv().map_err(|e| format!("channel: {e}"))? {
+        Some((Message::Start, _)) => {}
+        None => return Ok(()),
+        Some((other, _)) => return Err(format!("unexpected message {other:?}").into()),
+    }
+
+    let args = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    let cmd = args.first().ok_or("no command to run".to_string())?;
+    let path = exec::resolve(cmd, &env).map_err(|f| Failure {
+        code: f.code,
+        message: f.message,
+    })?;
+    reset_signals();
+    let f = exec::exec(&path, &args, &env);
+    Err(Failure {
+        code: f.code,
+        message: f.message,
+    })
+}
+
+/// Marks every descriptor above stderr close-on-exec, so nothing of isola's leaks into the
+/// workload (the channel already is).
+fn close_other_fds() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; no descriptor is closed now.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+}
+
+/// Default dispositions and an empty mask, as a fresh process would have. isola blocks the
+/// signals it forwards and Rust ignores SIGPIPE; neither may reach the workload.
+fn reset_signals() {
+    for sig in 1..32 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: setting the default disposition has no handler to be unsafe about.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: sigset is initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
