@@ -53,7 +53,9 @@ impl ConsoleRelay {
         // SAFETY: winsize is a plain struct; TIOCGWINSZ/TIOCSWINSZ read and write it.
         unsafe {
             let mut ws: libc::winsize = std::mem::zeroed();
-            if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 || libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0 {
+            if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0
+                || libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0
+            {
                 libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
             }
         }

@@ -73,13 +73,17 @@ fn clone_flags(spec: &Spec) -> Result<libc::c_int, ContainerError> {
 /// Loads and checks `config.json` in a bundle.
 pub fn load_spec(bundle: &Path) -> Result<Spec, ContainerError> {
     let path = bundle.join("config.json");
-    let spec = Spec::load(&path).map_err(|e| ContainerError::Config(format!("{}: {e}", path.display())))?;
+    let spec = Spec::load(&path)
+        .map_err(|e| ContainerError::Config(format!("{}: {e}", path.display())))?;
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| ContainerError::Config(format!("{}: no process", path.display())))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(ContainerError::Config(format!("{}: process.args is empty", path.display())));
+        return Err(ContainerError::Config(format!(
+            "{}: process.args is empty",
+            path.display()
+        )));
     }
     if !process.cwd().is_absolute() {
         return Err(ContainerError::Config(format!(
@@ -96,7 +100,8 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
     let spec = load_spec(o.bundle)?;
     let flags = clone_flags(&spec)?;
     let hier = Hierarchies::detect()?;
-    std::fs::create_dir_all(o.state_root).map_err(|e| ContainerError::Io(format!("{}: {e}", o.state_root.display())))?;
+    std::fs::create_dir_all(o.state_root)
+        .map_err(|e| ContainerError::Io(format!("{}: {e}", o.state_root.display())))?;
     let state_dir = o.state_root.join(o.id);
     match std::fs::create_dir(&state_dir) {
         Ok(()) => {}
@@ -148,19 +153,28 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
         owner_start_time: state::start_time(std::process::id() as i32).unwrap_or(0),
     };
     let setup = (|| -> Result<Option<OwnedFd>, ContainerError> {
-        state.save(&state_dir).map_err(|e| ContainerError::Io(format!("{}: {e}", state_dir.display())))?;
+        state
+            .save(&state_dir)
+            .map_err(|e| ContainerError::Io(format!("{}: {e}", state_dir.display())))?;
         cgroup.add_pid(pid)?;
-        channel.send(&Message::Joined).map_err(|e| ContainerError::Io(format!("channel: {e}")))?;
+        channel
+            .send(&Message::Joined)
+            .map_err(|e| ContainerError::Io(format!("channel: {e}")))?;
         let mut console = None;
         loop {
-            match channel.recv().map_err(|e| ContainerError::Io(format!("channel: {e}")))? {
+            match channel
+                .recv()
+                .map_err(|e| ContainerError::Io(format!("channel: {e}")))?
+            {
                 Some((Message::Console, fd)) => console = fd,
                 Some((Message::Ready, _)) => return Ok(console),
                 Some((Message::Failed { code, message }, _)) => {
                     return Err(ContainerError::Setup { code, message })
                 }
                 Some((other, _)) => {
-                    return Err(ContainerError::Io(format!("unexpected message {other:?} from init")))
+                    return Err(ContainerError::Io(format!(
+                        "unexpected message {other:?} from init"
+                    )))
                 }
                 None => {
                     return Err(ContainerError::Setup {
@@ -200,8 +214,13 @@ fn spawn_init(
     hier: &Hierarchies,
     flags: libc::c_int,
 ) -> Result<(i32, Channel), ContainerError> {
-    let (parent_end, init_end) = channel::pair().map_err(|e| ContainerError::Io(format!("socketpair: {e}")))?;
-    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let (parent_end, init_end) =
+        channel::pair().map_err(|e| ContainerError::Io(format!("socketpair: {e}")))?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     let stdin_null = if o.interactive || terminal {
         None
     } else {
@@ -249,7 +268,11 @@ impl Container {
         self.channel
             .send(&Message::Start)
             .map_err(|e| ContainerError::Io(format!("channel: {e}")))?;
-        match self.channel.recv().map_err(|e| ContainerError::Io(format!("channel: {e}")))? {
+        match self
+            .channel
+            .recv()
+            .map_err(|e| ContainerError::Io(format!("channel: {e}")))?
+        {
             None => {
                 self.state.status = "running".into();
                 let _ = self.state.save(&self.state_dir);
@@ -259,7 +282,9 @@ impl Container {
                 monitor::wait_quietly(self.pid);
                 Err(ContainerError::Setup { code, message })
             }
-            Some((other, _)) => Err(ContainerError::Io(format!("unexpected message {other:?} from init"))),
+            Some((other, _)) => Err(ContainerError::Io(format!(
+                "unexpected message {other:?} from init"
+            ))),
         }
     }
 
@@ -310,6 +335,7 @@ pub fn clean_stale(state_dir: &Path) -> Result<Option<State>, ContainerError> {
     }
     let hier = Hierarchies::detect()?;
     Cgroup::existing(&hier, &st.cgroups_path).remove()?;
-    std::fs::remove_dir_all(state_dir).map_err(|e| ContainerError::Io(format!("{}: {e}", state_dir.display())))?;
+    std::fs::remove_dir_all(state_dir)
+        .map_err(|e| ContainerError::Io(format!("{}: {e}", state_dir.display())))?;
     Ok(Some(st))
 }

@@ -19,7 +19,10 @@ pub fn apply_rlimits(process: &Process) -> Result<()> {
         };
         // SAFETY: setrlimit reads one rlimit struct.
         if unsafe { libc::setrlimit(resource, &lim) } != 0 {
-            return Err(format!("setrlimit {name}: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "setrlimit {name}: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     Ok(())
@@ -52,7 +55,11 @@ fn to_caps(set: &Option<Capabilities>) -> Result<CapsHashSet> {
     let mut out = CapsHashSet::new();
     for c in set.iter().flatten() {
         let name = c.to_string();
-        let name = if name.starts_with("CAP_") { name } else { format!("CAP_{name}") };
+        let name = if name.starts_with("CAP_") {
+            name
+        } else {
+            format!("CAP_{name}")
+        };
         let cap = Cap::from_str(&name).map_err(|_| format!("unknown capability {name}"))?;
         if supported.contains(&cap) {
             out.insert(cap);
@@ -74,12 +81,16 @@ pub fn become_user(process: &Process) -> Result<()> {
 
     for cap in caps::runtime::thread_all_supported() {
         if !bounding.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(|e| format!("dropping {cap} from the bounding set: {e}"))?;
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(|e| format!("dropping {cap} from the bounding set: {e}"))?;
         }
     }
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
-        return Err(format!("PR_SET_KEEPCAPS: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "PR_SET_KEEPCAPS: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let groups: Vec<nix::unistd::Gid> = user
         .additional_gids()
@@ -97,20 +108,31 @@ pub fn become_user(process: &Process) -> Result<()> {
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
 
     // Effective first (it must stay within the permitted set at every step), then the rest.
-    caps::set(None, CapSet::Effective, &effective.intersection(&permitted).copied().collect())
+    caps::set(
+        None,
+        CapSet::Effective,
+        &effective.intersection(&permitted).copied().collect(),
+    )
+    .map_err(|e| format!("setting effective capabilities: {e}"))?;
+    caps::set(None, CapSet::Permitted, &permitted)
+        .map_err(|e| format!("setting permitted capabilities: {e}"))?;
+    caps::set(None, CapSet::Effective, &effective)
         .map_err(|e| format!("setting effective capabilities: {e}"))?;
-    caps::set(None, CapSet::Permitted, &permitted).map_err(|e| format!("setting permitted capabilities: {e}"))?;
-    caps::set(None, CapSet::Effective, &effective).map_err(|e| format!("setting effective capabilities: {e}"))?;
     caps::set(None, CapSet::Inheritable, &inheritable)
         .map_err(|e| format!("setting inheritable capabilities: {e}"))?;
-    caps::clear(None, CapSet::Ambient).map_err(|e| format!("clearing ambient capabilities: {e}"))?;
+    caps::clear(None, CapSet::Ambient)
+        .map_err(|e| format!("clearing ambient capabilities: {e}"))?;
     for cap in ambient {
-        caps::raise(None, CapSet::Ambient, cap).map_err(|e| format!("raising ambient {cap}: {e}"))?;
+        caps::raise(None, CapSet::Ambient, cap)
+            .map_err(|e| format!("raising ambient {cap}: {e}"))?;
     }
     if process.no_new_privileges().unwrap_or(false) {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(format!("PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "PR_SET_NO_NEW_PRIVS: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     Ok(())

@@ -59,7 +59,10 @@ pub fn init_main(args: &InitArgs) -> ! {
 
 fn run(a: &InitArgs) -> Result<(), Failure> {
     let spec = a.spec;
-    let process = spec.process().as_ref().ok_or("config.json has no process".to_string())?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or("config.json has no process".to_string())?;
     match a.channel.recv().map_err(|e| format!("channel: {e}"))? {
         Some((Message::Joined, _)) => {}
         None => return Ok(()),
@@ -97,7 +100,8 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
             return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()).into());
         }
         for target in 0..3 {
-            nix::unistd::dup2(slave.as_raw_fd(), target).map_err(|e| format!("dup2 console: {e}"))?;
+            nix::unistd::dup2(slave.as_raw_fd(), target)
+                .map_err(|e| format!("dup2 console: {e}"))?;
         }
     } else if let Some(fd) = a.stdin {
         nix::unistd::dup2(fd, 0).map_err(|e| format!("dup2 stdin: {e}"))?;
@@ -109,7 +113,8 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
     nix::unistd::chdir(cwd).map_err(|e| format!("chdir {}: {e}", cwd.display()))?;
     identity::become_user(process)?;
     // The user may not be allowed into a directory root could create: docker reports that too.
-    nix::unistd::chdir(cwd).map_err(|e| format!("chdir {} as the workload's user: {e}", cwd.display()))?;
+    nix::unistd::chdir(cwd)
+        .map_err(|e| format!("chdir {} as the workload's user: {e}", cwd.display()))?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022),
     ));
@@ -120,7 +125,9 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     close_other_fds();
 
-    a.channel.send(&Message::Ready).map_err(|e| format!("channel: {e}"))?;
+    a.channel
+        .send(&Message::Ready)
+        .map_err(|e| format!("channel: {e}"))?;
     match a.channel.recv().map_err(|e| format!("channel: {e}"))? {
         Some((Message::Start, _)) => {}
         None => return Ok(()),
@@ -146,7 +153,14 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
 /// workload (the channel already is).
 fn close_other_fds() {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; no descriptor is closed now.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
 }
 
 /// Default dispositions and an empty mask, as a fresh process would have. isola blocks the

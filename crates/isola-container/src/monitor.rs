@@ -58,7 +58,10 @@ pub fn supervise(pid: i32, console: Option<OwnedFd>, interactive: bool) -> std::
             }
             return Ok(exit_code(status));
         }
-        let mut fds = vec![nix::poll::PollFd::new(sfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = vec![nix::poll::PollFd::new(
+            sfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         if let Some(r) = relay.as_ref() {
             fds.extend(r.poll_fds());
         }
@@ -107,10 +110,11 @@ fn reap(child: Pid) -> std::io::Result<Option<WaitStatus>> {
 pub fn wait_quietly(pid: i32) -> Option<i32> {
     loop {
         match waitpid(Pid::from_raw(pid), None) {
-            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Some(exit_code(s)),
+            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                return Some(exit_code(s))
+            }
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return None,
         }
     }
 }
-

@@ -83,7 +83,12 @@ mod tests {
 
     #[test]
     fn flags_and_data() {
-        let o = parse(&["nosuid".into(), "strictatime".into(), "mode=755".into(), "size=65536k".into()]);
+        let o = parse(&[
+            "nosuid".into(),
+            "strictatime".into(),
+            "mode=755".into(),
+            "size=65536k".into(),
+        ]);
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
         assert_eq!(o.data, "mode=755,size=65536k");
         let o = parse(&["rbind".into(), "ro".into(), "rprivate".into()]);

@@ -20,7 +20,10 @@ fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-fn ctx<T, E: std::fmt::Display>(r: std::result::Result<T, E>, what: impl FnOnce() -> String) -> Result<T> {
+fn ctx<T, E: std::fmt::Display>(
+    r: std::result::Result<T, E>,
+    what: impl FnOnce() -> String,
+) -> Result<T> {
     r.map_err(|e| format!("{}: {e}", what()))
 }
 
@@ -34,18 +37,35 @@ pub fn enter_rootfs(spec: &Spec, bundle: &Path, hier: &Hierarchies) -> Result<()
         bundle.join(root_cfg.path())
     };
     if !rootfs.is_dir() {
-        return Err(format!("rootfs {} is not a readable directory", rootfs.display()));
+        return Err(format!(
+            "rootfs {} is not a readable directory",
+            rootfs.display()
+        ));
     }
     // Nothing we mount from here on may propagate back to the host.
     ctx(
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>),
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ),
         || "making / private".into(),
     )?;
     ctx(
-        mount(Some(&rootfs), &rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>),
+        mount(
+            Some(&rootfs),
+            &rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
         || format!("binding rootfs {}", rootfs.display()),
     )?;
-    let root = ctx(Root::open(&rootfs), || format!("opening rootfs {}", rootfs.display()))?;
+    let root = ctx(Root::open(&rootfs), || {
+        format!("opening rootfs {}", rootfs.display())
+    })?;
 
     let mut has_dev = false;
     for m in spec.mounts().as_deref().unwrap_or_default() {
@@ -70,7 +90,12 @@ pub fn finish_rootfs(spec: &Spec) -> Result<()> {
             make_readonly(Path::new(p))?;
         }
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         remount_readonly(Path::new("/"))?;
     }
     Ok(())
@@ -86,8 +111,14 @@ fn mount_one(root: &Root, bundle: &Path, m: &Mount, hier: &Hierarchies) -> Resul
     }
     if opts.is_bind() {
         let src = m.source().clone().unwrap_or_default();
-        let src = if src.is_absolute() { src } else { bundle.join(src) };
-        let meta = ctx(std::fs::metadata(&src), || format!("bind source {}", src.display()))?;
+        let src = if src.is_absolute() {
+            src
+        } else {
+            bundle.join(src)
+        };
+        let meta = ctx(std::fs::metadata(&src), || {
+            format!("bind source {}", src.display())
+        })?;
         let target = if meta.is_dir() {
             ctx(root.mkdir_all(dest, 0o755), what)?
         } else {
@@ -95,7 +126,13 @@ fn mount_one(root: &Root, bundle: &Path, m: &Mount, hier: &Hierarchies) -> Resul
         };
         let tp = fd_path(&target);
         ctx(
-            mount(Some(&src), &tp, None::<&str>, opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC), None::<&str>),
+            mount(
+                Some(&src),
+                &tp,
+                None::<&str>,
+                opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+                None::<&str>,
+            ),
             what,
         )?;
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
@@ -103,7 +140,13 @@ fn mount_one(root: &Root, bundle: &Path, m: &Mount, hier: &Hierarchies) -> Resul
             // Re-open: the fd still names the directory under the new mount.
             let target = ctx(root.open_at(dest, libc::O_PATH, true), what)?;
             ctx(
-                mount(None::<&str>, &fd_path(&target), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra, None::<&str>),
+                mount(
+                    None::<&str>,
+                    &fd_path(&target),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
+                    None::<&str>,
+                ),
                 what,
             )?;
         }
@@ -112,14 +155,26 @@ fn mount_one(root: &Root, bundle: &Path, m: &Mount, hier: &Hierarchies) -> Resul
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
         ctx(
-            mount(Some(&source), &fd_path(&target), Some(typ.as_str()), opts.flags, data),
+            mount(
+                Some(&source),
+                &fd_path(&target),
+                Some(typ.as_str()),
+                opts.flags,
+                data,
+            ),
             what,
         )?;
     }
     if !opts.propagation.is_empty() {
         let target = ctx(root.open_at(dest, libc::O_PATH, true), what)?;
         ctx(
-            mount(None::<&str>, &fd_path(&target), None::<&str>, opts.propagation, None::<&str>),
+            mount(
+                None::<&str>,
+                &fd_path(&target),
+                None::<&str>,
+                opts.propagation,
+                None::<&str>,
+            ),
             what,
         )?;
     }
@@ -149,16 +204,33 @@ fn mount_cgroups(root: &Root, dest: &Path, opts: &MountOptions, hier: &Hierarchi
     let flags = opts.flags;
     if hier.layout == Layout::Unified {
         return ctx(
-            mount(Some("cgroup2"), &fd_path(&target), Some("cgroup2"), flags, None::<&str>),
+            mount(
+                Some("cgroup2"),
+                &fd_path(&target),
+                Some("cgroup2"),
+                flags,
+                None::<&str>,
+            ),
             what,
         );
     }
     ctx(
-        mount(Some("tmpfs"), &fd_path(&target), Some("tmpfs"), (flags & !MsFlags::MS_RDONLY) | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755")),
+        mount(
+            Some("tmpfs"),
+            &fd_path(&target),
+            Some("tmpfs"),
+            (flags & !MsFlags::MS_RDONLY)
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        ),
         what,
     )?;
     for (host_mount, ctrls) in &hier.v1_mounts {
-        let Some(name) = host_mount.file_name() else { continue };
+        let Some(name) = host_mount.file_name() else {
+            continue;
+        };
         let sub = dest.join(name);
         let t = ctx(root.mkdir_all(&sub, 0o755), || sub.display().to_string())?;
         let data = if ctrls.starts_with("name=") {
@@ -167,7 +239,13 @@ fn mount_cgroups(root: &Root, dest: &Path, opts: &MountOptions, hier: &Hierarchi
             ctrls.clone()
         };
         ctx(
-            mount(Some("cgroup"), &fd_path(&t), Some("cgroup"), flags, Some(data.as_str())),
+            mount(
+                Some("cgroup"),
+                &fd_path(&t),
+                Some("cgroup"),
+                flags,
+                Some(data.as_str()),
+            ),
             || format!("mount {} (cgroup {ctrls})", sub.display()),
         )?;
     }
@@ -176,7 +254,13 @@ fn mount_cgroups(root: &Root, dest: &Path, opts: &MountOptions, hier: &Hierarchi
             let sub = dest.join(name);
             let t = ctx(root.mkdir_all(&sub, 0o755), || sub.display().to_string())?;
             ctx(
-                mount(Some("cgroup2"), &fd_path(&t), Some("cgroup2"), flags, None::<&str>),
+                mount(
+                    Some("cgroup2"),
+                    &fd_path(&t),
+                    Some("cgroup2"),
+                    flags,
+                    None::<&str>,
+                ),
                 || format!("mount {} (cgroup2)", sub.display()),
             )?;
         }
@@ -184,7 +268,18 @@ fn mount_cgroups(root: &Root, dest: &Path, opts: &MountOptions, hier: &Hierarchi
     if flags.contains(MsFlags::MS_RDONLY) {
         let target = ctx(root.open_at(dest, libc::O_PATH, true), what)?;
         ctx(
-            mount(None::<&str>, &fd_path(&target), None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>),
+            mount(
+                None::<&str>,
+                &fd_path(&target),
+                None::<&str>,
+                MsFlags::MS_REMOUNT
+                    | MsFlags::MS_BIND
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC,
+                None::<&str>,
+            ),
             what,
         )?;
     }
@@ -195,7 +290,9 @@ fn mount_cgroups(root: &Root, dest: &Path, opts: &MountOptions, hier: &Hierarchi
 fn pivot(root: &Root) -> Result<()> {
     ctx(nix::unistd::fchdir(root.fd()), || "entering rootfs".into())?;
     ctx(nix::unistd::pivot_root(".", "."), || "pivot_root".into())?;
-    ctx(umount2(".", MntFlags::MNT_DETACH), || "detaching the host's root".into())?;
+    ctx(umount2(".", MntFlags::MNT_DETACH), || {
+        "detaching the host's root".into()
+    })?;
     ctx(nix::unistd::chdir("/"), || "chdir /".into())
 }
 
@@ -206,9 +303,21 @@ fn mask(path: &Path) -> Result<()> {
         Err(e) => return Err(format!("masking {}: {e}", path.display())),
     };
     let r = if meta.is_dir() {
-        mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
     } else {
-        mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
     };
     ctx(r, || format!("masking {}", path.display()))
 }
@@ -220,7 +329,13 @@ fn make_readonly(path: &Path) -> Result<()> {
         Err(e) => return Err(format!("read-only {}: {e}", path.display())),
     }
     ctx(
-        mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>),
+        mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
         || format!("read-only {}", path.display()),
     )?;
     remount_readonly(path)

@@ -47,7 +47,10 @@ impl State {
 
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         let tmp = dir.join(".state.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )?;
         std::fs::rename(&tmp, Self::path(dir))
     }
 }

@@ -21,7 +21,8 @@ pub struct Root {
 }
 
 fn cstr(name: &OsStr) -> io::Result<CString> {
-    CString::new(name.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+    CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
 }
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -60,7 +61,10 @@ impl Root {
         let c = cstr(path.as_os_str())?;
         // SAFETY: plain open(2) of a NUL-terminated path; the result is checked and owned.
         let fd = check(unsafe {
-            libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
         })?;
         // SAFETY: fd was just returned by open and is owned by no one else.
         Ok(Root {
@@ -79,7 +83,12 @@ impl Root {
 
     /// Opens `path` resolved inside the root with open flags `flags` (O_CLOEXEC is added).
     /// `follow_last` = false refuses a symlink as the final component (ELOOP).
-    pub fn open_at(&self, path: &Path, flags: libc::c_int, follow_last: bool) -> io::Result<OwnedFd> {
+    pub fn open_at(
+        &self,
+        path: &Path,
+        flags: libc::c_int,
+        follow_last: bool,
+    ) -> io::Result<OwnedFd> {
         open_in_root(self.fd(), path, flags, 0, follow_last)
     }
 
@@ -96,8 +105,9 @@ impl Root {
     /// Opens the directory that will hold `path`'s final component, creating missing
     /// directories (mode 0755, owned by the caller) on the way. Returns the parent and the name.
     pub fn parent_of<'p>(&self, path: &'p Path, create: bool) -> io::Result<(OwnedFd, &'p OsStr)> {
-        let (parent, name) = split_parent(path)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path is the root itself"))?;
+        let (parent, name) = split_parent(path)?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "path is the root itself")
+        })?;
         let dir = if create {
             self.mkdir_all(&parent, 0o755)?
         } else {
@@ -147,7 +157,13 @@ impl Root {
         }
         // The new directory (or one a racing creator made) is opened without following a
         // symlink in its name, then re-checked to be a directory by O_DIRECTORY.
-        open_in_root(pfd.as_raw_fd(), Path::new(name), libc::O_PATH | libc::O_DIRECTORY, 0, false)
+        open_in_root(
+            pfd.as_raw_fd(),
+            Path::new(name),
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            false,
+        )
     }
 }
 
@@ -193,7 +209,11 @@ pub fn open_in_root(
     // SAFETY: open_how is a plain C struct; zeroed is a valid value that we then fill in.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = flags as u64;
-    how.mode = if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 };
+    how.mode = if flags & libc::O_CREAT != 0 {
+        mode as u64
+    } else {
+        0
+    };
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: openat2 reads `how` (size passed) and the NUL-terminated path; the returned fd
     // is checked and then owned.
@@ -319,7 +339,11 @@ mod tests {
         root.mkdir_all(Path::new("escape/made"), 0o755).unwrap();
         root.mkdir_all(Path::new("up/made2"), 0o755).unwrap();
         assert!(!outside.path().join("made").exists());
-        assert!(root_dir.path().join(outside.path().strip_prefix("/").unwrap()).join("made").is_dir());
+        assert!(root_dir
+            .path()
+            .join(outside.path().strip_prefix("/").unwrap())
+            .join("made")
+            .is_dir());
         assert!(root_dir.path().join("made2").is_dir());
     }
 

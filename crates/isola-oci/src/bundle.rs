@@ -28,8 +28,9 @@ pub struct RunSettings {
     /// CPU quota in CPUs (1.5 = one and a half).
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
-    /// Cgroup path relative to each hierarchy's root, e.g. `/isola/<id>`.
-    pub cgroups_path: String,
+    /// Cgroup path relative to each hierarchy's root, e.g. `/isola/<id>` (`None`: the
+    /// runtime's default).
+    pub cgroups_path: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +76,11 @@ fn set_env(env: &mut Vec<String>, kv: String) {
 }
 
 /// Builds the runtime spec for running `image` (unpacked at `rootfs`) with `settings`.
-pub fn runtime_spec(image: &Image, rootfs: &Path, settings: &RunSettings) -> Result<Spec, BundleError> {
+pub fn runtime_spec(
+    image: &Image,
+    rootfs: &Path,
+    settings: &RunSettings,
+) -> Result<Spec, BundleError> {
     let config = image.config.config().clone().unwrap_or_default();
 
     let entrypoint = settings
@@ -98,7 +103,8 @@ pub fn runtime_spec(image: &Image, rootfs: &Path, settings: &RunSettings) -> Res
         return Err(BundleError::NoCommand);
     }
 
-    let root = Root::open(rootfs).map_err(|e| BundleError::Invalid(format!("{}: {e}", rootfs.display())))?;
+    let root = Root::open(rootfs)
+        .map_err(|e| BundleError::Invalid(format!("{}: {e}", rootfs.display())))?;
     let user_spec = settings
         .user
         .clone()
@@ -169,7 +175,7 @@ pub fn runtime_spec(image: &Image, rootfs: &Path, settings: &RunSettings) -> Res
     spec.set_process(Some(process));
 
     let mut linux = spec.linux().clone().unwrap_or_default();
-    linux.set_cgroups_path(Some(settings.cgroups_path.clone().into()));
+    linux.set_cgroups_path(settings.cgroups_path.clone().map(Into::into));
     let mut resources = LinuxResources::default();
     if let Some(limit) = settings.memory {
         let mut m = LinuxMemory::default();
@@ -208,5 +214,6 @@ pub fn runtime_spec(image: &Image, rootfs: &Path, settings: &RunSettings) -> Res
 pub fn write_config(dir: &Path, spec: &Spec) -> Result<(), BundleError> {
     let bytes = serde_json::to_vec_pretty(spec).map_err(|e| BundleError::Invalid(e.to_string()))?;
     let path = dir.join("config.json");
-    std::fs::write(&path, bytes).map_err(|e| BundleError::Invalid(format!("{}: {e}", path.display())))
+    std::fs::write(&path, bytes)
+        .map_err(|e| BundleError::Invalid(format!("{}: {e}", path.display())))
 }

@@ -101,9 +101,10 @@ fn write_image(
     if !overrides.env.is_empty() {
         let mut env = runtime.env().clone().unwrap_or_default();
         for kv in &overrides.env {
-            let key = kv.split_once('=').map(|(k, _)| k).ok_or_else(|| {
-                StoreError::Invalid(format!("--env {kv:?}: expected KEY=VALUE"))
-            })?;
+            let key = kv
+                .split_once('=')
+                .map(|(k, _)| k)
+                .ok_or_else(|| StoreError::Invalid(format!("--env {kv:?}: expected KEY=VALUE")))?;
             env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
             env.push(kv.clone());
         }
@@ -111,7 +112,9 @@ fn write_image(
     }
     if let Some(w) = &overrides.workdir {
         if !w.starts_with('/') {
-            return Err(StoreError::Invalid(format!("--workdir {w:?}: must be an absolute path")));
+            return Err(StoreError::Invalid(format!(
+                "--workdir {w:?}: must be an absolute path"
+            )));
         }
         runtime.set_working_dir(Some(w.clone()));
     }
@@ -218,7 +221,10 @@ fn layer_from_tar(store: &Store, path: &Path) -> Result<(Digest, Digest, MediaTy
             count += 1;
         }
         if count == 0 {
-            return Err(StoreError::Invalid(format!("{}: the tar archive is empty", path.display())));
+            return Err(StoreError::Invalid(format!(
+                "{}: the tar archive is empty",
+                path.display()
+            )));
         }
     }
     let (diff_id, _) = hashing.finish().map_err(|e| not_a_tar(path, e))?;
@@ -233,7 +239,10 @@ fn layer_from_tar(store: &Store, path: &Path) -> Result<(Digest, Digest, MediaTy
 }
 
 fn not_a_tar(path: &Path, e: io::Error) -> StoreError {
-    StoreError::Invalid(format!("{}: not a readable tar archive: {e}", path.display()))
+    StoreError::Invalid(format!(
+        "{}: not a readable tar archive: {e}",
+        path.display()
+    ))
 }
 
 /// Copies one image out of an OCI image layout, verifying every blob.
@@ -291,9 +300,9 @@ fn import_layout(
                 .manifests()
                 .iter()
                 .find(|m| {
-                    m.platform().as_ref().is_some_and(|p| {
-                        *p.architecture() == Arch::Amd64 && *p.os() == Os::Linux
-                    })
+                    m.platform()
+                        .as_ref()
+                        .is_some_and(|p| *p.architecture() == Arch::Amd64 && *p.os() == Os::Linux)
                 })
                 .ok_or_else(|| {
                     StoreError::NotFound(format!("index {manifest_digest}: no linux/amd64 image"))
@@ -310,8 +319,7 @@ fn import_layout(
     for layer in manifest.layers() {
         match layer.media_type() {
             MediaType::ImageLayer | MediaType::ImageLayerGzip => {}
-            MediaType::Other(t)
-                if t == "application/vnd.docker.image.rootfs.diff.tar.gzip" => {}
+            MediaType::Other(t) if t == "application/vnd.docker.image.rootfs.diff.tar.gzip" => {}
             other => {
                 return Err(StoreError::Invalid(format!(
                     "layer {}: media type {other} is not supported yet",
@@ -334,7 +342,13 @@ fn import_layout(
             }
         }
     }
-    write_image(store, reference, config, manifest.layers().clone(), overrides)
+    write_image(
+        store,
+        reference,
+        config,
+        manifest.layers().clone(),
+        overrides,
+    )
 }
 
 fn read_layout_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, StoreError> {

@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod digest;
 pub mod import;
+pub mod overlay;
 pub mod reference;
 pub mod rootfs;
 pub mod store;

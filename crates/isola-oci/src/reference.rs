@@ -75,7 +75,10 @@ impl FromStr for Reference {
         let (rest, digest) = match input.split_once('@') {
             Some((rest, d)) => (
                 rest,
-                Some(d.parse::<Digest>().map_err(|_| bad("the part after @ is not sha256:<64 hex>"))?),
+                Some(
+                    d.parse::<Digest>()
+                        .map_err(|_| bad("the part after @ is not sha256:<64 hex>"))?,
+                ),
             ),
             None => (input, None),
         };
@@ -89,7 +92,9 @@ impl FromStr for Reference {
             return Err(bad("empty name"));
         }
         if !valid_tag(tag) {
-            return Err(bad("a tag is 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'"));
+            return Err(bad(
+                "a tag is 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'",
+            ));
         }
         let mut parts = name.split('/').collect::<Vec<_>>();
         if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
@@ -120,9 +125,15 @@ mod tests {
         let r: Reference = "sample".parse().unwrap();
         assert_eq!((r.name.as_str(), r.tag.as_str()), ("sample", "latest"));
         let r: Reference = "127.0.0.1:5000/demo/app:1.0".parse().unwrap();
-        assert_eq!((r.name.as_str(), r.tag.as_str()), ("127.0.0.1:5000/demo/app", "1.0"));
+        assert_eq!(
+            (r.name.as_str(), r.tag.as_str()),
+            ("127.0.0.1:5000/demo/app", "1.0")
+        );
         let r: Reference = "localhost:5000/app".parse().unwrap();
-        assert_eq!((r.name.as_str(), r.tag.as_str()), ("localhost:5000/app", "latest"));
+        assert_eq!(
+            (r.name.as_str(), r.tag.as_str()),
+            ("localhost:5000/app", "latest")
+        );
         let d = Digest::of(b"x");
         let r: Reference = format!("app@{d}").parse().unwrap();
         assert_eq!(r.digest, Some(d));
@@ -130,8 +141,20 @@ mod tests {
 
     #[test]
     fn rejects_bad_ones() {
-        for bad in ["", "UPPER", "a:", "a:-x", "a@sha256:12", "a//b", "-a", "a:b:c"] {
-            assert!(bad.parse::<Reference>().is_err(), "{bad} should be rejected");
+        for bad in [
+            "",
+            "UPPER",
+            "a:",
+            "a:-x",
+            "a@sha256:12",
+            "a//b",
+            "-a",
+            "a:b:c",
+        ] {
+            assert!(
+                bad.parse::<Reference>().is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 }

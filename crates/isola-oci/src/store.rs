@@ -187,7 +187,8 @@ impl Store {
     }
 
     fn write_index(&self, index: &ImageIndex) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(index).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(index).map_err(|e| StoreError::Invalid(e.to_string()))?;
         write_atomic(&self.root.join("index.json"), &bytes)
     }
 
@@ -258,13 +259,19 @@ impl Store {
         self.load_image(name, tag, &desc)
     }
 
-    fn load_image(&self, name: String, tag: String, desc: &Descriptor) -> Result<Image, StoreError> {
+    fn load_image(
+        &self,
+        name: String,
+        tag: String,
+        desc: &Descriptor,
+    ) -> Result<Image, StoreError> {
         let manifest_digest = descriptor_digest(desc)?;
         let bytes = self.read_blob(&manifest_digest)?;
         let manifest = parse_manifest(&bytes, &manifest_digest)?;
         let config_digest = descriptor_digest(manifest.config())?;
-        let config: ImageConfiguration = serde_json::from_slice(&self.read_blob(&config_digest)?)
-            .map_err(|e| StoreError::Invalid(format!("image config {config_digest}: {e}")))?;
+        let config: ImageConfiguration =
+            serde_json::from_slice(&self.read_blob(&config_digest)?)
+                .map_err(|e| StoreError::Invalid(format!("image config {config_digest}: {e}")))?;
         if config.rootfs().diff_ids().len() != manifest.layers().len() {
             return Err(StoreError::Invalid(format!(
                 "image {name}:{tag}: manifest has {} layers but config has {} diff_ids",
@@ -354,7 +361,8 @@ pub fn parse_manifest(bytes: &[u8], digest: &Digest) -> Result<ImageManifest, St
         .map_err(|e| StoreError::Invalid(format!("manifest {digest}: {e}")))?;
     match manifest.media_type() {
         None | Some(MediaType::ImageManifest) => {}
-        Some(MediaType::Other(t)) if t == "application/vnd.docker.distribution.manifest.v2+json" => {}
+        Some(MediaType::Other(t))
+            if t == "application/vnd.docker.distribution.manifest.v2+json" => {}
         Some(other) => {
             return Err(StoreError::Invalid(format!(
                 "manifest {digest} has media type {other}, not an image manifest"
@@ -387,7 +395,10 @@ pub(crate) fn temp_file(dir: &Path) -> Result<(PathBuf, File), StoreError> {
             Err(e) => return Err(StoreError::io(&path, e)),
         }
     }
-    Err(StoreError::Invalid(format!("cannot create a temp file in {}", dir.display())))
+    Err(StoreError::Invalid(format!(
+        "cannot create a temp file in {}",
+        dir.display()
+    )))
 }
 
 fn nanos() -> u128 {

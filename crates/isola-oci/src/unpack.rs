@@ -75,12 +75,7 @@ pub fn apply_layer_blob(
         let decompressed: Box<dyn Read + '_> = match sniff(&head) {
             Ok(Some(_gzip)) => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
             Ok(None) => Box::new(buffered),
-            Err(what) => {
-                return Err(UnpackError::Compression {
-                    layer: name,
-                    what,
-                })
-            }
+            Err(what) => return Err(UnpackError::Compression { layer: name, what }),
         };
         let mut hashing = HashingReader::new(decompressed);
         apply_tar(&mut hashing, root, &name)?;
@@ -113,7 +108,8 @@ fn entry_path(raw: &Path) -> Result<PathBuf, String> {
 }
 
 fn cstr(s: &OsStr) -> io::Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
+    CString::new(s.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
 }
 
 fn check(r: libc::c_int) -> io::Result<()> {
@@ -168,25 +164,39 @@ fn apply_entry<R: Read>(
     let kind = header.entry_type();
     if matches!(
         kind,
-        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink
+        tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink
     ) {
         return Ok(());
     }
     if path.as_os_str().is_empty() {
         return Ok(()); // the root directory itself: keep the root's own metadata
     }
-    let file_name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let file_name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     if file_name == OPAQUE {
         let dir = path.parent().unwrap_or(Path::new(""));
         let dirfd = root.mkdir_all(dir, 0o755)?;
-        let keep: HashSet<PathBuf> = created.iter().filter(|p| p.parent() == Some(dir)).cloned().collect();
+        let keep: HashSet<PathBuf> = created
+            .iter()
+            .filter(|p| p.parent() == Some(dir))
+            .cloned()
+            .collect();
         return clear_dir_at(dirfd.as_raw_fd(), OsStr::new("."), &|child| {
             !keep.contains(&dir.join(child))
         });
     }
     if let Some(target) = file_name.strip_prefix(WHITEOUT_PREFIX) {
         if target.is_empty() || target == "." || target == ".." {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "whiteout names no file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "whiteout names no file",
+            ));
         }
         let (parent, _) = root.parent_of(path, true)?;
         return remove_all_at(parent.as_raw_fd(), OsStr::new(target));
@@ -211,7 +221,13 @@ fn apply_entry<R: Read>(
                 // SAFETY: mkdirat with a single-component name in a directory fd we hold.
                 check(unsafe { libc::mkdirat(pfd, cname.as_ptr(), 0o700) })?;
             }
-            let fd = isola_inroot::open_in_root(pfd, Path::new(name), libc::O_RDONLY | libc::O_DIRECTORY, 0, false)?;
+            let fd = isola_inroot::open_in_root(
+                pfd,
+                Path::new(name),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+                false,
+            )?;
             set_owner_mode(&fd, uid, gid, mode)?;
             dir_times.push((path.to_path_buf(), mtime));
         }
@@ -221,7 +237,11 @@ fn apply_entry<R: Read>(
                 libc::openat(
                     pfd,
                     cname.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    libc::O_WRONLY
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
                     0o600 as libc::c_uint,
                 )
             };
@@ -237,31 +257,43 @@ fn apply_entry<R: Read>(
             set_times(pfd, name, mtime)?;
         }
         tar::EntryType::Symlink => {
-            let target = entry
-                .link_name()?
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "symlink without target"))?;
+            let target = entry.link_name()?.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "symlink without target")
+            })?;
             let ctarget = cstr(target.as_os_str())?;
             // SAFETY: symlinkat stores the target string; nothing is resolved.
             check(unsafe { libc::symlinkat(ctarget.as_ptr(), pfd, cname.as_ptr()) })?;
             // SAFETY: fchownat with AT_SYMLINK_NOFOLLOW changes the link itself.
-            check(unsafe { libc::fchownat(pfd, cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })?;
+            check(unsafe {
+                libc::fchownat(pfd, cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW)
+            })?;
             set_times(pfd, name, mtime)?;
         }
         tar::EntryType::Link => {
-            let target = entry
-                .link_name()?
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "hardlink without target"))?;
-            let target = entry_path(&target).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let target = entry.link_name()?.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "hardlink without target")
+            })?;
+            let target =
+                entry_path(&target).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let (tparent, tname) = root.parent_of(&target, false)?;
-            let st = lstat_at(tparent.as_raw_fd(), tname)?
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "hardlink target does not exist in the rootfs"))?;
+            let st = lstat_at(tparent.as_raw_fd(), tname)?.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "hardlink target does not exist in the rootfs",
+                )
+            })?;
             if is_dir(&st) {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "hardlink to a directory"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "hardlink to a directory",
+                ));
             }
             let ctname = cstr(tname)?;
             // SAFETY: linkat without AT_SYMLINK_FOLLOW links the final component itself (a
             // symlink stays a symlink), both parents resolved inside the root.
-            check(unsafe { libc::linkat(tparent.as_raw_fd(), ctname.as_ptr(), pfd, cname.as_ptr(), 0) })?;
+            check(unsafe {
+                libc::linkat(tparent.as_raw_fd(), ctname.as_ptr(), pfd, cname.as_ptr(), 0)
+            })?;
         }
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
             let fmt = match kind {
@@ -275,7 +307,9 @@ fn apply_entry<R: Read>(
             // SAFETY: mknodat with a single-component name in a directory fd we hold.
             check(unsafe { libc::mknodat(pfd, cname.as_ptr(), fmt | mode, dev) })?;
             // SAFETY: as for symlinks; the node is not opened.
-            check(unsafe { libc::fchownat(pfd, cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })?;
+            check(unsafe {
+                libc::fchownat(pfd, cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW)
+            })?;
             // SAFETY: fchmodat on the node we just made (not a symlink).
             check(unsafe { libc::fchmodat(pfd, cname.as_ptr(), mode, 0) })?;
             set_times(pfd, name, mtime)?;
@@ -290,7 +324,12 @@ fn apply_entry<R: Read>(
     Ok(())
 }
 
-fn set_owner_mode(fd: &OwnedFd, uid: libc::uid_t, gid: libc::gid_t, mode: libc::mode_t) -> io::Result<()> {
+fn set_owner_mode(
+    fd: &OwnedFd,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    mode: libc::mode_t,
+) -> io::Result<()> {
     // SAFETY: fchown/fchmod on a descriptor we own; chown first since it clears set-id bits.
     check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })?;
     // SAFETY: as above.
@@ -374,7 +413,11 @@ mod tests {
         });
         apply_tar(&l[..], &root, "l").unwrap();
         assert!(!outside.path().join("pwned").exists());
-        assert!(dir.path().join(target.trim_start_matches('/')).join("pwned").exists());
+        assert!(dir
+            .path()
+            .join(target.trim_start_matches('/'))
+            .join("pwned")
+            .exists());
     }
 
     #[test]

@@ -58,7 +58,12 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
                 gid: f.get(2)?.parse().ok()?,
                 members: f
                     .get(3)
-                    .map(|m| m.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
         })
@@ -73,7 +78,11 @@ fn read_text(root: &Root, path: &str) -> String {
 
 /// Resolves a user spec (`name`, `uid`, `name:group`, `uid:gid`, ...; empty = root) in `root`.
 pub fn resolve_user(root: &Root, spec: &str) -> Result<ExecUser, UserError> {
-    resolve_user_in(&read_text(root, "/etc/passwd"), &read_text(root, "/etc/group"), spec)
+    resolve_user_in(
+        &read_text(root, "/etc/passwd"),
+        &read_text(root, "/etc/group"),
+        spec,
+    )
 }
 
 /// As [`resolve_user`], from the two files' contents.
@@ -140,12 +149,16 @@ mod tests {
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nnogroup:x:65534:\nalice:x:1000:\nwheel:x:10:alice\naudio:x:29:bob,alice\n";
+    const GROUP: &str =
+        "root:x:0:\nnogroup:x:65534:\nalice:x:1000:\nwheel:x:10:alice\naudio:x:29:bob,alice\n";
 
     #[test]
     fn names_numbers_and_groups() {
         let u = resolve_user_in(PASSWD, GROUP, "alice").unwrap();
-        assert_eq!((u.uid, u.gid, u.additional_gids.clone(), u.home.as_str()), (1000, 1000, vec![10, 29], "/home/alice"));
+        assert_eq!(
+            (u.uid, u.gid, u.additional_gids.clone(), u.home.as_str()),
+            (1000, 1000, vec![10, 29], "/home/alice")
+        );
         let u = resolve_user_in(PASSWD, GROUP, "1000:wheel").unwrap();
         assert_eq!((u.uid, u.gid, u.additional_gids.len()), (1000, 10, 0));
         let u = resolve_user_in(PASSWD, GROUP, "4242").unwrap();

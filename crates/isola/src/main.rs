@@ -1,1 +1,58 @@
-fn main() {}
+//! isola: run one OCI image container-isolated or VM-isolated.
+
+mod cli;
+mod commands;
+mod limits;
+mod paths;
+mod records;
+
+use clap::Parser;
+use cli::{Cli, Command};
+
+/// An error that ends isola with a specific exit status (docker's convention: 125 for isola's
+/// own failures, 126/127 when the command cannot run, otherwise the workload's status).
+#[derive(Debug)]
+pub struct Exit(pub i32, pub String);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 125 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let paths = paths::Paths::from_env();
+    let result = match cli.command {
+        Command::Run(a) => commands::run::run(&paths, a),
+        Command::Import(a) => commands::images::import(&paths, a),
+        Command::Images => commands::images::images(&paths),
+        Command::Rmi { image } => commands::images::rmi(&paths, &image),
+        Command::Ps { all } => commands::containers::ps(&paths, all),
+        Command::Rm { containers, force } => commands::containers::rm(&paths, &containers, force),
+        Command::Bundle(a) => commands::bundle::bundle(&paths, a),
+        Command::Cleanup => commands::containers::cleanup(&paths),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let (code, msg) = match e.downcast_ref::<Exit>() {
+                Some(Exit(code, msg)) => (*code, msg.clone()),
+                None => (125, format!("{e:#}")),
+            };
+            if !msg.is_empty() {
+                eprintln!("isola: {msg}");
+            }
+            std::process::exit(code);
+        }
+    }
+}

@@ -43,7 +43,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -128,7 +131,12 @@ impl Hierarchies {
                 .and_then(|p| std::fs::read_to_string(p.join("cgroup.controllers")).ok())
                 .map(|s| s.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
-            _ => self.v1.keys().filter(|k| !k.starts_with("name=")).cloned().collect(),
+            _ => self
+                .v1
+                .keys()
+                .filter(|k| !k.starts_with("name="))
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -52,7 +52,9 @@ impl Cgroup {
         let res = resources.unwrap_or(&empty);
         match hier.layout {
             Layout::Unified => Ok(Cgroup::V2(v2::V2Cgroup::create(hier, rel, res)?)),
-            Layout::Legacy | Layout::Hybrid => Ok(Cgroup::V1(v1::V1Cgroup::create(hier, rel, res)?)),
+            Layout::Legacy | Layout::Hybrid => {
+                Ok(Cgroup::V1(v1::V1Cgroup::create(hier, rel, res)?))
+            }
         }
     }
 
@@ -97,7 +99,9 @@ impl Cgroup {
             }
             match self.try_rmdir() {
                 Ok(()) => return Ok(()),
-                Err(CgroupError::Io { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
+                Err(CgroupError::Io { source, .. })
+                    if source.raw_os_error() == Some(libc::EBUSY) =>
+                {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
                 Err(e) => return Err(e),

@@ -30,7 +30,11 @@ impl V1Cgroup {
         }
     }
 
-    pub fn create(hier: &Hierarchies, rel: &str, res: &LinuxResources) -> Result<V1Cgroup, CgroupError> {
+    pub fn create(
+        hier: &Hierarchies,
+        rel: &str,
+        res: &LinuxResources,
+    ) -> Result<V1Cgroup, CgroupError> {
         let wants_memory = res.memory().as_ref().and_then(|m| m.limit()).is_some();
         let wants_cpu = res.cpu().as_ref().and_then(|c| c.quota()).is_some();
         let wants_pids = res.pids().is_some();
@@ -139,7 +143,10 @@ impl V1Cgroup {
     }
 
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.unique_dirs().into_iter().map(Path::to_path_buf).collect()
+        self.unique_dirs()
+            .into_iter()
+            .map(Path::to_path_buf)
+            .collect()
     }
 
     fn unique_dirs(&self) -> Vec<&Path> {

@@ -23,13 +23,25 @@ impl V2Cgroup {
         }
     }
 
-    pub fn create(hier: &Hierarchies, rel: &str, res: &LinuxResources) -> Result<V2Cgroup, CgroupError> {
+    pub fn create(
+        hier: &Hierarchies,
+        rel: &str,
+        res: &LinuxResources,
+    ) -> Result<V2Cgroup, CgroupError> {
         let root = hier.v2.clone().ok_or(CgroupError::NoCgroupFs)?;
         let available = hier.controllers();
         let mut wanted: Vec<&'static str> = Vec::new();
         for (ctrl, asked, why) in [
-            ("memory", res.memory().as_ref().and_then(|m| m.limit()).is_some(), "--memory"),
-            ("cpu", res.cpu().as_ref().and_then(|c| c.quota()).is_some(), "--cpus"),
+            (
+                "memory",
+                res.memory().as_ref().and_then(|m| m.limit()).is_some(),
+                "--memory",
+            ),
+            (
+                "cpu",
+                res.cpu().as_ref().and_then(|c| c.quota()).is_some(),
+                "--cpus",
+            ),
             ("pids", res.pids().is_some(), "--pids-limit"),
         ] {
             if available.iter().any(|a| a == ctrl) {

@@ -1,0 +1,153 @@
+//! The command line: docker-like verbs over the image store and the isolation back ends.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "isola",
+    version,
+    about = "Run one OCI image container-isolated or VM-isolated",
+    long_about = "Run one OCI image container-isolated (Linux namespaces + cgroups) or \
+                  VM-isolated (its own KVM microVM), chosen per workload with --isolation.\n\n\
+                  State lives in /var/lib/isola and /run/isola, or under $ISOLA_ROOT when set."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command in a new container (or VM) made from an image
+    Run(RunArgs),
+    /// Import a directory, a tar/tar.gz of a root filesystem, or an OCI image layout as an image
+    Import(ImportArgs),
+    /// List images
+    Images,
+    /// Remove an image
+    Rmi {
+        /// NAME[:TAG]
+        image: String,
+    },
+    /// List containers
+    Ps {
+        /// Show stopped containers too
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Remove stopped containers
+    Rm {
+        /// Container names or IDs
+        #[arg(required = true)]
+        containers: Vec<String>,
+        /// Kill a running container first
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Write an OCI runtime bundle (config.json + rootfs/) for an image, e.g. for runc
+    Bundle(BundleArgs),
+    /// Remove what crashed isola processes left behind (runs before every command anyway)
+    Cleanup,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Isolation {
+    /// Linux namespaces and cgroups on the host kernel
+    Container,
+    /// A KVM microVM with its own guest kernel
+    Vm,
+}
+
+/// Options that shape the workload's process and limits.
+#[derive(Args, Debug, Clone)]
+pub struct ProcessArgs {
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from isola's environment)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (name or uid) and optional group (name or gid)
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Override the image's entrypoint
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Container hostname (default: the container's short ID)
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Memory limit: bytes, or a number with b, k, m or g
+    #[arg(short = 'm', long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// CPU quota in CPUs, e.g. 1.5
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<String>,
+    /// Maximum number of processes (0 or -1: unlimited)
+    #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Isolation level
+    #[arg(long, value_enum, default_value = "container")]
+    pub isolation: Isolation,
+    /// Name for the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep stdin open (attach isola's stdin to the workload)
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    #[command(flatten)]
+    pub process: ProcessArgs,
+    /// Image: NAME[:TAG] or NAME@sha256:...
+    pub image: String,
+    /// Command and arguments (default: the image's)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// A directory, a .tar or .tar.gz of a root filesystem, or an OCI image layout (DIR or DIR:REF)
+    pub source: String,
+    /// NAME[:TAG] to store it as
+    pub name: String,
+    /// Default command: a JSON array, or words split on whitespace
+    #[arg(long)]
+    pub cmd: Option<String>,
+    /// Default entrypoint: a JSON array, or words split on whitespace
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Environment variable for the image config (repeatable)
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Default working directory
+    #[arg(long)]
+    pub workdir: Option<String>,
+    /// Default user
+    #[arg(long)]
+    pub user: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BundleArgs {
+    #[command(flatten)]
+    pub process: ProcessArgs,
+    /// Allocate a terminal in the bundle's process
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Image: NAME[:TAG]
+    pub image: String,
+    /// Directory to create (must not exist)
+    pub dir: String,
+    /// Command and arguments (default: the image's)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}

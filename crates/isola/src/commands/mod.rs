@@ -1,0 +1,4 @@
+pub mod bundle;
+pub mod containers;
+pub mod images;
+pub mod run;

@@ -1,0 +1,176 @@
+//! `isola run`: image → bundle → container → exit status, and nothing left behind.
+
+use crate::cli::{Isolation, ProcessArgs, RunArgs};
+use crate::paths::Paths;
+use crate::records::{self, Record};
+use crate::{limits, Exit};
+use anyhow::{bail, Context, Result};
+use isola_container::{monitor, CreateOptions};
+use isola_oci::bundle::{runtime_spec, write_config, RunSettings};
+use isola_oci::rootfs::RootfsCache;
+use isola_oci::{overlay, Image, Reference, Store};
+use std::path::Path;
+
+/// Validates the process flags and turns them into bundle settings (before anything is made).
+pub fn settings(
+    p: &ProcessArgs,
+    command: &[String],
+    hostname: &str,
+    terminal: bool,
+) -> Result<RunSettings> {
+    let memory = p.memory.as_deref().map(limits::parse_memory).transpose()?;
+    let cpus = p.cpus.as_deref().map(limits::parse_cpus).transpose()?;
+    let pids_limit = p
+        .pids_limit
+        .as_deref()
+        .map(limits::parse_pids)
+        .transpose()?
+        .flatten();
+    if let Some(w) = &p.workdir {
+        if !w.starts_with('/') {
+            bail!("--workdir {w:?}: must be an absolute path");
+        }
+    }
+    if let Some(h) = &p.hostname {
+        if h.is_empty()
+            || h.len() > 64
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+        {
+            bail!("--hostname {h:?}: expected 1-64 letters, digits, '-' or '.'");
+        }
+    }
+    for kv in &p.env {
+        if kv.is_empty() || kv.starts_with('=') {
+            bail!("--env {kv:?}: expected KEY=VALUE or KEY");
+        }
+    }
+    Ok(RunSettings {
+        cmd: command.to_vec(),
+        entrypoint: p.entrypoint.as_ref().map(|e| vec![e.clone()]),
+        env: p.env.clone(),
+        workdir: p.workdir.clone(),
+        user: p.user.clone(),
+        hostname: p.hostname.clone().unwrap_or_else(|| hostname.to_string()),
+        terminal,
+        memory,
+        cpus,
+        pids_limit,
+        cgroups_path: None,
+    })
+}
+
+fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+/// Finds the image and its unpacked rootfs.
+pub fn image_and_rootfs(paths: &Paths, image: &str) -> Result<(Store, Image, std::path::PathBuf)> {
+    let reference: Reference = image.parse()?;
+    let store = Store::open(paths.images())?;
+    let image = store.resolve(&reference)?;
+    let lower = RootfsCache::new(paths.rootfs_cache()).ensure(&store, &image)?;
+    Ok((store, image, lower))
+}
+
+pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
+    if a.isolation == Isolation::Vm {
+        bail!(Exit(
+            125,
+            "--isolation vm: VM isolation is not built yet in this version of isola; use --isolation container".into()
+        ));
+    }
+    let id = records::new_id()?;
+    let short = id[..12].to_string();
+    let mut settings = settings(&a.process, &a.command, &short, a.tty)?;
+    let name = a.name.clone().unwrap_or_else(|| short.clone());
+    if !valid_name(&name) {
+        bail!("--name {name:?}: expected letters, digits, '_', '.' or '-', starting with a letter or digit");
+    }
+    records::cleanup(paths);
+    if records::list(paths).iter().any(|r| r.name == name) {
+        bail!("the container name {name:?} is already in use; remove it with `isola rm {name}`");
+    }
+    let (_store, image, lower) = image_and_rootfs(paths, &a.image)?;
+    settings.cgroups_path = Some(format!("/isola/{id}"));
+
+    let dir = paths.bundles().join(&id);
+    std::fs::create_dir_all(paths.bundles())
+        .with_context(|| paths.bundles().display().to_string())?;
+    std::fs::create_dir(&dir).with_context(|| dir.display().to_string())?;
+    let mut record = Record {
+        id: id.clone(),
+        name,
+        image: format!("{}:{}", image.name, image.tag),
+        command: a.command.clone(),
+        isolation: "container".into(),
+        created: records::now(),
+        status: "creating".into(),
+        exit_code: None,
+        auto_remove: a.rm,
+        owner_pid: std::process::id() as i32,
+        owner_start_time: isola_container::state::start_time(std::process::id() as i32)
+            .unwrap_or(0),
+    };
+    let result = (|| -> Result<i32> {
+        record.save(paths)?;
+        prepare_bundle(&dir, &lower)?;
+        let spec = runtime_spec(&image, &lower, &settings)?;
+        write_config(&dir, &spec)?;
+        record.command = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().clone())
+            .unwrap_or_default();
+        monitor::block_signals().context("blocking signals")?;
+        let mut container = isola_container::create(&CreateOptions {
+            id: &id,
+            bundle: &dir,
+            state_root: &paths.states(),
+            interactive: a.interactive,
+        })
+        .map_err(|e| Exit(e.exit_code(), e.to_string()))?;
+        record.status = "running".into();
+        record.save(paths)?;
+        let code = match container.start() {
+            Ok(()) => container.wait(a.interactive),
+            Err(e) => Err(e),
+        };
+        let deleted = container.delete();
+        let code = code.map_err(|e| Exit(e.exit_code(), e.to_string()))?;
+        deleted?;
+        Ok(code)
+    })();
+    let _ = overlay::unmount(&dir.join("rootfs"));
+    if a.rm || record.status == "creating" {
+        records::remove_bundle(paths, &id)?;
+    } else {
+        record.status = "exited".into();
+        record.exit_code = Some(match &result {
+            Ok(c) => *c,
+            Err(e) => e.downcast_ref::<Exit>().map_or(125, |x| x.0),
+        });
+        record.save(paths)?;
+    }
+    result
+}
+
+/// The bundle's writable rootfs: an overlay of the image's rootfs and a fresh upper directory.
+fn prepare_bundle(dir: &Path, lower: &Path) -> Result<()> {
+    for sub in ["upper", "work", "rootfs"] {
+        std::fs::create_dir(dir.join(sub)).with_context(|| dir.join(sub).display().to_string())?;
+    }
+    overlay::mount(
+        lower,
+        &dir.join("upper"),
+        &dir.join("work"),
+        &dir.join("rootfs"),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! Where isola keeps things: images and container bundles under the data root
+//! (/var/lib/isola), running-container state under the run root (/run/isola). `ISOLA_ROOT`
+//! puts everything under one directory instead.
+
+use std::path::PathBuf;
+
+pub struct Paths {
+    pub data: PathBuf,
+    pub run: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Paths {
+        match std::env::var_os("ISOLA_ROOT").filter(|v| !v.is_empty()) {
+            Some(root) => {
+                let root = PathBuf::from(root);
+                Paths {
+                    run: root.join("run"),
+                    data: root,
+                }
+            }
+            None => Paths {
+                data: PathBuf::from("/var/lib/isola"),
+                run: PathBuf::from("/run/isola"),
+            },
+        }
+    }
+
+    /// The OCI image layout.
+    pub fn images(&self) -> PathBuf {
+        self.data.join("images")
+    }
+
+    /// Unpacked image root filesystems, by chain ID.
+    pub fn rootfs_cache(&self) -> PathBuf {
+        self.data.join("rootfs")
+    }
+
+    /// One bundle directory per container.
+    pub fn bundles(&self) -> PathBuf {
+        self.data.join("containers")
+    }
+
+    /// One state directory per running container.
+    pub fn states(&self) -> PathBuf {
+        self.run.join("containers")
+    }
+}
