@@ -1,1 +1,190 @@
+//! The end-to-end harness: every test drives the real `isola` binary, as root, in its own
+//! `ISOLA_ROOT` holding a copy of the built-in sample image.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The isola binary under test: `$ISOLA_BIN`, or the workspace's release build.
+pub fn bin() -> PathBuf {
+    std::env::var_os("ISOLA_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/release/isola"))
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        panic!("the end-to-end tests need root (namespaces, cgroups, mounts): run scripts/test as root");
+    }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// A store with the sample image, built once per test binary with scripts/make-sample-image.
+fn base() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        require_root();
+        let dir = std::env::temp_dir().join(format!("isola-e2e-base-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new(repo().join("scripts/make-sample-image"))
+            .arg(bin())
+            .env("ISOLA_ROOT", &dir)
+            .output()
+            .expect("running scripts/make-sample-image");
+        assert!(
+            out.status.success(),
+            "make-sample-image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// One test's isola root.
+pub struct Env {
+    pub root: PathBuf,
+}
+
+/// What one isola invocation did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        use std::os::unix::process::ExitStatusExt;
+        Run {
+            code: o
+                .status
+                .code()
+                .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let base = base();
+        let root = std::env::temp_dir().join(
+            format!(
+                "isola-e2e-{}-{:?}-{}",
+                std::process::id(),
+                std::thread::current().id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            )
+            .replace(['(', ')'], ""),
+        );
+        std::fs::create_dir_all(&root).unwrap();
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(base.join("images"))
+            .arg(root.join("images"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        Env { root }
+    }
+
+    /// `isola ARGS` with this env's root; stdin is /dev/null.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .env("ISOLA_ROOT", &self.root)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn isola(&self, args: &[&str]) -> Run {
+        self.cmd(args).output().expect("running isola").into()
+    }
+
+    /// `isola run --rm ARGS`, expecting success; returns stdout.
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let mut all = vec!["run", "--rm"];
+        all.extend_from_slice(args);
+        let r = self.isola(&all);
+        assert_eq!(r.code, 0, "isola {all:?} failed: {}", r.stderr);
+        r.stdout
+    }
+
+    /// Asserts that no container, run state, mount, cgroup or process of this root is left.
+    pub fn assert_clean(&self) {
+        let entries = |p: PathBuf| -> Vec<String> {
+            std::fs::read_dir(&p)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let containers = entries(self.root.join("containers"));
+        assert!(containers.is_empty(), "container dirs left: {containers:?}");
+        let states = entries(self.root.join("run/containers"));
+        assert!(states.is_empty(), "run state left: {states:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = self.root.to_string_lossy();
+        let left: Vec<&str> = mounts
+            .lines()
+            .filter(|l| l.contains(root.as_ref()))
+            .collect();
+        assert!(left.is_empty(), "mounts left: {left:?}");
+    }
+}
+
+/// Cgroup directories of the container whose ID starts with `short_id` (a cgroup cannot be
+/// removed while a process is in it, so none left also means no process left).
+pub fn cgroups_of(short_id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for top in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/cpu",
+    ] {
+        if let Ok(rd) = std::fs::read_dir(Path::new(top).join("isola")) {
+            for e in rd.filter_map(|e| e.ok()) {
+                if e.file_name().to_string_lossy().starts_with(short_id) {
+                    found.push(e.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = Command::new(bin())
+            .arg("cleanup")
+            .env("ISOLA_ROOT", &self.root)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}

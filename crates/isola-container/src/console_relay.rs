@@ -110,6 +110,20 @@ impl ConsoleRelay {
     }
 }
 
+/// Gives the pty behind `master` the size of isola's own terminal (stdin's, else stdout's).
+/// Done before the workload starts too, so its first look at the size is right.
+pub fn copy_window_size_to(master: i32) {
+    // SAFETY: winsize is a plain struct; TIOCGWINSZ/TIOCSWINSZ read and write it.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0
+            || libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0
+        {
+            libc::ioctl(master, libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
 impl Drop for ConsoleRelay {
     fn drop(&mut self) {
         if let Some(t) = &self.saved {

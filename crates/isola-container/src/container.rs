@@ -166,7 +166,12 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
                 .recv()
                 .map_err(|e| ContainerError::Io(format!("channel: {e}")))?
             {
-                Some((Message::Console, fd)) => console = fd,
+                Some((Message::Console, fd)) => {
+                    if let Some(f) = &fd {
+                        crate::console_relay::copy_window_size_to(f.as_raw_fd());
+                    }
+                    console = fd;
+                }
                 Some((Message::Ready, _)) => return Ok(console),
                 Some((Message::Failed { code, message }, _)) => {
                     return Err(ContainerError::Setup { code, message })

@@ -77,10 +77,10 @@ pub struct ProcessArgs {
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
     /// Memory limit: bytes, or a number with b, k, m or g
-    #[arg(short = 'm', long, value_name = "BYTES")]
+    #[arg(short = 'm', long, value_name = "BYTES", allow_hyphen_values = true)]
     pub memory: Option<String>,
     /// CPU quota in CPUs, e.g. 1.5
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub cpus: Option<String>,
     /// Maximum number of processes (0 or -1: unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]

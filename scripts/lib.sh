@@ -1,0 +1,36 @@
+# Shared by scripts/setup and scripts/test: Debian packages and the build.
+# shellcheck shell=bash
+
+# Every Debian package isola's set-up, demo, tests and benchmarks use.
+ISOLA_PACKAGES=(runc skopeo umoci busybox-static e2fsprogs util-linux procps iproute2 file)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+install_packages() {
+    local missing=()
+    for p in "${ISOLA_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing Debian packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >/dev/null
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+require_root() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "$0: run me as root (isola creates namespaces, cgroups and mounts)" >&2
+        exit 1
+    fi
+}
+
+# Release build of isola and the static workloads baked into the sample image.
+build_all() {
+    log "building isola (release)"
+    cargo build --release --locked -p isola
+    log "building the static workloads"
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --release --locked -p isola-workloads --target x86_64-unknown-linux-gnu
+}
