@@ -47,7 +47,7 @@ impl Image {
         self.manifest
             .layers()
             .iter()
-            .map(|l| descriptor_digest(l))
+            .map(descriptor_digest)
             .collect()
     }
 }

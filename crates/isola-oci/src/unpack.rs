@@ -436,7 +436,7 @@ mod tests {
         h.as_old_mut().name[..name.len()].copy_from_slice(name);
         h.set_cksum();
         let mut data = h.as_bytes().to_vec();
-        data.extend_from_slice(&[b'x']);
+        data.extend_from_slice(b"x");
         data.resize(512 * 2, 0);
         data.resize(512 * 4, 0);
         let err = apply_tar(&data[..], &root, "l").unwrap_err();

@@ -58,12 +58,12 @@ fn pagerank(g: &Graph, iterations: usize) -> Vec<f64> {
     for _ in 0..iterations {
         next.iter_mut().for_each(|x| *x = 0.0);
         let mut dangling = 0.0;
-        for v in 0..n {
+        for (v, &r) in rank.iter().enumerate() {
             let out = &g.targets[g.offsets[v]..g.offsets[v + 1]];
             if out.is_empty() {
-                dangling += rank[v];
+                dangling += r;
             } else {
-                let share = rank[v] / out.len() as f64;
+                let share = r / out.len() as f64;
                 for &t in out {
                     next[t as usize] += share;
                 }
