@@ -11,6 +11,7 @@ mod console_relay;
 pub mod container;
 mod devices;
 mod exec;
+pub mod host_checks;
 mod identity;
 mod init;
 pub mod monitor;

@@ -48,6 +48,12 @@ pub enum Command {
     Bundle(BundleArgs),
     /// Remove what crashed isola processes left behind (runs before every command anyway)
     Cleanup,
+    /// Check what this host can run: cgroups, namespaces, overlayfs, pivot_root, KVM, guest artifacts
+    Doctor {
+        /// Print one JSON object instead of lines
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

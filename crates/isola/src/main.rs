@@ -41,6 +41,7 @@ fn main() {
         Command::Rm { containers, force } => commands::containers::rm(&paths, &containers, force),
         Command::Bundle(a) => commands::bundle::bundle(&paths, a),
         Command::Cleanup => commands::containers::cleanup(&paths),
+        Command::Doctor { json } => commands::doctor::doctor(&paths, json),
     };
     match result {
         Ok(code) => std::process::exit(code),

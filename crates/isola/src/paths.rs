@@ -41,6 +41,11 @@ impl Paths {
         self.data.join("containers")
     }
 
+    /// The VM's guest kernel (`vmlinux`) and init.
+    pub fn guest(&self) -> PathBuf {
+        self.data.join("guest")
+    }
+
     /// One state directory per running container.
     pub fn states(&self) -> PathBuf {
         self.run.join("containers")

@@ -1,4 +1,5 @@
 pub mod bundle;
 pub mod containers;
+pub mod doctor;
 pub mod images;
 pub mod run;

@@ -81,6 +81,16 @@ pub fn image_and_rootfs(paths: &Paths, image: &str) -> Result<(Store, Image, std
 
 pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     if a.isolation == Isolation::Vm {
+        let (kvm, verdict) = crate::commands::doctor::kvm_check();
+        if !verdict.can_run_vms() {
+            bail!(Exit(
+                125,
+                format!(
+                    "--isolation vm: this host cannot run VMs: {} (see `isola doctor`)",
+                    kvm.detail
+                )
+            ));
+        }
         bail!(Exit(
             125,
             "--isolation vm: VM isolation is not built yet in this version of isola; use --isolation container".into()
