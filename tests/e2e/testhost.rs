@@ -1,0 +1,138 @@
+//! The emulated virtualization host (`tests/testhost/run`): its own contract (exit status,
+//! separate stdout/stderr, timeout, a dying kernel), what `isola doctor` says inside it (KVM
+//! that runs unmodified guests, pure cgroup v2), and the container suite run there on cgroup v2.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn runner() -> PathBuf {
+    isola_e2e::repo().join("tests/testhost/run")
+}
+
+fn testhost(args: &[&str]) -> Output {
+    Command::new(runner())
+        .args(args)
+        .env("ISOLA_BIN", isola_e2e::bin())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running tests/testhost/run")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn runner_returns_status_and_separate_streams() {
+    let out = testhost(&[
+        "--",
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2; echo more; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "to-out\nmore\n");
+    assert_eq!(text(&out.stderr), "to-err\n");
+}
+
+#[test]
+fn runner_stops_a_hang_at_its_timeout() {
+    let started = std::time::Instant::now();
+    let out = testhost(&["--timeout", "25", "--", "sleep", "600"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("did not finish within --timeout 25"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+}
+
+#[test]
+fn runner_reports_a_kernel_panic() {
+    let out = testhost(&[
+        "--timeout",
+        "120",
+        "--",
+        "sh",
+        "-c",
+        "echo c > /proc/sysrq-trigger; sleep 60",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert!(err.contains("ended before COMMAND finished"), "{err}");
+}
+
+#[test]
+fn doctor_inside_the_testhost_finds_usable_kvm_and_cgroup_v2() {
+    let out = testhost(&[
+        "--",
+        "sh",
+        "-c",
+        "ISOLA_ROOT=/tmp/isola isola doctor --json",
+    ]);
+    let rep: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} {}", text(&out.stdout), text(&out.stderr)));
+    let check = |name: &str| {
+        rep["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(check("kvm")["status"], "ok", "{rep}");
+    assert!(check("kvm")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("delivers exceptions"));
+    assert!(
+        check("cgroups")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("v2"),
+        "{rep}"
+    );
+    assert_eq!(check("pivot_root")["status"], "ok", "{rep}");
+    assert_eq!(rep["container"], true);
+}
+
+/// The container end-to-end suite again, inside the test host: pure cgroup v2, a different
+/// kernel, a tmpfs root.
+#[test]
+fn container_suite_passes_on_pure_cgroup_v2() {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let suite = std::fs::read_dir(&deps)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("container-") && !n.contains('.')
+        })
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .expect("the container test binary next to this one (cargo test builds it)");
+    let suite = suite.to_str().unwrap();
+    let out = testhost(&[
+        "--timeout",
+        "900",
+        "--include",
+        suite,
+        "--",
+        suite,
+        "--test-threads=2",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("test result: ok. 16 passed"), "{stdout}");
+}
