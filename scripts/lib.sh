@@ -30,7 +30,13 @@ require_root() {
 build_all() {
     log "building isola (release)"
     cargo build --release --locked -p isola
-    log "building the static workloads"
+    log "building the static workloads and the guest init"
     RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --release --locked -p isola-workloads --target x86_64-unknown-linux-gnu
+        cargo build --release --locked -p isola-workloads -p isola-guest-init --target x86_64-unknown-linux-gnu
+    log "building the guest kernel (cached after the first build)"
+    local kdir
+    kdir=$(guest/kernel/build)
+    mkdir -p target/guest
+    cp "$kdir/vmlinux" target/guest/vmlinux
+    cp target/x86_64-unknown-linux-gnu/release/isola-guest-init target/guest/init
 }

@@ -1,4 +1,14 @@
 //! isola's VM isolation level: a small KVM virtual machine monitor built on the rust-vmm crates.
-//! So far it holds the probe that tells whether this host's KVM can run an unmodified guest.
+//!
+//! Read `vm.rs` first (one VM from start to end), then `boot.rs` (loading Linux), `cpu.rs`
+//! (a vCPU's boot state), `long_mode.rs`, `devices/`. `probe.rs` is what `isola doctor` runs
+//! to tell whether this host's KVM can run an unmodified guest at all.
 
+mod boot;
+mod cpu;
+pub mod devices;
+pub mod initramfs;
+pub mod layout;
+mod long_mode;
 pub mod probe;
+pub mod vm;

@@ -4,7 +4,8 @@
 //! Nested PVM hypervisors (as on some clouds) fail here with an emulation error, and so would a
 //! Linux kernel, at its first exception.
 
-use kvm_bindings::{kvm_segment, KVM_MAX_CPUID_ENTRIES};
+use crate::long_mode;
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuExit};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -66,38 +67,6 @@ pub fn probe_kvm(timeout: Duration) -> KvmVerdict {
     }
 }
 
-fn code_segment() -> kvm_segment {
-    kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector: 0x08,
-        type_: 0b1011, // execute/read, accessed
-        present: 1,
-        dpl: 0,
-        db: 0,
-        s: 1,
-        l: 1,
-        g: 1,
-        ..Default::default()
-    }
-}
-
-fn data_segment() -> kvm_segment {
-    kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector: 0x10,
-        type_: 0b0011, // read/write, accessed
-        present: 1,
-        dpl: 0,
-        db: 1,
-        s: 1,
-        l: 0,
-        g: 1,
-        ..Default::default()
-    }
-}
-
 /// Lays out GDT, IDT (vector 3 → HANDLER), identity-mapped first 2 MiB, and the code: `int3`
 /// when `exception`, else a plain jump to the handler (the control experiment).
 fn write_guest(mem: &GuestMemoryMmap, exception: bool) -> Result<(), String> {
@@ -121,10 +90,7 @@ fn write_guest(mem: &GuestMemoryMmap, exception: bool) -> Result<(), String> {
     gate[6..8].copy_from_slice(&(((HANDLER >> 16) & 0xffff) as u16).to_le_bytes());
     gate[8..12].copy_from_slice(&((HANDLER >> 32) as u32).to_le_bytes());
     w(IDT + 3 * 16, &gate)?;
-    // Page tables: PML4[0] → PDPT, PDPT[0] → PD, PD[0] = one 2 MiB page at 0.
-    w(PML4, &(PDPT | 0x3).to_le_bytes())?;
-    w(PDPT, &(PD | 0x3).to_le_bytes())?;
-    w(PD, &(0x83u64).to_le_bytes())?;
+    long_mode::write_page_tables(mem, PML4, PDPT, PD, 1)?;
     if exception {
         // int3; hlt
         w(CODE, &[0xcc, 0xf4])?;
@@ -172,21 +138,7 @@ pub fn run_probe_guest(kvm: &Kvm, exception: bool) -> Result<(), String> {
     let mut sregs = vcpu
         .get_sregs()
         .map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
-    sregs.cs = code_segment();
-    let data = data_segment();
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.gdt.base = GDT;
-    sregs.gdt.limit = 3 * 8 - 1;
-    sregs.idt.base = IDT;
-    sregs.idt.limit = 4 * 16 - 1;
-    sregs.cr3 = PML4;
-    sregs.cr4 = 1 << 5; // PAE
-    sregs.cr0 = (1 << 31) | (1 << 4) | 1; // PG | ET | PE
-    sregs.efer = (1 << 8) | (1 << 10); // LME | LMA
+    long_mode::set_long_mode(&mut sregs, GDT, IDT, 4 * 16 - 1, PML4);
     vcpu.set_sregs(&sregs)
         .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
     let mut regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;

@@ -110,6 +110,15 @@ pub struct RunArgs {
     /// Allocate a pseudo-terminal
     #[arg(short, long)]
     pub tty: bool,
+    /// VM isolation: stop the VM (exit 125) if the workload has not finished after SECS seconds
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// VM isolation: print the guest kernel's log when the VM ends
+    #[arg(long)]
+    pub debug: bool,
+    /// VM isolation: print when each phase happened (VMM start, kernel entry, init, workload, exit)
+    #[arg(long)]
+    pub timings: bool,
     #[command(flatten)]
     pub process: ProcessArgs,
     /// Image: NAME[:TAG] or NAME@sha256:...

@@ -41,9 +41,27 @@ impl Paths {
         self.data.join("containers")
     }
 
-    /// The VM's guest kernel (`vmlinux`) and init.
+    /// The VM's guest kernel (`vmlinux`) and init: `$ISOLA_GUEST_DIR`, else `guest/` beside
+    /// the directory holding the isola binary (a build tree's `target/guest`), else
+    /// /usr/local/lib/isola/guest (where scripts/setup installs them).
     pub fn guest(&self) -> PathBuf {
-        self.data.join("guest")
+        if let Some(d) = std::env::var_os("ISOLA_GUEST_DIR").filter(|v| !v.is_empty()) {
+            return PathBuf::from(d);
+        }
+        if let Some(beside) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().and_then(|p| p.parent()).map(|p| p.join("guest")))
+        {
+            if beside.join("vmlinux").is_file() {
+                return beside;
+            }
+        }
+        PathBuf::from("/usr/local/lib/isola/guest")
+    }
+
+    /// Per-image initramfs archives of unpacked root filesystems, for VM isolation.
+    pub fn vm_images(&self) -> PathBuf {
+        self.data.join("vm")
     }
 
     /// One state directory per running container.

@@ -3,3 +3,4 @@ pub mod containers;
 pub mod doctor;
 pub mod images;
 pub mod run;
+pub mod run_vm;

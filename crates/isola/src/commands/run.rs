@@ -91,10 +91,7 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
                 )
             ));
         }
-        bail!(Exit(
-            125,
-            "--isolation vm: VM isolation is not built yet in this version of isola; use --isolation container".into()
-        ));
+        return crate::commands::run_vm::run_vm(paths, &a);
     }
     let id = records::new_id()?;
     let short = id[..12].to_string();

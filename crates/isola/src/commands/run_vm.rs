@@ -1,0 +1,133 @@
+//! `isola run --isolation vm`: the same image and bundle as container mode, run by isola's own
+//! VMM behind a guest kernel. The bundle (config.json + the image's rootfs) travels in an
+//! initramfs isola writes itself; the workload's stdout and stderr come back on two UARTs, its
+//! exit status on a third.
+
+use crate::cli::RunArgs;
+use crate::commands::run::{image_and_rootfs, settings};
+use crate::paths::Paths;
+use crate::{records, Exit};
+use anyhow::{bail, Context, Result};
+use isola_oci::bundle::runtime_spec;
+use isola_oci::rootfs::chain_id;
+use isola_vmm::devices::serial::Sink;
+use isola_vmm::initramfs::Cpio;
+use isola_vmm::vm::{self, VmConfig, VmExit};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const DEFAULT_MEMORY_MIB: u64 = 256;
+const KERNEL_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off nomodule 8250.nr_uarts=4 \
+     i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd rdinit=/init";
+
+/// The image's rootfs as an initramfs fragment under /isola/rootfs, cached per chain ID.
+fn rootfs_archive(paths: &Paths, chain: &str, lower: &Path) -> Result<Vec<u8>> {
+    let dir = paths.vm_images();
+    let file = dir.join(format!("{chain}.cpio"));
+    if let Ok(bytes) = std::fs::read(&file) {
+        return Ok(bytes);
+    }
+    let mut c = Cpio::new();
+    c.dir("/isola", 0o755);
+    c.add_tree("/isola/rootfs", lower)
+        .with_context(|| format!("archiving {}", lower.display()))?;
+    let bytes = c.finish();
+    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    let tmp = dir.join(format!(".{chain}.{}", std::process::id()));
+    std::fs::write(&tmp, &bytes).with_context(|| tmp.display().to_string())?;
+    std::fs::rename(&tmp, &file).with_context(|| file.display().to_string())?;
+    Ok(bytes)
+}
+
+pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
+    let (kvm, verdict) = crate::commands::doctor::kvm_check();
+    if !verdict.can_run_vms() {
+        bail!(Exit(
+            125,
+            format!("--isolation vm: this host cannot run VMs: {} (see `isola doctor`)", kvm.detail)
+        ));
+    }
+    if a.tty || a.interactive {
+        bail!(Exit(125, "--isolation vm: -i and -t are not supported yet".into()));
+    }
+    let guest = paths.guest();
+    let kernel = guest.join("vmlinux");
+    let init = guest.join("init");
+    for (what, p) in [("guest kernel", &kernel), ("guest init", &init)] {
+        if !p.is_file() {
+            bail!(Exit(125, format!("--isolation vm: the {what} {} is missing (see `isola doctor`)", p.display())));
+        }
+    }
+    let id = records::new_id()?;
+    let s = settings(&a.process, &a.command, &id[..12], false)?;
+    let mem_mib = s.memory.map_or(DEFAULT_MEMORY_MIB, |b| (b as u64).div_ceil(1 << 20));
+    let (_store, image, lower) = image_and_rootfs(paths, &a.image)?;
+    let spec = runtime_spec(&image, &lower, &s)?;
+
+    let mut initrd = rootfs_archive(paths, chain_id(&image)?.hex(), &lower)?;
+    let mut extra = Cpio::new();
+    extra.file("/init", 0o755, &std::fs::read(&init).with_context(|| init.display().to_string())?);
+    extra.dir("/isola", 0o755);
+    extra.file("/isola/config.json", 0o644, &serde_json::to_vec(&spec)?);
+    initrd.extend_from_slice(&extra.finish());
+
+    let console = Arc::new(Mutex::new(Vec::new()));
+    let control = Arc::new(Mutex::new(Vec::new()));
+    let mut cmdline = KERNEL_CMDLINE.to_string();
+    if !a.debug {
+        cmdline.push_str(" quiet");
+    }
+    let outcome = vm::run(VmConfig {
+        kernel,
+        initrd: Some(initrd),
+        cmdline,
+        mem_mib,
+        uarts: [
+            Sink::Buffer(console.clone()),
+            Sink::Fd(1),
+            Sink::Fd(2),
+            Sink::Buffer(control.clone()),
+        ],
+        timeout: a.timeout.map(Duration::from_secs),
+    })
+    .map_err(|e| Exit(125, format!("--isolation vm: {e}")))?;
+
+    let log = String::from_utf8_lossy(&console.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    if a.debug {
+        eprint!("{log}");
+    }
+    if a.timings {
+        let end = outcome.started.elapsed();
+        eprintln!("timings: vmm start 0.0 ms");
+        for (phase, t) in &outcome.marks {
+            let name = match phase {
+                2 => "init start",
+                3 => "workload start",
+                4 => "workload exit",
+                _ => "mark",
+            };
+            eprintln!("timings: {name} {:.1} ms", t.as_secs_f64() * 1000.0);
+        }
+        eprintln!("timings: vm gone {:.1} ms", end.as_secs_f64() * 1000.0);
+    }
+    let control = String::from_utf8_lossy(&control.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    for line in control.lines().rev() {
+        if let Some(code) = line.strip_prefix("exit ").and_then(|c| c.trim().parse::<i32>().ok()) {
+            if code == 125 {
+                if let Some(err) = control.lines().find_map(|l| l.strip_prefix("error ")) {
+                    bail!(Exit(125, format!("--isolation vm: guest init: {err}")));
+                }
+            }
+            return Ok(code);
+        }
+    }
+    let why = match outcome.exit {
+        VmExit::Timeout => format!("the workload did not finish within --timeout {}s; the VM was stopped", a.timeout.unwrap_or(0)),
+        VmExit::Shutdown => "the guest triple-faulted before the workload finished".to_string(),
+        VmExit::Reset => "the guest kernel stopped before the workload finished (kernel panic?)".to_string(),
+    };
+    let tail: Vec<&str> = log.lines().rev().take(3).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    bail!(Exit(125, format!("--isolation vm: {why}{}", if tail.is_empty() { String::new() } else { format!("; kernel log ends: {}", tail.join(" | ")) })))
+}

@@ -1,0 +1,162 @@
+//! Running the workload as the bundle's process spec says, and reporting its status the way
+//! the container level does: the exit code, 128+N for signal N, 126/127 when it cannot run.
+
+use crate::setup::{mark, raw, Channels};
+use crate::{MARK_WORKLOAD_EXIT, MARK_WORKLOAD_START};
+use serde_json::Value;
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// PATH lookup that tells "not found" (127) from "not executable" (126).
+fn resolve(cmd: &str, env: &[String]) -> Result<PathBuf, (i32, String)> {
+    if cmd.contains('/') {
+        return Ok(PathBuf::from(cmd));
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut found_not_exec = None;
+    for dir in path.split(':') {
+        let p = Path::new(if dir.is_empty() { "." } else { dir }).join(cmd);
+        if let Ok(m) = std::fs::metadata(&p) {
+            if m.is_file() {
+                if m.permissions().mode() & 0o111 != 0 {
+                    return Ok(p);
+                }
+                found_not_exec.get_or_insert(p);
+            }
+        }
+    }
+    Err(match found_not_exec {
+        Some(p) => (126, format!("exec: {:?}: permission denied", p.display().to_string())),
+        None => (127, format!("exec: {cmd:?}: executable file not found in $PATH")),
+    })
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        _ => return None,
+    })
+}
+
+/// Forks the workload and waits for it, reaping everything else meanwhile (we are PID 1).
+pub fn run_workload(spec: &Value, ch: &Channels) -> Result<i32, String> {
+    let process = spec.get("process").ok_or("config.json has no process")?;
+    let args = strings(process.get("args"));
+    let env = strings(process.get("env"));
+    let cwd = process.get("cwd").and_then(Value::as_str).unwrap_or("/").to_string();
+    let user = process.get("user");
+    let uid = user.and_then(|u| u.get("uid")).and_then(Value::as_u64).unwrap_or(0) as libc::uid_t;
+    let gid = user.and_then(|u| u.get("gid")).and_then(Value::as_u64).unwrap_or(0) as libc::gid_t;
+    let groups: Vec<libc::gid_t> = user
+        .and_then(|u| u.get("additionalGids"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|g| g.as_u64().map(|g| g as libc::gid_t)).collect())
+        .unwrap_or_default();
+    let cmd = args.first().ok_or("process.args is empty")?.clone();
+    let _ = std::fs::create_dir_all(&cwd);
+    let rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)> = process
+        .get("rlimits")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| {
+                    Some((
+                        rlimit_resource(r.get("type")?.as_str()?)?,
+                        r.get("soft")?.as_u64()?,
+                        r.get("hard")?.as_u64()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
+    // The workload's errors go where docker puts them: its stderr.
+    let (stdout, stderr, stdin) = (raw(&ch.stdout), raw(&ch.stderr), raw(&ch.stdin));
+    let c = |s: &str| CString::new(s).unwrap_or_default();
+    let cargs: Vec<CString> = args.iter().map(|a| c(a)).collect();
+    let cenv: Vec<CString> = env.iter().map(|e| c(e)).collect();
+    let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = cenv.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+
+    mark(MARK_WORKLOAD_START);
+    // SAFETY: fork(2) in a single-threaded PID 1; the child only calls async-signal-safe
+    // functions on data prepared above, then execve or _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: see above; all pointers refer to live, NUL-terminated buffers.
+        unsafe {
+            libc::dup2(stdin, 0);
+            libc::dup2(stdout, 1);
+            libc::dup2(stderr, 2);
+            libc::setsid();
+            for (res, soft, hard) in &rlimits {
+                let l = libc::rlimit { rlim_cur: *soft, rlim_max: *hard };
+                libc::setrlimit(*res, &l);
+            }
+            let fail = |code: i32, msg: &str| -> ! {
+                let line = format!("isola: {msg}\n");
+                libc::write(2, line.as_ptr().cast(), line.len());
+                libc::_exit(code)
+            };
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                fail(125, &format!("setting user {uid}:{gid}: {}", std::io::Error::last_os_error()));
+            }
+            if libc::chdir(c(&cwd).as_ptr()) != 0 {
+                fail(125, &format!("chdir {cwd}: {}", std::io::Error::last_os_error()));
+            }
+            let path = match resolve(&cmd, &env) {
+                Ok(p) => p,
+                Err((code, msg)) => fail(code, &msg),
+            };
+            let cpath = c(&path.to_string_lossy());
+            libc::execve(cpath.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            let e = std::io::Error::last_os_error();
+            let code = if e.raw_os_error() == Some(libc::ENOENT) { 127 } else { 126 };
+            fail(code, &format!("exec: {:?}: {e}", path.display().to_string()));
+        }
+    }
+    loop {
+        let mut status = 0;
+        // SAFETY: wait for any child; we are PID 1 and reap orphans too.
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(format!("waitpid: {e}"));
+        }
+        if r == pid {
+            mark(MARK_WORKLOAD_EXIT);
+            return Ok(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                125
+            });
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The guest's side of the machine: kernel filesystems, the channels to the host (UARTs in raw
+//! mode), switching to the image's root, the boot timer, and the way out (reset).
+
+use serde_json::Value;
+use std::ffi::CString;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+const BOOT_TIMER_PORT: u16 = 0x80;
+
+/// Writes a phase byte to the boot-timer port.
+pub fn mark(phase: u8) {
+    // SAFETY: ioperm grants this process (PID 1, root) access to one port; the outb that
+    // follows writes one byte to it, which the VMM traps. Nothing in memory is touched.
+    unsafe {
+        if libc::ioperm(BOOT_TIMER_PORT as libc::c_ulong, 1, 1) == 0 {
+            std::arch::asm!("out dx, al", in("dx") BOOT_TIMER_PORT, in("al") phase, options(nomem, nostack));
+        }
+    }
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}
+
+fn mount(src: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> Result<(), String> {
+    let _ = std::fs::create_dir_all(target);
+    let data = c(data);
+    // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
+    let r = unsafe {
+        libc::mount(c(src).as_ptr(), c(target).as_ptr(), c(fstype).as_ptr(), flags, data.as_ptr().cast())
+    };
+    if r != 0 {
+        return Err(format!("mount {fstype} on {target}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+pub fn mount_kernel_filesystems() -> Result<(), String> {
+    mount("proc", "/proc", "proc", 0, "")?;
+    mount("sysfs", "/sys", "sysfs", 0, "")?;
+    mount("devtmpfs", "/dev", "devtmpfs", 0, "")
+}
+
+pub fn read_spec() -> Result<Value, String> {
+    let text = std::fs::read_to_string("/isola/config.json").map_err(|e| format!("/isola/config.json: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("/isola/config.json: {e}"))
+}
+
+/// The workload's stdout and stderr: UARTs 2 and 3, in raw mode so bytes pass unchanged.
+pub struct Channels {
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub stdin: OwnedFd,
+}
+
+fn open_raw(path: &str, flags: libc::c_int) -> Result<OwnedFd, String> {
+    // SAFETY: open(2) of a NUL-terminated path; the fd is owned below.
+    let fd = unsafe { libc::open(c(path).as_ptr(), flags | libc::O_NOCTTY) };
+    if fd < 0 {
+        return Err(format!("{path}: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: termios is a plain struct filled by tcgetattr; cfmakeraw edits it in place.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(fd, libc::TCSANOW, &t);
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+pub fn open_channels() -> Result<Channels, String> {
+    let null = open_raw("/dev/null", libc::O_RDONLY)?;
+    Ok(Channels {
+        stdout: open_raw("/dev/ttyS1", libc::O_WRONLY)?,
+        stderr: open_raw("/dev/ttyS2", libc::O_WRONLY)?,
+        stdin: null,
+    })
+}
+
+/// Makes /isola/rootfs the root: kernel filesystems inside it, then the switch_root dance
+/// (move the mount onto /, chroot into it).
+pub fn enter_rootfs(spec: &Value) -> Result<(), String> {
+    let root = "/isola/rootfs";
+    mount(root, root, "", libc::MS_BIND | libc::MS_REC, "")?;
+    mount("proc", &format!("{root}/proc"), "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "")?;
+    mount("sysfs", &format!("{root}/sys"), "sysfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY, "")?;
+    mount("devtmpfs", &format!("{root}/dev"), "devtmpfs", libc::MS_NOSUID, "")?;
+    let _ = mount("devpts", &format!("{root}/dev/pts"), "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+    let _ = mount("tmpfs", &format!("{root}/dev/shm"), "tmpfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "mode=1777");
+    // SAFETY: chdir/mount/chroot with NUL-terminated paths; the process is single-threaded.
+    unsafe {
+        if libc::chdir(c(root).as_ptr()) != 0
+            || libc::mount(c(".").as_ptr(), c("/").as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null()) != 0
+            || libc::chroot(c(".").as_ptr()) != 0
+            || libc::chdir(c("/").as_ptr()) != 0
+        {
+            return Err(format!("switching root to {root}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    if let Some(h) = spec.get("hostname").and_then(Value::as_str) {
+        // SAFETY: sethostname reads `h.len()` bytes.
+        unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) };
+    }
+    Ok(())
+}
+
+fn write_tty(path: &str, text: &str) {
+    if let Ok(fd) = open_raw(path, libc::O_WRONLY) {
+        let mut f = std::fs::File::from(fd);
+        let _ = std::io::Write::write_all(&mut f, text.as_bytes());
+    }
+}
+
+/// A line on the kernel console (ttyS0), for --debug and failure reports.
+pub fn console(text: &str) {
+    write_tty("/dev/ttyS0", text);
+}
+
+pub fn report_failure(message: &str) {
+    write_tty("/dev/ttyS3", &format!("error {}\n", message.replace('\n', " ")));
+}
+
+pub fn report_exit(code: i32) {
+    write_tty("/dev/ttyS3", &format!("exit {code}\n"));
+}
+
+/// Resets the machine: the VMM sees it and ends the VM.
+pub fn power_off() -> ! {
+    // SAFETY: sync and reboot(2) take no pointers; PID 1 may reboot.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_AUTOBOOT);
+        libc::_exit(0)
+    }
+}
+
+pub fn raw(fd: &OwnedFd) -> RawFd {
+    std::os::fd::AsRawFd::as_raw_fd(fd)
+}
