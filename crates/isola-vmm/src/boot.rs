@@ -40,13 +40,19 @@ pub fn load_linux(
     initrd: Option<&[u8]>,
     cmdline: &str,
 ) -> Result<Loaded, String> {
-    let mut file = File::open(kernel).map_err(|e| format!("guest kernel {}: {e}", kernel.display()))?;
-    let result = Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START)))
-        .map_err(|e| format!("guest kernel {}: not a loadable vmlinux: {e}", kernel.display()))?;
+    let mut file =
+        File::open(kernel).map_err(|e| format!("guest kernel {}: {e}", kernel.display()))?;
+    let result = Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START))).map_err(|e| {
+        format!(
+            "guest kernel {}: not a loadable vmlinux: {e}",
+            kernel.display()
+        )
+    })?;
     let entry = result.kernel_load.0;
 
     let mut cl = Cmdline::new(CMDLINE_MAX).map_err(|e| format!("kernel command line: {e}"))?;
-    cl.insert_str(cmdline).map_err(|e| format!("kernel command line {cmdline:?}: {e}"))?;
+    cl.insert_str(cmdline)
+        .map_err(|e| format!("kernel command line {cmdline:?}: {e}"))?;
     linux_loader::loader::load_cmdline(mem, GuestAddress(CMDLINE), &cl)
         .map_err(|e| format!("writing the kernel command line: {e}"))?;
 
@@ -76,10 +82,7 @@ pub fn load_linux(
         params.0.hdr.ramdisk_size = image.len() as u32;
     }
 
-    let e820 = [
-        (0u64, EBDA_START),
-        (HIMEM_START, mem_size - HIMEM_START),
-    ];
+    let e820 = [(0u64, EBDA_START), (HIMEM_START, mem_size - HIMEM_START)];
     for (i, (addr, size)) in e820.iter().enumerate() {
         params.0.e820_table[i] = boot_e820_entry {
             addr: *addr,

@@ -4,7 +4,7 @@
 
 use crate::layout::*;
 use crate::long_mode;
-use kvm_bindings::{kvm_fpu, kvm_msr_entry, Msrs, CpuId};
+use kvm_bindings::{kvm_fpu, kvm_msr_entry, CpuId, Msrs};
 use kvm_ioctls::VcpuFd;
 use vm_memory::GuestMemoryMmap;
 
@@ -42,7 +42,8 @@ pub fn set_cpuid(vcpu: &VcpuFd, supported: &CpuId, index: u8, count: u8) -> Resu
             _ => {}
         }
     }
-    vcpu.set_cpuid2(&cpuid).map_err(|e| format!("KVM_SET_CPUID2: {e}"))
+    vcpu.set_cpuid2(&cpuid)
+        .map_err(|e| format!("KVM_SET_CPUID2: {e}"))
 }
 
 fn set_msrs(vcpu: &VcpuFd) -> Result<(), String> {
@@ -64,18 +65,30 @@ fn set_msrs(vcpu: &VcpuFd) -> Result<(), String> {
         entry(MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING),
     ];
     let msrs = Msrs::from_entries(&entries).map_err(|e| format!("MSR list: {e:?}"))?;
-    let n = vcpu.set_msrs(&msrs).map_err(|e| format!("KVM_SET_MSRS: {e}"))?;
+    let n = vcpu
+        .set_msrs(&msrs)
+        .map_err(|e| format!("KVM_SET_MSRS: {e}"))?;
     if n != entries.len() {
-        return Err(format!("KVM_SET_MSRS set {n} of {} boot MSRs", entries.len()));
+        return Err(format!(
+            "KVM_SET_MSRS set {n} of {} boot MSRs",
+            entries.len()
+        ));
     }
     Ok(())
 }
 
 /// LINT0 delivers the PIC's interrupts (ExtINT), LINT1 NMIs: what a PC's firmware leaves.
 fn set_lint(vcpu: &VcpuFd) -> Result<(), String> {
-    let mut lapic = vcpu.get_lapic().map_err(|e| format!("KVM_GET_LAPIC: {e}"))?;
+    let mut lapic = vcpu
+        .get_lapic()
+        .map_err(|e| format!("KVM_GET_LAPIC: {e}"))?;
     let mut set = |reg: usize, mode: u32| {
-        let bytes: [u8; 4] = lapic.regs[reg..reg + 4].iter().map(|b| *b as u8).collect::<Vec<u8>>().try_into().unwrap();
+        let bytes: [u8; 4] = lapic.regs[reg..reg + 4]
+            .iter()
+            .map(|b| *b as u8)
+            .collect::<Vec<u8>>()
+            .try_into()
+            .unwrap();
         let v = u32::from_le_bytes(bytes);
         let v = (v & !0x700) | (mode << 8);
         for (i, b) in v.to_le_bytes().iter().enumerate() {
@@ -84,11 +97,19 @@ fn set_lint(vcpu: &VcpuFd) -> Result<(), String> {
     };
     set(APIC_LVT0, APIC_MODE_EXTINT);
     set(APIC_LVT1, APIC_MODE_NMI);
-    vcpu.set_lapic(&lapic).map_err(|e| format!("KVM_SET_LAPIC: {e}"))
+    vcpu.set_lapic(&lapic)
+        .map_err(|e| format!("KVM_SET_LAPIC: {e}"))
 }
 
 /// Boot state for vCPU `index`: 64-bit mode, paging on, RIP at the kernel entry (BSP only).
-pub fn configure(vcpu: &VcpuFd, mem: &GuestMemoryMmap, entry: u64, supported: &CpuId, index: u8, count: u8) -> Result<(), String> {
+pub fn configure(
+    vcpu: &VcpuFd,
+    mem: &GuestMemoryMmap,
+    entry: u64,
+    supported: &CpuId,
+    index: u8,
+    count: u8,
+) -> Result<(), String> {
     set_cpuid(vcpu, supported, index, count)?;
     set_msrs(vcpu)?;
     set_lint(vcpu)?;
@@ -97,20 +118,25 @@ pub fn configure(vcpu: &VcpuFd, mem: &GuestMemoryMmap, entry: u64, supported: &C
         mxcsr: 0x1f80,
         ..Default::default()
     };
-    vcpu.set_fpu(&fpu).map_err(|e| format!("KVM_SET_FPU: {e}"))?;
+    vcpu.set_fpu(&fpu)
+        .map_err(|e| format!("KVM_SET_FPU: {e}"))?;
     if index != 0 {
         return Ok(()); // application processors wait for the kernel's INIT/SIPI
     }
     long_mode::write_gdt(mem, GDT)?;
     long_mode::write_page_tables(mem, PML4, PDPT, PD, 1)?;
-    let mut sregs = vcpu.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+    let mut sregs = vcpu
+        .get_sregs()
+        .map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
     long_mode::set_long_mode(&mut sregs, GDT, IDT, 0, PML4);
-    vcpu.set_sregs(&sregs).map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
+    vcpu.set_sregs(&sregs)
+        .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
     let mut regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
     regs.rflags = 0x2;
     regs.rip = entry;
     regs.rsp = BOOT_STACK;
     regs.rbp = BOOT_STACK;
     regs.rsi = ZERO_PAGE;
-    vcpu.set_regs(&regs).map_err(|e| format!("KVM_SET_REGS: {e}"))
+    vcpu.set_regs(&regs)
+        .map_err(|e| format!("KVM_SET_REGS: {e}"))
 }

@@ -23,7 +23,10 @@ impl Default for Cpio {
 
 impl Cpio {
     pub fn new() -> Cpio {
-        Cpio { buf: Vec::new(), ino: 1 }
+        Cpio {
+            buf: Vec::new(),
+            ino: 1,
+        }
     }
 
     fn pad(&mut self) {
@@ -33,7 +36,16 @@ impl Cpio {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn entry(&mut self, name: &str, mode: u32, uid: u32, gid: u32, mtime: u32, rdev: (u32, u32), data: &[u8]) {
+    fn entry(
+        &mut self,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime: u32,
+        rdev: (u32, u32),
+        data: &[u8],
+    ) {
         let name = name.trim_start_matches('/');
         let name = if name.is_empty() { "." } else { name };
         let fields = [
@@ -95,7 +107,15 @@ impl Cpio {
         if m.file_type().is_symlink() {
             let target = std::fs::read_link(path)?;
             let t = target.to_string_lossy().into_owned();
-            self.entry(name, S_IFLNK | 0o777, m.uid(), m.gid(), mtime, (0, 0), t.as_bytes());
+            self.entry(
+                name,
+                S_IFLNK | 0o777,
+                m.uid(),
+                m.gid(),
+                mtime,
+                (0, 0),
+                t.as_bytes(),
+            );
         } else if m.is_file() {
             let data = std::fs::read(path)?;
             self.entry(name, m.mode(), m.uid(), m.gid(), mtime, (0, 0), &data);

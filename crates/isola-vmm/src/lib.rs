@@ -5,10 +5,12 @@
 //! to tell whether this host's KVM can run an unmodified guest at all.
 
 mod boot;
+pub mod channel;
 mod cpu;
 pub mod devices;
 pub mod initramfs;
 pub mod layout;
 mod long_mode;
 pub mod probe;
+pub mod virtio;
 pub mod vm;

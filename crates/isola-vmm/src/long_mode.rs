@@ -48,12 +48,25 @@ fn write(mem: &GuestMemoryMmap, addr: u64, bytes: &[u8]) -> Result<(), String> {
 /// Writes a GDT (null, 64-bit code, data) at `gdt`.
 pub fn write_gdt(mem: &GuestMemoryMmap, gdt: u64) -> Result<(), String> {
     let entries: [u64; 3] = [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
-    write(mem, gdt, &entries.iter().flat_map(|e| e.to_le_bytes()).collect::<Vec<u8>>())
+    write(
+        mem,
+        gdt,
+        &entries
+            .iter()
+            .flat_map(|e| e.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
 }
 
 /// Identity-maps the first `gib` GiB (at most 512) with 2 MiB pages: PML4 → PDPT → `gib` PDs
 /// placed from `pd` on.
-pub fn write_page_tables(mem: &GuestMemoryMmap, pml4: u64, pdpt: u64, pd: u64, gib: u64) -> Result<(), String> {
+pub fn write_page_tables(
+    mem: &GuestMemoryMmap,
+    pml4: u64,
+    pdpt: u64,
+    pd: u64,
+    gib: u64,
+) -> Result<(), String> {
     write(mem, pml4, &(pdpt | 0x3).to_le_bytes())?;
     for g in 0..gib.min(512) {
         let table = pd + g * 0x1000;

@@ -8,21 +8,29 @@ use crate::devices::i8042::I8042;
 use crate::devices::serial::{Sink, Uart};
 use crate::devices::EventFdTrigger;
 use crate::layout::*;
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use crate::virtio::console::Console;
+use crate::virtio::mmio::MmioTransport;
+use kvm_bindings::{
+    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{Kvm, VcpuExit};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
 
 /// What to boot and where its output goes.
 pub struct VmConfig {
     pub kernel: PathBuf,
     pub initrd: Option<Vec<u8>>,
+    /// The kernel command line; isola appends the virtio-mmio device declarations.
     pub cmdline: String,
     pub mem_mib: u64,
-    /// COM1..COM4: kernel console, workload stdout, workload stderr, control channel.
-    pub uarts: [Sink; 4],
+    /// Where COM1 (the kernel console) goes.
+    pub console: Sink,
+    /// Receives what the guest sends on the host channel (a virtio console).
+    pub channel: Box<dyn FnMut(&[u8]) + Send>,
     pub timeout: Option<Duration>,
 }
 
@@ -68,19 +76,26 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
     let started = Instant::now();
     let mem_size = cfg.mem_mib << 20;
     if mem_size < (16 << 20) {
-        return Err(format!("guest memory {} MiB is too small to boot (minimum 16 MiB)", cfg.mem_mib));
+        return Err(format!(
+            "guest memory {} MiB is too small to boot (minimum 16 MiB)",
+            cfg.mem_mib
+        ));
     }
     let kvm = Kvm::new().map_err(|e| format!("/dev/kvm: {e}"))?;
-    let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), mem_size as usize)])
-        .map_err(|e| format!("guest memory ({} MiB): {e}", cfg.mem_mib))?;
+    let mem: GuestMemoryMmap =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), mem_size as usize)])
+            .map_err(|e| format!("guest memory ({} MiB): {e}", cfg.mem_mib))?;
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
-    vm.set_tss_address(0xfffb_d000).map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
-    vm.create_irq_chip().map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+    vm.set_tss_address(0xfffb_d000)
+        .map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
+    vm.create_irq_chip()
+        .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
     };
-    vm.create_pit2(pit).map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
+    vm.create_pit2(pit)
+        .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
     let host_addr = mem
         .get_host_address(GuestAddress(0))
         .map_err(|e| format!("guest memory: {e}"))?;
@@ -93,22 +108,31 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
     };
     // SAFETY: the region is `mem`'s one mapping of `mem_size` bytes; `mem` is declared before
     // `vm`, so it outlives the VM and every vCPU run.
-    unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
+    unsafe { vm.set_user_memory_region(region) }
+        .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
 
-    let loaded = load_linux(&mem, mem_size, &cfg.kernel, cfg.initrd.as_deref(), &cfg.cmdline)?;
+    let channel_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
+    vm.register_irqfd(&channel_irq, VIRTIO_FIRST_IRQ)
+        .map_err(|e| format!("KVM_IRQFD: {e}"))?;
+    let mut channel = MmioTransport::new(Box::new(Console::new(cfg.channel)), channel_irq);
+    let cmdline = format!(
+        "{} virtio_mmio.device=4K@{:#x}:{}",
+        cfg.cmdline, VIRTIO_MMIO_BASE, VIRTIO_FIRST_IRQ
+    );
+    let loaded = load_linux(&mem, mem_size, &cfg.kernel, cfg.initrd.as_deref(), &cmdline)?;
 
-    let mut uarts = Vec::new();
-    for (i, sink) in cfg.uarts.iter().enumerate() {
-        let irq = EventFdTrigger::new().map_err(|e| format!("eventfd: {e}"))?;
-        vm.register_irqfd(&irq.0, COM_IRQS[i]).map_err(|e| format!("KVM_IRQFD: {e}"))?;
-        uarts.push(Uart::new(COM_PORTS[i], irq, sink.clone()));
-    }
+    let irq = EventFdTrigger::new().map_err(|e| format!("eventfd: {e}"))?;
+    vm.register_irqfd(&irq.0, COM_IRQS[0])
+        .map_err(|e| format!("KVM_IRQFD: {e}"))?;
+    let mut uarts = vec![Uart::new(COM_PORTS[0], irq, cfg.console.clone())];
     let mut i8042 = I8042::new(EventFdTrigger::new().map_err(|e| format!("eventfd: {e}"))?);
 
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
-    let mut vcpu = vm.create_vcpu(0).map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+    let mut vcpu = vm
+        .create_vcpu(0)
+        .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
     cpu::configure(&vcpu, &mem, loaded.entry, &supported, 0, 1)?;
 
     if let Some(t) = cfg.timeout {
@@ -142,16 +166,30 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
                     marks.push((v, started.elapsed()));
                 }
             }
-            Ok(VcpuExit::MmioRead(_, data)) => data.iter_mut().for_each(|b| *b = 0),
-            Ok(VcpuExit::MmioWrite(..)) => {}
+            Ok(VcpuExit::MmioRead(addr, data)) => {
+                if (VIRTIO_MMIO_BASE..VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE).contains(&addr) {
+                    channel.read(addr - VIRTIO_MMIO_BASE, data);
+                } else {
+                    data.iter_mut().for_each(|b| *b = 0xff);
+                }
+            }
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                if (VIRTIO_MMIO_BASE..VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE).contains(&addr) {
+                    channel.write(addr - VIRTIO_MMIO_BASE, data, &mem);
+                }
+            }
             Ok(VcpuExit::Shutdown) | Ok(VcpuExit::Hlt) => break VmExit::Shutdown,
             Ok(VcpuExit::InternalError) => {
-                return Err("KVM could not emulate a guest instruction (KVM_EXIT_INTERNAL_ERROR); \
+                return Err(
+                    "KVM could not emulate a guest instruction (KVM_EXIT_INTERNAL_ERROR); \
                             is this a nested PVM host? see `isola doctor`"
-                    .into())
+                        .into(),
+                )
             }
             Ok(VcpuExit::FailEntry(reason, _)) => {
-                return Err(format!("KVM could not enter the guest (hardware entry failure {reason:#x})"))
+                return Err(format!(
+                    "KVM could not enter the guest (hardware entry failure {reason:#x})"
+                ))
             }
             Ok(other) => return Err(format!("unexpected VM exit {other:?}")),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
@@ -162,5 +200,9 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
         // SAFETY: cancels the pending alarm; no memory is involved.
         unsafe { libc::alarm(0) };
     }
-    Ok(VmOutcome { exit, marks, started })
+    Ok(VmOutcome {
+        exit,
+        marks,
+        started,
+    })
 }

@@ -17,22 +17,31 @@ pub const MARK_WORKLOAD_EXIT: u8 = 4;
 
 fn main() {
     setup::mark(MARK_INIT_START);
-    let code = match run() {
+    if let Err(e) = setup::mount_kernel_filesystems() {
+        setup::console(&format!("isola-guest-init: {e}\n"));
+        setup::power_off();
+    }
+    let mut channel = match setup::Channel::open() {
+        Ok(c) => c,
+        Err(e) => {
+            setup::console(&format!("isola-guest-init: no host channel: {e}\n"));
+            setup::power_off();
+        }
+    };
+    let code = match run(&mut channel) {
         Ok(code) => code,
         Err(e) => {
             setup::console(&format!("isola-guest-init: {e}\n"));
-            setup::report_failure(&e);
+            channel.error(&e);
             125
         }
     };
-    setup::report_exit(code);
+    channel.exit(code);
     setup::power_off()
 }
 
-fn run() -> Result<i32, String> {
-    setup::mount_kernel_filesystems()?;
+fn run(channel: &mut setup::Channel) -> Result<i32, String> {
     let spec = setup::read_spec()?;
-    let channels = setup::open_channels()?;
     setup::enter_rootfs(&spec)?;
-    process::run_workload(&spec, &channels)
+    process::run_workload(&spec, channel)
 }

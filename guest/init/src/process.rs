@@ -1,7 +1,7 @@
 //! Running the workload as the bundle's process spec says, and reporting its status the way
 //! the container level does: the exit code, 128+N for signal N, 126/127 when it cannot run.
 
-use crate::setup::{mark, raw, Channels};
+use crate::setup::{mark, Channel};
 use crate::{MARK_WORKLOAD_EXIT, MARK_WORKLOAD_START};
 use serde_json::Value;
 use std::ffi::CString;
@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -36,8 +40,14 @@ fn resolve(cmd: &str, env: &[String]) -> Result<PathBuf, (i32, String)> {
         }
     }
     Err(match found_not_exec {
-        Some(p) => (126, format!("exec: {:?}: permission denied", p.display().to_string())),
-        None => (127, format!("exec: {cmd:?}: executable file not found in $PATH")),
+        Some(p) => (
+            126,
+            format!("exec: {:?}: permission denied", p.display().to_string()),
+        ),
+        None => (
+            127,
+            format!("exec: {cmd:?}: executable file not found in $PATH"),
+        ),
     })
 }
 
@@ -56,18 +66,32 @@ fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 }
 
 /// Forks the workload and waits for it, reaping everything else meanwhile (we are PID 1).
-pub fn run_workload(spec: &Value, ch: &Channels) -> Result<i32, String> {
+pub fn run_workload(spec: &Value, ch: &mut Channel) -> Result<i32, String> {
     let process = spec.get("process").ok_or("config.json has no process")?;
     let args = strings(process.get("args"));
     let env = strings(process.get("env"));
-    let cwd = process.get("cwd").and_then(Value::as_str).unwrap_or("/").to_string();
+    let cwd = process
+        .get("cwd")
+        .and_then(Value::as_str)
+        .unwrap_or("/")
+        .to_string();
     let user = process.get("user");
-    let uid = user.and_then(|u| u.get("uid")).and_then(Value::as_u64).unwrap_or(0) as libc::uid_t;
-    let gid = user.and_then(|u| u.get("gid")).and_then(Value::as_u64).unwrap_or(0) as libc::gid_t;
+    let uid = user
+        .and_then(|u| u.get("uid"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as libc::uid_t;
+    let gid = user
+        .and_then(|u| u.get("gid"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as libc::gid_t;
     let groups: Vec<libc::gid_t> = user
         .and_then(|u| u.get("additionalGids"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|g| g.as_u64().map(|g| g as libc::gid_t)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_u64().map(|g| g as libc::gid_t))
+                .collect()
+        })
         .unwrap_or_default();
     let cmd = args.first().ok_or("process.args is empty")?.clone();
     let _ = std::fs::create_dir_all(&cwd);
@@ -87,9 +111,11 @@ pub fn run_workload(spec: &Value, ch: &Channels) -> Result<i32, String> {
         })
         .unwrap_or_default();
 
-    // The workload's errors go where docker puts them: its stderr.
-    let (stdout, stderr, stdin) = (raw(&ch.stdout), raw(&ch.stderr), raw(&ch.stdin));
+    // The workload writes into two pipes; init frames what comes out onto the channel.
+    let (out_r, stdout) = pipe()?;
+    let (err_r, stderr) = pipe()?;
     let c = |s: &str| CString::new(s).unwrap_or_default();
+    let null = c("/dev/null");
     let cargs: Vec<CString> = args.iter().map(|a| c(a)).collect();
     let cenv: Vec<CString> = env.iter().map(|e| c(e)).collect();
     let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|a| a.as_ptr()).collect();
@@ -107,12 +133,16 @@ pub fn run_workload(spec: &Value, ch: &Channels) -> Result<i32, String> {
     if pid == 0 {
         // SAFETY: see above; all pointers refer to live, NUL-terminated buffers.
         unsafe {
+            let stdin = libc::open(null.as_ptr(), libc::O_RDONLY);
             libc::dup2(stdin, 0);
             libc::dup2(stdout, 1);
             libc::dup2(stderr, 2);
             libc::setsid();
             for (res, soft, hard) in &rlimits {
-                let l = libc::rlimit { rlim_cur: *soft, rlim_max: *hard };
+                let l = libc::rlimit {
+                    rlim_cur: *soft,
+                    rlim_max: *hard,
+                };
                 libc::setrlimit(*res, &l);
             }
             let fail = |code: i32, msg: &str| -> ! {
@@ -120,11 +150,23 @@ pub fn run_workload(spec: &Value, ch: &Channels) -> Result<i32, String> {
                 libc::write(2, line.as_ptr().cast(), line.len());
                 libc::_exit(code)
             };
-            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                fail(125, &format!("setting user {uid}:{gid}: {}", std::io::Error::last_os_error()));
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                fail(
+                    125,
+                    &format!(
+                        "setting user {uid}:{gid}: {}",
+                        std::io::Error::last_os_error()
+                    ),
+                );
             }
             if libc::chdir(c(&cwd).as_ptr()) != 0 {
-                fail(125, &format!("chdir {cwd}: {}", std::io::Error::last_os_error()));
+                fail(
+                    125,
+                    &format!("chdir {cwd}: {}", std::io::Error::last_os_error()),
+                );
             }
             let path = match resolve(&cmd, &env) {
                 Ok(p) => p,
@@ -133,30 +175,99 @@ pub fn run_workload(spec: &Value, ch: &Channels) -> Result<i32, String> {
             let cpath = c(&path.to_string_lossy());
             libc::execve(cpath.as_ptr(), argv.as_ptr(), envp.as_ptr());
             let e = std::io::Error::last_os_error();
-            let code = if e.raw_os_error() == Some(libc::ENOENT) { 127 } else { 126 };
-            fail(code, &format!("exec: {:?}: {e}", path.display().to_string()));
+            let code = if e.raw_os_error() == Some(libc::ENOENT) {
+                127
+            } else {
+                126
+            };
+            fail(
+                code,
+                &format!("exec: {:?}: {e}", path.display().to_string()),
+            );
         }
     }
+    // SAFETY: closing our copies of the pipes' write ends, so EOF comes when the workload's
+    // side closes.
+    unsafe {
+        libc::close(stdout);
+        libc::close(stderr);
+    }
+    relay(pid, out_r, err_r, ch)
+}
+
+fn pipe() -> Result<(libc::c_int, libc::c_int), String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    Ok((fds[0], fds[1]))
+}
+
+/// Copies the workload's output to the channel until it has exited and its pipes are drained;
+/// reaps every child meanwhile. Anything the workload left running is killed when it exits,
+/// as in a container whose PID 1 ends.
+fn relay(
+    pid: libc::pid_t,
+    out_r: libc::c_int,
+    err_r: libc::c_int,
+    ch: &mut Channel,
+) -> Result<i32, String> {
+    let mut open = [true, true];
+    let mut status_code = None;
+    let mut buf = vec![0u8; 65536];
     loop {
-        let mut status = 0;
-        // SAFETY: wait for any child; we are PID 1 and reap orphans too.
-        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
+        let mut fds: Vec<libc::pollfd> = [out_r, err_r]
+            .iter()
+            .zip(open)
+            .filter(|(_, o)| *o)
+            .map(|(fd, _)| libc::pollfd {
+                fd: *fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        if fds.is_empty() && status_code.is_some() {
+            break;
+        }
+        // SAFETY: poll on descriptors we own, with a bounded timeout so exits are noticed.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
+        for f in &fds {
+            if f.revents == 0 {
                 continue;
             }
-            return Err(format!("waitpid: {e}"));
+            // SAFETY: read into our buffer from a pipe we own.
+            let n = unsafe { libc::read(f.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                if f.fd == out_r {
+                    ch.stdout(&buf[..n as usize]);
+                } else {
+                    ch.stderr(&buf[..n as usize]);
+                }
+            } else if n == 0 || f.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                open[if f.fd == out_r { 0 } else { 1 }] = false;
+            }
         }
-        if r == pid {
-            mark(MARK_WORKLOAD_EXIT);
-            return Ok(if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else if libc::WIFSIGNALED(status) {
-                128 + libc::WTERMSIG(status)
-            } else {
-                125
-            });
+        loop {
+            let mut status = 0;
+            // SAFETY: reap any child without blocking; we are PID 1.
+            let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if r <= 0 {
+                break;
+            }
+            if r == pid {
+                mark(MARK_WORKLOAD_EXIT);
+                status_code = Some(if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else if libc::WIFSIGNALED(status) {
+                    128 + libc::WTERMSIG(status)
+                } else {
+                    125
+                });
+                // SAFETY: kill(-1) signals every process but init itself.
+                unsafe { libc::kill(-1, libc::SIGKILL) };
+            }
         }
     }
+    Ok(status_code.unwrap_or(125))
 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::ffi::CString;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 const BOOT_TIMER_PORT: u16 = 0x80;
 
@@ -22,15 +22,30 @@ fn c(s: &str) -> CString {
     CString::new(s).unwrap_or_default()
 }
 
-fn mount(src: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> Result<(), String> {
+fn mount(
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> Result<(), String> {
     let _ = std::fs::create_dir_all(target);
     let data = c(data);
     // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
     let r = unsafe {
-        libc::mount(c(src).as_ptr(), c(target).as_ptr(), c(fstype).as_ptr(), flags, data.as_ptr().cast())
+        libc::mount(
+            c(src).as_ptr(),
+            c(target).as_ptr(),
+            c(fstype).as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
     };
     if r != 0 {
-        return Err(format!("mount {fstype} on {target}: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "mount {fstype} on {target}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -42,20 +57,14 @@ pub fn mount_kernel_filesystems() -> Result<(), String> {
 }
 
 pub fn read_spec() -> Result<Value, String> {
-    let text = std::fs::read_to_string("/isola/config.json").map_err(|e| format!("/isola/config.json: {e}"))?;
+    let text = std::fs::read_to_string("/isola/config.json")
+        .map_err(|e| format!("/isola/config.json: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("/isola/config.json: {e}"))
-}
-
-/// The workload's stdout and stderr: UARTs 2 and 3, in raw mode so bytes pass unchanged.
-pub struct Channels {
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
-    pub stdin: OwnedFd,
 }
 
 fn open_raw(path: &str, flags: libc::c_int) -> Result<OwnedFd, String> {
     // SAFETY: open(2) of a NUL-terminated path; the fd is owned below.
-    let fd = unsafe { libc::open(c(path).as_ptr(), flags | libc::O_NOCTTY) };
+    let fd = unsafe { libc::open(c(path).as_ptr(), flags | libc::O_NOCTTY | libc::O_CLOEXEC) };
     if fd < 0 {
         return Err(format!("{path}: {}", std::io::Error::last_os_error()));
     }
@@ -70,13 +79,50 @@ fn open_raw(path: &str, flags: libc::c_int) -> Result<OwnedFd, String> {
     }
 }
 
-pub fn open_channels() -> Result<Channels, String> {
-    let null = open_raw("/dev/null", libc::O_RDONLY)?;
-    Ok(Channels {
-        stdout: open_raw("/dev/ttyS1", libc::O_WRONLY)?,
-        stderr: open_raw("/dev/ttyS2", libc::O_WRONLY)?,
-        stdin: null,
-    })
+/// The host channel: the virtio console's one port, as /dev/hvc0 in raw mode.
+pub struct Channel {
+    hvc: std::fs::File,
+}
+
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const EXIT: u8 = 3;
+const ERROR: u8 = 4;
+
+impl Channel {
+    pub fn open() -> Result<Channel, String> {
+        Ok(Channel {
+            hvc: std::fs::File::from(open_raw("/dev/hvc0", libc::O_RDWR)?),
+        })
+    }
+
+    /// Sends one frame: `[kind][length u32 LE][payload]`.
+    fn frame(&mut self, kind: u8, payload: &[u8]) {
+        let mut v = Vec::with_capacity(5 + payload.len());
+        v.push(kind);
+        v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        v.extend_from_slice(payload);
+        let _ = std::io::Write::write_all(&mut self.hvc, &v);
+    }
+
+    pub fn stdout(&mut self, b: &[u8]) {
+        self.frame(STDOUT, b);
+    }
+
+    pub fn stderr(&mut self, b: &[u8]) {
+        self.frame(STDERR, b);
+    }
+
+    pub fn error(&mut self, msg: &str) {
+        self.frame(ERROR, msg.as_bytes());
+    }
+
+    /// The exit status, last; waits until the host has every byte.
+    pub fn exit(&mut self, code: i32) {
+        self.frame(EXIT, &code.to_le_bytes());
+        // SAFETY: tcdrain on the descriptor we own.
+        unsafe { libc::tcdrain(std::os::fd::AsRawFd::as_raw_fd(&self.hvc)) };
+    }
 }
 
 /// Makes /isola/rootfs the root: kernel filesystems inside it, then the switch_root dance
@@ -84,19 +130,58 @@ pub fn open_channels() -> Result<Channels, String> {
 pub fn enter_rootfs(spec: &Value) -> Result<(), String> {
     let root = "/isola/rootfs";
     mount(root, root, "", libc::MS_BIND | libc::MS_REC, "")?;
-    mount("proc", &format!("{root}/proc"), "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "")?;
-    mount("sysfs", &format!("{root}/sys"), "sysfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY, "")?;
-    mount("devtmpfs", &format!("{root}/dev"), "devtmpfs", libc::MS_NOSUID, "")?;
-    let _ = mount("devpts", &format!("{root}/dev/pts"), "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
-    let _ = mount("tmpfs", &format!("{root}/dev/shm"), "tmpfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "mode=1777");
+    mount(
+        "proc",
+        &format!("{root}/proc"),
+        "proc",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "",
+    )?;
+    mount(
+        "sysfs",
+        &format!("{root}/sys"),
+        "sysfs",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+        "",
+    )?;
+    mount(
+        "devtmpfs",
+        &format!("{root}/dev"),
+        "devtmpfs",
+        libc::MS_NOSUID,
+        "",
+    )?;
+    let _ = mount(
+        "devpts",
+        &format!("{root}/dev/pts"),
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620",
+    );
+    let _ = mount(
+        "tmpfs",
+        &format!("{root}/dev/shm"),
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "mode=1777",
+    );
     // SAFETY: chdir/mount/chroot with NUL-terminated paths; the process is single-threaded.
     unsafe {
         if libc::chdir(c(root).as_ptr()) != 0
-            || libc::mount(c(".").as_ptr(), c("/").as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null()) != 0
+            || libc::mount(
+                c(".").as_ptr(),
+                c("/").as_ptr(),
+                std::ptr::null(),
+                libc::MS_MOVE,
+                std::ptr::null(),
+            ) != 0
             || libc::chroot(c(".").as_ptr()) != 0
             || libc::chdir(c("/").as_ptr()) != 0
         {
-            return Err(format!("switching root to {root}: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "switching root to {root}: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     if let Some(h) = spec.get("hostname").and_then(Value::as_str) {
@@ -106,24 +191,12 @@ pub fn enter_rootfs(spec: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn write_tty(path: &str, text: &str) {
-    if let Ok(fd) = open_raw(path, libc::O_WRONLY) {
+/// A line on the kernel console (ttyS0), for --debug and failure reports.
+pub fn console(text: &str) {
+    if let Ok(fd) = open_raw("/dev/ttyS0", libc::O_WRONLY) {
         let mut f = std::fs::File::from(fd);
         let _ = std::io::Write::write_all(&mut f, text.as_bytes());
     }
-}
-
-/// A line on the kernel console (ttyS0), for --debug and failure reports.
-pub fn console(text: &str) {
-    write_tty("/dev/ttyS0", text);
-}
-
-pub fn report_failure(message: &str) {
-    write_tty("/dev/ttyS3", &format!("error {}\n", message.replace('\n', " ")));
-}
-
-pub fn report_exit(code: i32) {
-    write_tty("/dev/ttyS3", &format!("exit {code}\n"));
 }
 
 /// Resets the machine: the VMM sees it and ends the VM.
@@ -134,8 +207,4 @@ pub fn power_off() -> ! {
         libc::reboot(libc::RB_AUTOBOOT);
         libc::_exit(0)
     }
-}
-
-pub fn raw(fd: &OwnedFd) -> RawFd {
-    std::os::fd::AsRawFd::as_raw_fd(fd)
 }

@@ -19,7 +19,9 @@ impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Sink::Buffer(b) => {
-                b.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+                b.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(buf);
                 Ok(buf.len())
             }
             Sink::Fd(fd) => {

@@ -10,6 +10,7 @@ use crate::{records, Exit};
 use anyhow::{bail, Context, Result};
 use isola_oci::bundle::runtime_spec;
 use isola_oci::rootfs::chain_id;
+use isola_vmm::channel::{Decoder, Frame};
 use isola_vmm::devices::serial::Sink;
 use isola_vmm::initramfs::Cpio;
 use isola_vmm::vm::{self, VmConfig, VmExit};
@@ -18,6 +19,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const DEFAULT_MEMORY_MIB: u64 = 256;
+
+/// How the guest said the workload ended.
+#[derive(Default)]
+struct Ending {
+    code: Option<i32>,
+    error: Option<String>,
+}
+
+fn write_all(fd: i32, mut b: &[u8]) {
+    while !b.is_empty() {
+        // SAFETY: write(2) from a live buffer to isola's own stdout/stderr.
+        let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
+        if n <= 0 {
+            return;
+        }
+        b = &b[n as usize..];
+    }
+}
 const KERNEL_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off nomodule 8250.nr_uarts=4 \
      i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd rdinit=/init";
 
@@ -45,35 +64,71 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
     if !verdict.can_run_vms() {
         bail!(Exit(
             125,
-            format!("--isolation vm: this host cannot run VMs: {} (see `isola doctor`)", kvm.detail)
+            format!(
+                "--isolation vm: this host cannot run VMs: {} (see `isola doctor`)",
+                kvm.detail
+            )
         ));
     }
     if a.tty || a.interactive {
-        bail!(Exit(125, "--isolation vm: -i and -t are not supported yet".into()));
+        bail!(Exit(
+            125,
+            "--isolation vm: -i and -t are not supported yet".into()
+        ));
     }
     let guest = paths.guest();
     let kernel = guest.join("vmlinux");
     let init = guest.join("init");
     for (what, p) in [("guest kernel", &kernel), ("guest init", &init)] {
         if !p.is_file() {
-            bail!(Exit(125, format!("--isolation vm: the {what} {} is missing (see `isola doctor`)", p.display())));
+            bail!(Exit(
+                125,
+                format!(
+                    "--isolation vm: the {what} {} is missing (see `isola doctor`)",
+                    p.display()
+                )
+            ));
         }
     }
     let id = records::new_id()?;
     let s = settings(&a.process, &a.command, &id[..12], false)?;
-    let mem_mib = s.memory.map_or(DEFAULT_MEMORY_MIB, |b| (b as u64).div_ceil(1 << 20));
+    let mem_mib = s
+        .memory
+        .map_or(DEFAULT_MEMORY_MIB, |b| (b as u64).div_ceil(1 << 20));
     let (_store, image, lower) = image_and_rootfs(paths, &a.image)?;
     let spec = runtime_spec(&image, &lower, &s)?;
 
     let mut initrd = rootfs_archive(paths, chain_id(&image)?.hex(), &lower)?;
     let mut extra = Cpio::new();
-    extra.file("/init", 0o755, &std::fs::read(&init).with_context(|| init.display().to_string())?);
+    extra.file(
+        "/init",
+        0o755,
+        &std::fs::read(&init).with_context(|| init.display().to_string())?,
+    );
     extra.dir("/isola", 0o755);
     extra.file("/isola/config.json", 0o644, &serde_json::to_vec(&spec)?);
     initrd.extend_from_slice(&extra.finish());
 
     let console = Arc::new(Mutex::new(Vec::new()));
-    let control = Arc::new(Mutex::new(Vec::new()));
+    let ending: Arc<Mutex<Ending>> = Arc::default();
+    let channel = {
+        let ending = ending.clone();
+        let mut decoder = Decoder::default();
+        Box::new(move |bytes: &[u8]| {
+            for frame in decoder.feed(bytes) {
+                match frame {
+                    Frame::Stdout(b) => write_all(1, &b),
+                    Frame::Stderr(b) => write_all(2, &b),
+                    Frame::Exit(code) => {
+                        ending.lock().unwrap_or_else(|p| p.into_inner()).code = Some(code)
+                    }
+                    Frame::Error(e) => {
+                        ending.lock().unwrap_or_else(|p| p.into_inner()).error = Some(e)
+                    }
+                }
+            }
+        })
+    };
     let mut cmdline = KERNEL_CMDLINE.to_string();
     if !a.debug {
         cmdline.push_str(" quiet");
@@ -83,17 +138,14 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
         initrd: Some(initrd),
         cmdline,
         mem_mib,
-        uarts: [
-            Sink::Buffer(console.clone()),
-            Sink::Fd(1),
-            Sink::Fd(2),
-            Sink::Buffer(control.clone()),
-        ],
+        console: Sink::Buffer(console.clone()),
+        channel,
         timeout: a.timeout.map(Duration::from_secs),
     })
     .map_err(|e| Exit(125, format!("--isolation vm: {e}")))?;
 
-    let log = String::from_utf8_lossy(&console.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    let log =
+        String::from_utf8_lossy(&console.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
     if a.debug {
         eprint!("{log}");
     }
@@ -111,23 +163,34 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
         }
         eprintln!("timings: vm gone {:.1} ms", end.as_secs_f64() * 1000.0);
     }
-    let control = String::from_utf8_lossy(&control.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
-    for line in control.lines().rev() {
-        if let Some(code) = line.strip_prefix("exit ").and_then(|c| c.trim().parse::<i32>().ok()) {
-            if code == 125 {
-                if let Some(err) = control.lines().find_map(|l| l.strip_prefix("error ")) {
-                    bail!(Exit(125, format!("--isolation vm: guest init: {err}")));
-                }
-            }
-            return Ok(code);
-        }
+    let ending = std::mem::take(&mut *ending.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(err) = ending.error {
+        bail!(Exit(125, format!("--isolation vm: {err}")));
+    }
+    if let Some(code) = ending.code {
+        return Ok(code);
     }
     let why = match outcome.exit {
-        VmExit::Timeout => format!("the workload did not finish within --timeout {}s; the VM was stopped", a.timeout.unwrap_or(0)),
+        VmExit::Timeout => format!(
+            "the workload did not finish within --timeout {}s; the VM was stopped",
+            a.timeout.unwrap_or(0)
+        ),
         VmExit::Shutdown => "the guest triple-faulted before the workload finished".to_string(),
-        VmExit::Reset => "the guest kernel stopped before the workload finished (kernel panic?)".to_string(),
+        VmExit::Reset => {
+            "the guest kernel stopped before the workload finished (kernel panic?)".to_string()
+        }
     };
     let tail: Vec<&str> = log.lines().rev().take(3).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
-    bail!(Exit(125, format!("--isolation vm: {why}{}", if tail.is_empty() { String::new() } else { format!("; kernel log ends: {}", tail.join(" | ")) })))
+    bail!(Exit(
+        125,
+        format!(
+            "--isolation vm: {why}{}",
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!("; kernel log ends: {}", tail.join(" | "))
+            }
+        )
+    ))
 }

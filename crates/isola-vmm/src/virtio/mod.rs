@@ -1,0 +1,26 @@
+//! Virtio devices: the MMIO transport (`mmio.rs`, the registers the guest driver programs) is
+//! separate from each device's logic (`console.rs`), which only sees queues and guest memory —
+//! so it can be tested without KVM.
+
+pub mod console;
+pub mod mmio;
+
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+
+/// VIRTIO_F_VERSION_1: the modern (non-legacy) interface, the only one isola offers.
+pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+
+/// What a virtio device is, to its transport.
+pub trait VirtioDevice: Send {
+    /// Virtio device ID (3 = console, 2 = block, ...).
+    fn device_type(&self) -> u32;
+    /// Feature bits offered to the driver.
+    fn features(&self) -> u64;
+    /// Maximum size of each queue; the length is the number of queues.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// Reads from the device-specific configuration space.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// The driver notified queue `index`; returns true if the guest should be interrupted.
+    fn process_queue(&mut self, index: usize, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool;
+}
