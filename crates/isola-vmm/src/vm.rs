@@ -30,7 +30,7 @@ pub struct VmConfig {
     /// Where COM1 (the kernel console) goes.
     pub console: Sink,
     /// Receives what the guest sends on the host channel (a virtio console).
-    pub channel: Box<dyn FnMut(&[u8]) + Send>,
+    pub channel: crate::virtio::console::ByteSink,
     pub timeout: Option<Duration>,
 }
 
@@ -124,7 +124,7 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
     let irq = EventFdTrigger::new().map_err(|e| format!("eventfd: {e}"))?;
     vm.register_irqfd(&irq.0, COM_IRQS[0])
         .map_err(|e| format!("KVM_IRQFD: {e}"))?;
-    let mut uarts = vec![Uart::new(COM_PORTS[0], irq, cfg.console.clone())];
+    let mut uarts = [Uart::new(COM_PORTS[0], irq, cfg.console.clone())];
     let mut i8042 = I8042::new(EventFdTrigger::new().map_err(|e| format!("eventfd: {e}"))?);
 
     let supported = kvm

@@ -174,15 +174,17 @@ pub fn run_workload(spec: &Value, ch: &mut Channel) -> Result<i32, String> {
             };
             let cpath = c(&path.to_string_lossy());
             libc::execve(cpath.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            let e = std::io::Error::last_os_error();
-            let code = if e.raw_os_error() == Some(libc::ENOENT) {
-                127
-            } else {
-                126
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            // The same words as the container level, so both report identically.
+            let (code, what) = match errno {
+                libc::ENOENT => (127, "no such file or directory"),
+                libc::EACCES => (126, "permission denied"),
+                libc::ENOEXEC => (126, "exec format error"),
+                _ => (126, "cannot execute"),
             };
             fail(
                 code,
-                &format!("exec: {:?}: {e}", path.display().to_string()),
+                &format!("exec: {:?}: {what}", path.display().to_string()),
             );
         }
     }

@@ -12,14 +12,17 @@ const TX: usize = 1;
 /// The most one chain may carry; longer (or looping) chains are cut here.
 const MAX_CHAIN_BYTES: usize = 1 << 20;
 
+/// Receives what the guest transmits, in order.
+pub type ByteSink = Box<dyn FnMut(&[u8]) + Send>;
+
 pub struct Console {
-    sink: Box<dyn FnMut(&[u8]) + Send>,
+    sink: ByteSink,
     sizes: [u16; 2],
 }
 
 impl Console {
     /// `sink` receives the bytes the guest transmits, in order.
-    pub fn new(sink: Box<dyn FnMut(&[u8]) + Send>) -> Console {
+    pub fn new(sink: ByteSink) -> Console {
         Console {
             sink,
             sizes: [QUEUE_SIZE, QUEUE_SIZE],

@@ -113,13 +113,10 @@ impl MmioTransport {
         };
         match offset {
             0x014 => self.device_features_sel = v,
-            0x020 => {
-                if self.driver_features_sel < 2 {
-                    let high = self.driver_features_sel == 1;
-                    // The driver may only accept what was offered.
-                    self.driver_features =
-                        set_half(self.driver_features, high, v) & self.features();
-                }
+            0x020 if self.driver_features_sel < 2 => {
+                let high = self.driver_features_sel == 1;
+                // The driver may only accept what was offered.
+                self.driver_features = set_half(self.driver_features, high, v) & self.features();
             }
             0x024 => self.driver_features_sel = v,
             0x030 => self.queue_sel = v,

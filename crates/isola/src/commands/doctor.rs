@@ -225,7 +225,8 @@ pub fn diagnose(paths: &Paths) -> Report {
     Report {
         checks,
         container,
-        vm: verdict.can_run_vms() && artifacts && !disk_tools.is_empty(),
+        // Disk-image tools are reported but not needed yet: the rootfs travels in the initramfs.
+        vm: verdict.can_run_vms() && artifacts,
     }
 }
 

@@ -1,0 +1,199 @@
+//! Parity: one table of cases, run with `--isolation container` and `--isolation vm`, must give
+//! identical results — exit status, stdout, stderr. Needs a KVM that runs unmodified guests;
+//! where there is none (these development machines) each test says so loudly and returns, and
+//! `testhost.rs` runs this whole binary inside the emulated test host, where there is one.
+
+use isola_e2e::{Env, Run};
+
+fn vm_capable(env: &Env) -> bool {
+    let r = env.isola(&["doctor", "--json"]);
+    let ok = r.stdout.contains("\"vm\": true");
+    if !ok {
+        eprintln!(
+            "NOT RUN HERE: this host cannot run VM isolation (see `isola doctor`); \
+             tests/e2e/testhost.rs runs these tests inside the emulated test host"
+        );
+    }
+    ok
+}
+
+fn both(env: &Env, args: &[&str]) -> (Run, Run) {
+    let run = |iso: &str| {
+        let mut all = vec!["run", "--rm", "--isolation", iso];
+        all.extend_from_slice(args);
+        env.isola(&all)
+    };
+    (run("container"), run("vm"))
+}
+
+/// (arguments after `run --rm --isolation X`, expected status, expected stdout, expected stderr)
+const CASES: &[(&[&str], i32, &str, &str)] = &[
+    (&["sample", "true"], 0, "", ""),
+    (&["sample", "sh", "-c", "exit 7"], 7, "", ""),
+    (
+        &["sample", "no-such-command"],
+        127,
+        "",
+        "isola: exec: \"no-such-command\": executable file not found in $PATH\n",
+    ),
+    (
+        &["sample", "/etc/passwd"],
+        126,
+        "",
+        "isola: exec: \"/etc/passwd\": permission denied\n",
+    ),
+    (
+        &["sample", "sh", "-c", "echo out; echo err >&2; echo out2"],
+        0,
+        "out\nout2\n",
+        "err\n",
+    ),
+    (
+        &[
+            "-e",
+            "GREETING=hi there",
+            "sample",
+            "sh",
+            "-c",
+            "echo \"$GREETING|$HOME|$PATH\"",
+        ],
+        0,
+        "hi there|/root|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+        "",
+    ),
+    (&["-w", "/tmp", "sample", "pwd"], 0, "/tmp\n", ""),
+    (
+        &["-u", "isola", "sample", "id"],
+        0,
+        "uid=1000(isola) gid=1000(isola) groups=10(wheel),100(users)\n",
+        "",
+    ),
+    (
+        &["-u", "1000:10", "sample", "sh", "-c", "id -u; id -g"],
+        0,
+        "1000\n10\n",
+        "",
+    ),
+    (
+        &["--hostname", "parity", "sample", "hostname"],
+        0,
+        "parity\n",
+        "",
+    ),
+    (
+        &["sample", "pagerank", "20000", "10"],
+        0,
+        "pagerank nodes=20000 edges=159429 iterations=10 top=2 checksum=489.612079711180\n",
+        "",
+    ),
+    (&["--memory", "64m", "sample", "memhog", "400"], 137, "", ""),
+];
+
+#[test]
+fn both_isolation_levels_give_identical_results() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    for (args, code, stdout, stderr) in CASES {
+        eprintln!("parity case {args:?}");
+        let (c, v) = both(&env, args);
+        assert_eq!(
+            (c.code, c.stdout.as_str(), c.stderr.as_str()),
+            (*code, *stdout, *stderr),
+            "container {args:?}"
+        );
+        assert_eq!(
+            (v.code, v.stdout.as_str(), v.stderr.as_str()),
+            (*code, *stdout, *stderr),
+            "vm {args:?}"
+        );
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn a_file_written_inside_does_not_persist() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    for iso in ["container", "vm"] {
+        let r = env.isola(&[
+            "run",
+            "--rm",
+            "--isolation",
+            iso,
+            "sample",
+            "sh",
+            "-c",
+            "echo x > /persist; cat /persist",
+        ]);
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, "x\n"),
+            "{iso}: {}",
+            r.stderr
+        );
+        let r = env.isola(&[
+            "run",
+            "--rm",
+            "--isolation",
+            iso,
+            "sample",
+            "ls",
+            "/persist",
+        ]);
+        assert_ne!(r.code, 0, "{iso}: /persist survived");
+    }
+}
+
+#[test]
+fn the_vm_has_its_own_kernel() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let (c, v) = both(&env, &["sample", "uname", "-r"]);
+    assert_eq!(c.code, 0);
+    assert_eq!(v.code, 0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(
+        c.stdout.trim(),
+        host.trim(),
+        "a container shares the host's kernel"
+    );
+    assert_ne!(v.stdout.trim(), host.trim(), "a VM runs its own");
+}
+
+#[test]
+fn vm_failures_are_one_line_and_bounded() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let r = env.isola(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "vm",
+        "--timeout",
+        "5",
+        "sample",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("--timeout 5"), "{}", r.stderr);
+    assert!(started.elapsed().as_secs() < 60);
+    let r = env
+        .cmd(&["run", "--rm", "--isolation", "vm", "sample", "true"])
+        .env("ISOLA_GUEST_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("/nonexistent/vmlinux"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
