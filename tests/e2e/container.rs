@@ -438,10 +438,6 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
             &["run", "--rm", "--name", "bad name", "sample", "true"],
             "--name \"bad name\"",
         ),
-        (
-            &["run", "--rm", "--isolation", "vm", "sample", "true"],
-            "--isolation vm",
-        ),
         (&["import", "/no/such/dir", "x"], "/no/such/dir"),
         (&["rmi", "no-such-image"], "no such image"),
     ];

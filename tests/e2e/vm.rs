@@ -170,6 +170,13 @@ fn the_vm_has_its_own_kernel() {
 fn vm_failures_are_one_line_and_bounded() {
     let env = Env::new();
     if !vm_capable(&env) {
+        // Where VM isolation cannot run, asking for it is refused in one line naming the
+        // reason, and nothing is left behind.
+        let r = env.isola(&["run", "--rm", "--isolation", "vm", "sample", "true"]);
+        assert_eq!(r.code, 125, "{}", r.stderr);
+        assert!(r.stderr.contains("--isolation vm"), "{}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+        env.assert_clean();
         return;
     }
     let started = std::time::Instant::now();
