@@ -1,11 +1,18 @@
 //! The host↔guest channel's framing: `[kind: u8][length: u32 LE][payload]`. The guest sends
-//! the workload's stdout and stderr as they come and, last, its exit status (or an error).
+//! the workload's stdout and stderr as they come and, last, its exit status (or an error); the
+//! host sends stdin (an empty frame is end of file) and signals to forward.
 
-/// Frame kinds.
+/// Frame kinds, guest to host.
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 pub const EXIT: u8 = 3;
 pub const ERROR: u8 = 4;
+/// Sent first, once the guest's end is in raw mode: until then the host sends nothing (a tty
+/// not yet raw would echo or interpret what arrives).
+pub const READY: u8 = 7;
+/// Frame kinds, host to guest.
+pub const STDIN: u8 = 5;
+pub const SIGNAL: u8 = 6;
 
 /// The largest payload accepted; a larger length means a corrupt stream.
 pub const MAX_PAYLOAD: usize = 1 << 20;
@@ -17,6 +24,7 @@ pub enum Frame {
     Stderr(Vec<u8>),
     Exit(i32),
     Error(String),
+    Ready,
 }
 
 /// Incremental decoder: feed it bytes in any chunking, take complete frames.
@@ -40,7 +48,7 @@ impl Decoder {
             let kind = self.buf[0];
             let len =
                 u32::from_le_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
-            if len > MAX_PAYLOAD || !(STDOUT..=ERROR).contains(&kind) {
+            if len > MAX_PAYLOAD || !(STDOUT..=ERROR).contains(&kind) && kind != READY {
                 self.corrupt = true;
                 out.push(Frame::Error(format!(
                     "corrupt channel frame (kind {kind}, length {len})"
@@ -53,6 +61,7 @@ impl Decoder {
             let payload: Vec<u8> = self.buf[5..5 + len].to_vec();
             self.buf.drain(..5 + len);
             out.push(match kind {
+                READY => Frame::Ready,
                 STDOUT => Frame::Stdout(payload),
                 STDERR => Frame::Stderr(payload),
                 EXIT => {

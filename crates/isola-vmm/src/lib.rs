@@ -8,6 +8,7 @@ mod boot;
 pub mod channel;
 mod cpu;
 pub mod devices;
+mod host_input;
 pub mod initramfs;
 pub mod layout;
 mod long_mode;

@@ -1,21 +1,27 @@
 //! One microVM, start to end: KVM VM with an in-kernel interrupt controller and PIT, guest
-//! memory, the kernel and initramfs loaded, legacy devices on I/O ports, one vCPU run on the
-//! calling thread until the guest resets the machine, triple-faults, or the time limit passes.
+//! memory, the kernel and initramfs loaded, legacy devices on I/O ports, virtio devices on
+//! MMIO (the channel console, the root disk), one vCPU run on the calling thread until the
+//! guest resets the machine, triple-faults, or the time limit passes — and beside it a thread
+//! forwarding the host's stdin and signals to the guest.
 
 use crate::boot::load_linux;
 use crate::cpu;
 use crate::devices::i8042::I8042;
 use crate::devices::serial::{Sink, Uart};
 use crate::devices::EventFdTrigger;
+use crate::host_input;
 use crate::layout::*;
-use crate::virtio::console::Console;
+use crate::virtio::block::Block;
+use crate::virtio::console::{Console, Input};
 use crate::virtio::mmio::MmioTransport;
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Kvm, VcpuExit};
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
@@ -31,6 +37,12 @@ pub struct VmConfig {
     pub console: Sink,
     /// Receives what the guest sends on the host channel (a virtio console).
     pub channel: crate::virtio::console::ByteSink,
+    /// The root filesystem image, served read-only as /dev/vda.
+    pub root_disk: Option<std::fs::File>,
+    /// Forwarded to the guest as stdin frames until its end of file.
+    pub stdin: Option<RawFd>,
+    /// Signals forwarded to the guest while the VM runs (blocked in isola for good).
+    pub forward_signals: Vec<i32>,
     pub timeout: Option<Duration>,
 }
 
@@ -111,21 +123,40 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
     unsafe { vm.set_user_memory_region(region) }
         .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
 
-    let channel_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
-    vm.register_irqfd(&channel_irq, VIRTIO_FIRST_IRQ)
-        .map_err(|e| format!("KVM_IRQFD: {e}"))?;
-    let mut channel = MmioTransport::new(Box::new(Console::new(cfg.channel)), channel_irq);
-    let cmdline = format!(
-        "{} virtio_mmio.device=4K@{:#x}:{}",
-        cfg.cmdline, VIRTIO_MMIO_BASE, VIRTIO_FIRST_IRQ
-    );
+    // Virtio devices: the channel console, then the root disk; device i has its register
+    // window at VIRTIO_MMIO_BASE + i * 4 KiB and IRQ VIRTIO_FIRST_IRQ + i.
+    let input: Input = Default::default();
+    let mut devices: Vec<Box<dyn crate::virtio::VirtioDevice>> =
+        vec![Box::new(Console::new(cfg.channel, input.clone()))];
+    if let Some(disk) = cfg.root_disk {
+        devices.push(Box::new(Block::new(Box::new(disk))));
+    }
+    let mut cmdline = cfg.cmdline.clone();
+    let mut transports = Vec::new();
+    for (i, device) in devices.into_iter().enumerate() {
+        let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
+        let gsi = VIRTIO_FIRST_IRQ + i as u32;
+        vm.register_irqfd(&irq, gsi)
+            .map_err(|e| format!("KVM_IRQFD: {e}"))?;
+        let base = VIRTIO_MMIO_BASE + i as u64 * VIRTIO_MMIO_SIZE;
+        cmdline.push_str(&format!(" virtio_mmio.device=4K@{base:#x}:{gsi}"));
+        transports.push(Mutex::new(MmioTransport::new(device, irq)));
+    }
     let loaded = load_linux(&mem, mem_size, &cfg.kernel, cfg.initrd.as_deref(), &cmdline)?;
 
     let irq = EventFdTrigger::new().map_err(|e| format!("eventfd: {e}"))?;
     vm.register_irqfd(&irq.0, COM_IRQS[0])
         .map_err(|e| format!("KVM_IRQFD: {e}"))?;
-    let mut uarts = [Uart::new(COM_PORTS[0], irq, cfg.console.clone())];
-    let mut i8042 = I8042::new(EventFdTrigger::new().map_err(|e| format!("eventfd: {e}"))?);
+    let bus = Bus {
+        uart: Mutex::new(Uart::new(COM_PORTS[0], irq, cfg.console.clone())),
+        i8042: Mutex::new(I8042::new(
+            EventFdTrigger::new().map_err(|e| format!("eventfd: {e}"))?,
+        )),
+        virtio: transports,
+        mem: &mem,
+        marks: Mutex::default(),
+        started,
+    };
 
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -135,54 +166,102 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
         .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
     cpu::configure(&vcpu, &mem, loaded.entry, &supported, 0, 1)?;
 
+    let signals = host_input::block_signals(&cfg.forward_signals)?;
+    let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
     if let Some(t) = cfg.timeout {
         arm_timeout(t);
     }
-    let mut marks = Vec::new();
-    let exit = loop {
+    let exit = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            host_input::forward(cfg.stdin, &signals, &bus.virtio[0], &input, &mem, &stop)
+        });
+        let exit = run_vcpu(&mut vcpu, &bus);
+        let _ = stop.write(1);
+        exit
+    });
+    if cfg.timeout.is_some() {
+        // SAFETY: cancels the pending alarm; no memory is involved.
+        unsafe { libc::alarm(0) };
+    }
+    let marks = std::mem::take(&mut *lock(&bus.marks));
+    Ok(VmOutcome {
+        exit: exit?,
+        marks,
+        started,
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Everything a vCPU exit may reach: the devices on I/O ports and on MMIO, guest memory, the
+/// boot timer's marks.
+struct Bus<'a> {
+    uart: Mutex<Uart>,
+    i8042: Mutex<I8042>,
+    virtio: Vec<Mutex<MmioTransport>>,
+    mem: &'a GuestMemoryMmap,
+    marks: Mutex<Vec<(u8, Duration)>>,
+    started: Instant,
+}
+
+impl Bus<'_> {
+    /// The virtio transport whose register window holds `addr`, and the offset in it.
+    fn virtio_at(&self, addr: u64) -> Option<(&Mutex<MmioTransport>, u64)> {
+        let offset = addr.checked_sub(VIRTIO_MMIO_BASE)?;
+        let t = self.virtio.get((offset / VIRTIO_MMIO_SIZE) as usize)?;
+        Some((t, offset % VIRTIO_MMIO_SIZE))
+    }
+}
+
+/// Runs a vCPU until the guest resets or shuts down the machine, or the time limit passes.
+fn run_vcpu(vcpu: &mut kvm_ioctls::VcpuFd, bus: &Bus) -> Result<VmExit, String> {
+    loop {
         if TIMED_OUT.load(Ordering::SeqCst) {
-            break VmExit::Timeout;
+            return Ok(VmExit::Timeout);
         }
         match vcpu.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
-                let v = if let Some(u) = uarts.iter_mut().find(|u| u.handles(port)) {
-                    u.read(port)
-                } else if I8042::handles(port) {
-                    i8042.read(port)
-                } else {
-                    0xff
+                let v = {
+                    let mut uart = lock(&bus.uart);
+                    if uart.handles(port) {
+                        uart.read(port)
+                    } else if I8042::handles(port) {
+                        lock(&bus.i8042).read(port)
+                    } else {
+                        0xff
+                    }
                 };
                 data.iter_mut().for_each(|b| *b = v);
             }
             Ok(VcpuExit::IoOut(port, data)) => {
                 let v = data.first().copied().unwrap_or(0);
-                if let Some(u) = uarts.iter_mut().find(|u| u.handles(port)) {
-                    u.write(port, v);
+                let mut uart = lock(&bus.uart);
+                if uart.handles(port) {
+                    uart.write(port, v);
                 } else if I8042::handles(port) {
-                    if i8042.write(port, v) {
-                        break VmExit::Reset;
+                    if lock(&bus.i8042).write(port, v) {
+                        return Ok(VmExit::Reset);
                     }
                 } else if port == BOOT_TIMER_PORT {
-                    marks.push((v, started.elapsed()));
+                    lock(&bus.marks).push((v, bus.started.elapsed()));
                 }
             }
-            Ok(VcpuExit::MmioRead(addr, data)) => {
-                if (VIRTIO_MMIO_BASE..VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE).contains(&addr) {
-                    channel.read(addr - VIRTIO_MMIO_BASE, data);
-                } else {
-                    data.iter_mut().for_each(|b| *b = 0xff);
-                }
-            }
+            Ok(VcpuExit::MmioRead(addr, data)) => match bus.virtio_at(addr) {
+                Some((t, offset)) => lock(t).read(offset, data),
+                None => data.iter_mut().for_each(|b| *b = 0xff),
+            },
             Ok(VcpuExit::MmioWrite(addr, data)) => {
-                if (VIRTIO_MMIO_BASE..VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE).contains(&addr) {
-                    channel.write(addr - VIRTIO_MMIO_BASE, data, &mem);
+                if let Some((t, offset)) = bus.virtio_at(addr) {
+                    lock(t).write(offset, data, bus.mem);
                 }
             }
-            Ok(VcpuExit::Shutdown) | Ok(VcpuExit::Hlt) => break VmExit::Shutdown,
+            Ok(VcpuExit::Shutdown) | Ok(VcpuExit::Hlt) => return Ok(VmExit::Shutdown),
             Ok(VcpuExit::InternalError) => {
                 return Err(
                     "KVM could not emulate a guest instruction (KVM_EXIT_INTERNAL_ERROR); \
-                            is this a nested PVM host? see `isola doctor`"
+                     is this a nested PVM host? see `isola doctor`"
                         .into(),
                 )
             }
@@ -195,14 +274,5 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
             Err(e) => return Err(format!("KVM_RUN: {e}")),
         }
-    };
-    if cfg.timeout.is_some() {
-        // SAFETY: cancels the pending alarm; no memory is involved.
-        unsafe { libc::alarm(0) };
     }
-    Ok(VmOutcome {
-        exit,
-        marks,
-        started,
-    })
 }

@@ -5,6 +5,7 @@ mod commands;
 mod limits;
 mod paths;
 mod records;
+mod vm_disk;
 
 use clap::Parser;
 use cli::{Cli, Command};

@@ -1,12 +1,14 @@
-//! PID 1 inside isola's microVM. The initramfs isola builds holds this binary as /init, the
-//! bundle's config.json as /isola/config.json and the image's root filesystem as
-//! /isola/rootfs. Init mounts the kernel filesystems, switches root to the image, applies the
-//! process spec (args, env, cwd, user, groups, hostname, rlimits), runs the workload with its
-//! stdout on ttyS1 and stderr on ttyS2, reports `exit N` on ttyS3 and resets the machine —
-//! which ends the VM.
+//! PID 1 inside isola's microVM. The initramfs isola builds holds this binary as /init and the
+//! bundle's config.json as /isola/config.json; the image's root filesystem is a read-only disk
+//! (/dev/vda). Init mounts the kernel filesystems and the disk under a writable overlay,
+//! switches root to it, applies the process spec (args, env, cwd, user, groups, hostname,
+//! rlimits), runs the workload as PID 1 of its own PID namespace, relays its stdin, stdout,
+//! stderr and signals over the host channel (/dev/hvc0), reports its exit status and resets
+//! the machine — which ends the VM.
 //!
 //! Each phase is marked on the boot-timer port (0x80) so the VMM can time it.
 
+mod channel;
 mod process;
 mod setup;
 
@@ -21,7 +23,7 @@ fn main() {
         setup::console(&format!("isola-guest-init: {e}\n"));
         setup::power_off();
     }
-    let mut channel = match setup::Channel::open() {
+    let mut channel = match channel::Channel::open() {
         Ok(c) => c,
         Err(e) => {
             setup::console(&format!("isola-guest-init: no host channel: {e}\n"));
@@ -40,8 +42,9 @@ fn main() {
     setup::power_off()
 }
 
-fn run(channel: &mut setup::Channel) -> Result<i32, String> {
+fn run(channel: &mut channel::Channel) -> Result<i32, String> {
     let spec = setup::read_spec()?;
+    let stdin = setup::kernel_flag("isola.stdin=1");
     setup::enter_rootfs(&spec)?;
-    process::run_workload(&spec, channel)
+    process::run_workload(&spec, stdin, channel)
 }

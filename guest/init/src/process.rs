@@ -1,7 +1,8 @@
 //! Running the workload as the bundle's process spec says, and reporting its status the way
 //! the container level does: the exit code, 128+N for signal N, 126/127 when it cannot run.
 
-use crate::setup::{mark, Channel};
+use crate::channel::{Channel, FromHost};
+use crate::setup::mark;
 use crate::{MARK_WORKLOAD_EXIT, MARK_WORKLOAD_START};
 use serde_json::Value;
 use std::ffi::CString;
@@ -66,7 +67,7 @@ fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 }
 
 /// Forks the workload and waits for it, reaping everything else meanwhile (we are PID 1).
-pub fn run_workload(spec: &Value, ch: &mut Channel) -> Result<i32, String> {
+pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<i32, String> {
     let process = spec.get("process").ok_or("config.json has no process")?;
     let args = strings(process.get("args"));
     let env = strings(process.get("env"));
@@ -111,11 +112,20 @@ pub fn run_workload(spec: &Value, ch: &mut Channel) -> Result<i32, String> {
         })
         .unwrap_or_default();
 
-    // The workload writes into two pipes; init frames what comes out onto the channel.
+    // The workload writes into two pipes; init frames what comes out onto the channel. With
+    // -i, a third pipe carries what the host sends as stdin; without it, stdin is /dev/null.
     let (out_r, stdout) = pipe()?;
     let (err_r, stderr) = pipe()?;
+    let (stdin, in_w) = if with_stdin {
+        let (r, w) = pipe()?;
+        (r, Some(w))
+    } else {
+        (-1, None)
+    };
     let c = |s: &str| CString::new(s).unwrap_or_default();
     let null = c("/dev/null");
+    let proc_ = c("proc");
+    let slash_proc = c("/proc");
     let cargs: Vec<CString> = args.iter().map(|a| c(a)).collect();
     let cenv: Vec<CString> = env.iter().map(|e| c(e)).collect();
     let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|a| a.as_ptr()).collect();
@@ -123,6 +133,15 @@ pub fn run_workload(spec: &Value, ch: &mut Channel) -> Result<i32, String> {
     let mut envp: Vec<*const libc::c_char> = cenv.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
 
+    // The workload is PID 1 of its own PID namespace and sees only its own processes, as in a
+    // container: the same `ps`, and the same rules for signals sent to PID 1.
+    // SAFETY: unshare takes no pointers; it applies to the children forked from here on.
+    if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+        return Err(format!(
+            "unshare(CLONE_NEWPID): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
     mark(MARK_WORKLOAD_START);
     // SAFETY: fork(2) in a single-threaded PID 1; the child only calls async-signal-safe
     // functions on data prepared above, then execve or _exit.
@@ -133,11 +152,28 @@ pub fn run_workload(spec: &Value, ch: &mut Channel) -> Result<i32, String> {
     if pid == 0 {
         // SAFETY: see above; all pointers refer to live, NUL-terminated buffers.
         unsafe {
-            let stdin = libc::open(null.as_ptr(), libc::O_RDONLY);
+            let stdin = if stdin >= 0 {
+                stdin
+            } else {
+                libc::open(null.as_ptr(), libc::O_RDONLY)
+            };
             libc::dup2(stdin, 0);
             libc::dup2(stdout, 1);
             libc::dup2(stderr, 2);
             libc::setsid();
+            let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            if libc::mount(
+                proc_.as_ptr(),
+                slash_proc.as_ptr(),
+                proc_.as_ptr(),
+                flags,
+                std::ptr::null(),
+            ) != 0
+            {
+                let line = b"isola: mounting /proc in the workload's PID namespace failed\n";
+                libc::write(2, line.as_ptr().cast(), line.len());
+                libc::_exit(125);
+            }
             for (res, soft, hard) in &rlimits {
                 let l = libc::rlimit {
                     rlim_cur: *soft,
@@ -188,13 +224,20 @@ pub fn run_workload(spec: &Value, ch: &mut Channel) -> Result<i32, String> {
             );
         }
     }
-    // SAFETY: closing our copies of the pipes' write ends, so EOF comes when the workload's
-    // side closes.
+    // SAFETY: closing our copies of the workload's ends of the pipes, so EOF comes when its
+    // side closes (and a write to its stdin fails once it is gone).
     unsafe {
         libc::close(stdout);
         libc::close(stderr);
+        if stdin >= 0 {
+            libc::close(stdin);
+        }
     }
-    relay(pid, out_r, err_r, ch)
+    if let Some(w) = in_w {
+        // SAFETY: fcntl on the pipe we own: writes must not block the relay.
+        unsafe { libc::fcntl(w, libc::F_SETFL, libc::O_NONBLOCK) };
+    }
+    relay(pid, [out_r, err_r], in_w, ch)
 }
 
 fn pipe() -> Result<(libc::c_int, libc::c_int), String> {
@@ -206,31 +249,40 @@ fn pipe() -> Result<(libc::c_int, libc::c_int), String> {
     Ok((fds[0], fds[1]))
 }
 
-/// Copies the workload's output to the channel until it has exited and its pipes are drained;
-/// reaps every child meanwhile. Anything the workload left running is killed when it exits,
-/// as in a container whose PID 1 ends.
+/// Stdin bytes held for the workload; past this, init stops taking more from the host (which
+/// then stops reading its own stdin).
+const STDIN_BACKLOG: usize = 1 << 20;
+
+/// Copies the workload's output to the channel and the host's stdin and signals to the
+/// workload, until it has exited and its output is drained; reaps every child meanwhile.
+/// Anything the workload left running is killed when it exits, as in a container whose PID 1
+/// ends.
 fn relay(
     pid: libc::pid_t,
-    out_r: libc::c_int,
-    err_r: libc::c_int,
+    outputs: [libc::c_int; 2],
+    mut in_w: Option<libc::c_int>,
     ch: &mut Channel,
 ) -> Result<i32, String> {
     let mut open = [true, true];
     let mut status_code = None;
     let mut buf = vec![0u8; 65536];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut stdin_eof = false;
     loop {
-        let mut fds: Vec<libc::pollfd> = [out_r, err_r]
+        if open == [false, false] && status_code.is_some() {
+            break;
+        }
+        let mut fds: Vec<libc::pollfd> = outputs
             .iter()
             .zip(open)
             .filter(|(_, o)| *o)
-            .map(|(fd, _)| libc::pollfd {
-                fd: *fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
+            .map(|(fd, _)| pollfd(*fd, libc::POLLIN))
             .collect();
-        if fds.is_empty() && status_code.is_some() {
-            break;
+        if pending.len() < STDIN_BACKLOG {
+            fds.push(pollfd(ch.fd(), libc::POLLIN));
+        }
+        if let (Some(w), false) = (in_w, pending.is_empty()) {
+            fds.push(pollfd(w, libc::POLLOUT));
         }
         // SAFETY: poll on descriptors we own, with a bounded timeout so exits are noticed.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
@@ -238,16 +290,44 @@ fn relay(
             if f.revents == 0 {
                 continue;
             }
-            // SAFETY: read into our buffer from a pipe we own.
-            let n = unsafe { libc::read(f.fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                if f.fd == out_r {
-                    ch.stdout(&buf[..n as usize]);
-                } else {
-                    ch.stderr(&buf[..n as usize]);
+            if f.fd == ch.fd() {
+                for m in ch.receive() {
+                    match m {
+                        FromHost::Stdin(b) => pending.extend_from_slice(&b),
+                        FromHost::StdinEof => stdin_eof = true,
+                        // SAFETY: kill(2) of our own child (PID 1 of its namespace: as in a
+                        // container, only signals it handles reach it).
+                        FromHost::Signal(sig) => unsafe {
+                            libc::kill(pid, sig);
+                        },
+                    }
                 }
-            } else if n == 0 || f.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-                open[if f.fd == out_r { 0 } else { 1 }] = false;
+            } else if Some(f.fd) == in_w {
+                // SAFETY: write from our buffer into the non-blocking pipe we own.
+                let n = unsafe { libc::write(f.fd, pending.as_ptr().cast(), pending.len()) };
+                if n > 0 {
+                    pending.drain(..n as usize);
+                } else if f.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                    pending.clear(); // the workload closed its stdin
+                }
+            } else {
+                // SAFETY: read into our buffer from a pipe we own.
+                let n = unsafe { libc::read(f.fd, buf.as_mut_ptr().cast(), buf.len()) };
+                if n > 0 {
+                    if f.fd == outputs[0] {
+                        ch.stdout(&buf[..n as usize]);
+                    } else {
+                        ch.stderr(&buf[..n as usize]);
+                    }
+                } else if n == 0 || f.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                    open[if f.fd == outputs[0] { 0 } else { 1 }] = false;
+                }
+            }
+        }
+        if stdin_eof && pending.is_empty() {
+            if let Some(w) = in_w.take() {
+                // SAFETY: closing the pipe we own: the workload reads end of file.
+                unsafe { libc::close(w) };
             }
         }
         loop {
@@ -272,4 +352,12 @@ fn relay(
         }
     }
     Ok(status_code.unwrap_or(125))
+}
+
+fn pollfd(fd: libc::c_int, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
 }

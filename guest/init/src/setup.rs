@@ -56,13 +56,20 @@ pub fn mount_kernel_filesystems() -> Result<(), String> {
     mount("devtmpfs", "/dev", "devtmpfs", 0, "")
 }
 
+/// Whether the kernel command line holds `flag` (isola passes per-run switches there).
+pub fn kernel_flag(flag: &str) -> bool {
+    std::fs::read_to_string("/proc/cmdline")
+        .map(|c| c.split_whitespace().any(|w| w == flag))
+        .unwrap_or(false)
+}
+
 pub fn read_spec() -> Result<Value, String> {
     let text = std::fs::read_to_string("/isola/config.json")
         .map_err(|e| format!("/isola/config.json: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("/isola/config.json: {e}"))
 }
 
-fn open_raw(path: &str, flags: libc::c_int) -> Result<OwnedFd, String> {
+pub fn open_raw(path: &str, flags: libc::c_int) -> Result<OwnedFd, String> {
     // SAFETY: open(2) of a NUL-terminated path; the fd is owned below.
     let fd = unsafe { libc::open(c(path).as_ptr(), flags | libc::O_NOCTTY | libc::O_CLOEXEC) };
     if fd < 0 {
@@ -79,64 +86,36 @@ fn open_raw(path: &str, flags: libc::c_int) -> Result<OwnedFd, String> {
     }
 }
 
-/// The host channel: the virtio console's one port, as /dev/hvc0 in raw mode.
-pub struct Channel {
-    hvc: std::fs::File,
+/// The image's root filesystem: the read-only disk (virtio-blk, /dev/vda) as the lower layer
+/// of an overlay whose upper layer is a tmpfs, so the workload may write and nothing it writes
+/// outlives the VM — as in container isolation, where the upper layer is dropped with the
+/// container.
+fn mount_root_disk(root: &str) -> Result<(), String> {
+    let ro = libc::MS_RDONLY | libc::MS_NODEV;
+    mount("/dev/vda", "/isola/lower", "ext4", ro, "")
+        .map_err(|e| format!("{ROOT_DISK_ERROR}: {e}"))?;
+    mount("tmpfs", "/isola/rw", "tmpfs", 0, "mode=0755")?;
+    for d in ["/isola/rw/upper", "/isola/rw/work"] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
+    }
+    mount(
+        "overlay",
+        root,
+        "overlay",
+        0,
+        "lowerdir=/isola/lower,upperdir=/isola/rw/upper,workdir=/isola/rw/work",
+    )
 }
 
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const EXIT: u8 = 3;
-const ERROR: u8 = 4;
+/// How an unreadable root disk is reported (the host recognises it and discards the image).
+pub const ROOT_DISK_ERROR: &str = "the root disk image cannot be mounted";
 
-impl Channel {
-    pub fn open() -> Result<Channel, String> {
-        Ok(Channel {
-            hvc: std::fs::File::from(open_raw("/dev/hvc0", libc::O_RDWR)?),
-        })
-    }
-
-    /// Sends one frame: `[kind][length u32 LE][payload]`.
-    fn frame(&mut self, kind: u8, payload: &[u8]) {
-        let mut v = Vec::with_capacity(5 + payload.len());
-        v.push(kind);
-        v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        v.extend_from_slice(payload);
-        let _ = std::io::Write::write_all(&mut self.hvc, &v);
-    }
-
-    pub fn stdout(&mut self, b: &[u8]) {
-        self.frame(STDOUT, b);
-    }
-
-    pub fn stderr(&mut self, b: &[u8]) {
-        self.frame(STDERR, b);
-    }
-
-    pub fn error(&mut self, msg: &str) {
-        self.frame(ERROR, msg.as_bytes());
-    }
-
-    /// The exit status, last; waits until the host has every byte.
-    pub fn exit(&mut self, code: i32) {
-        self.frame(EXIT, &code.to_le_bytes());
-        // SAFETY: tcdrain on the descriptor we own.
-        unsafe { libc::tcdrain(std::os::fd::AsRawFd::as_raw_fd(&self.hvc)) };
-    }
-}
-
-/// Makes /isola/rootfs the root: kernel filesystems inside it, then the switch_root dance
-/// (move the mount onto /, chroot into it).
+/// Makes the image's root filesystem the root: kernel filesystems inside it, then the
+/// switch_root dance (move the mount onto /, chroot into it).
 pub fn enter_rootfs(spec: &Value) -> Result<(), String> {
     let root = "/isola/rootfs";
-    mount(root, root, "", libc::MS_BIND | libc::MS_REC, "")?;
-    mount(
-        "proc",
-        &format!("{root}/proc"),
-        "proc",
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        "",
-    )?;
+    mount_root_disk(root)?;
+    // /proc is mounted by the workload itself, inside its own PID namespace (process.rs).
     mount(
         "sysfs",
         &format!("{root}/sys"),

@@ -136,7 +136,13 @@ impl MmioTransport {
                 if v == 0 {
                     self.reset();
                 } else {
+                    let was_ok = self.status & STATUS_DRIVER_OK != 0;
                     self.status = v;
+                    if !was_ok && v & STATUS_DRIVER_OK != 0 {
+                        // Buffers the driver offered before it was ready may be waiting for
+                        // input the host already has.
+                        (0..self.queues.len()).for_each(|i| self.notify(i, mem));
+                    }
                 }
             }
             0x080 => self
@@ -175,7 +181,9 @@ impl MmioTransport {
         self.queues.iter_mut().for_each(|q| q.reset());
     }
 
-    fn notify(&mut self, index: usize, mem: &GuestMemoryMmap) {
+    /// Runs the device on queue `index`: the guest notified it, or the host has input for it.
+    /// Nothing happens until the driver is ready and the queue lies inside guest memory.
+    pub fn notify(&mut self, index: usize, mem: &GuestMemoryMmap) {
         if self.status & STATUS_DRIVER_OK == 0 || self.status & STATUS_FAILED != 0 {
             return;
         }

@@ -208,25 +208,25 @@ pub fn diagnose(paths: &Paths) -> Report {
         }
     }
 
-    let disk_tools: Vec<String> = ["mkfs.ext4", "mkfs.erofs"]
-        .iter()
-        .filter_map(|t| tool(t).map(|p| p.display().to_string()))
-        .collect();
-    if disk_tools.is_empty() {
-        checks.push(check(
-            "disk image tools",
+    // The image's root filesystem becomes an ext4 disk image (see vm_disk.rs).
+    let mke2fs = tool("mke2fs");
+    match &mke2fs {
+        Some(p) => checks.push(check(
+            "disk image tool",
+            Status::Ok,
+            p.display().to_string(),
+        )),
+        None => checks.push(check(
+            "disk image tool",
             Status::Missing,
-            "neither mkfs.ext4 (e2fsprogs) nor mkfs.erofs (erofs-utils)",
-        ));
-    } else {
-        checks.push(check("disk image tools", Status::Ok, disk_tools.join(", ")));
+            "mke2fs (Debian package e2fsprogs) is not on PATH",
+        )),
     }
 
     Report {
         checks,
         container,
-        // Disk-image tools are reported but not needed yet: the rootfs travels in the initramfs.
-        vm: verdict.can_run_vms() && artifacts,
+        vm: verdict.can_run_vms() && artifacts && mke2fs.is_some(),
     }
 }
 

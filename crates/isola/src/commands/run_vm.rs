@@ -1,7 +1,7 @@
 //! `isola run --isolation vm`: the same image and bundle as container mode, run by isola's own
-//! VMM behind a guest kernel. The bundle (config.json + the image's rootfs) travels in an
-//! initramfs isola writes itself; the workload's stdout and stderr come back on two UARTs, its
-//! exit status on a third.
+//! VMM behind a guest kernel. The image's rootfs is a read-only disk (built once per image, see
+//! `vm_disk.rs`); the guest init and the bundle's config.json travel in a small initramfs isola
+//! writes itself; stdin, stdout, stderr, signals and the exit status cross the virtio console.
 
 use crate::cli::RunArgs;
 use crate::commands::run::{image_and_rootfs, settings};
@@ -14,7 +14,6 @@ use isola_vmm::channel::{Decoder, Frame};
 use isola_vmm::devices::serial::Sink;
 use isola_vmm::initramfs::Cpio;
 use isola_vmm::vm::{self, VmConfig, VmExit};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,24 +39,19 @@ fn write_all(fd: i32, mut b: &[u8]) {
 const KERNEL_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off nomodule 8250.nr_uarts=4 \
      i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd rdinit=/init";
 
-/// The image's rootfs as an initramfs fragment under /isola/rootfs, cached per chain ID.
-fn rootfs_archive(paths: &Paths, chain: &str, lower: &Path) -> Result<Vec<u8>> {
-    let dir = paths.vm_images();
-    let file = dir.join(format!("{chain}.cpio"));
-    if let Ok(bytes) = std::fs::read(&file) {
-        return Ok(bytes);
-    }
-    let mut c = Cpio::new();
-    c.dir("/isola", 0o755);
-    c.add_tree("/isola/rootfs", lower)
-        .with_context(|| format!("archiving {}", lower.display()))?;
-    let bytes = c.finish();
-    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-    let tmp = dir.join(format!(".{chain}.{}", std::process::id()));
-    std::fs::write(&tmp, &bytes).with_context(|| tmp.display().to_string())?;
-    std::fs::rename(&tmp, &file).with_context(|| file.display().to_string())?;
-    Ok(bytes)
-}
+/// What guest init says when the root disk will not mount (see guest/init/src/setup.rs).
+const ROOT_DISK_ERROR: &str = "the root disk image cannot be mounted";
+
+/// The signals forwarded to the workload, as in container isolation.
+const FORWARDED_SIGNALS: &[i32] = &[
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
 
 pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
     let (kvm, verdict) = crate::commands::doctor::kvm_check();
@@ -70,10 +64,10 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
             )
         ));
     }
-    if a.tty || a.interactive {
+    if a.tty {
         bail!(Exit(
             125,
-            "--isolation vm: -i and -t are not supported yet".into()
+            "--isolation vm: -t is not supported yet (-i is)".into()
         ));
     }
     let guest = paths.guest();
@@ -98,16 +92,19 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
     let (_store, image, lower) = image_and_rootfs(paths, &a.image)?;
     let spec = runtime_spec(&image, &lower, &s)?;
 
-    let mut initrd = rootfs_archive(paths, chain_id(&image)?.hex(), &lower)?;
-    let mut extra = Cpio::new();
-    extra.file(
+    let disk_path = crate::vm_disk::root_disk(paths, chain_id(&image)?.hex(), &lower)
+        .map_err(|e| Exit(125, format!("--isolation vm: root disk: {e:#}")))?;
+    let root_disk = std::fs::File::open(&disk_path)
+        .map_err(|e| Exit(125, format!("--isolation vm: {}: {e}", disk_path.display())))?;
+    let mut initrd = Cpio::new();
+    initrd.file(
         "/init",
         0o755,
         &std::fs::read(&init).with_context(|| init.display().to_string())?,
     );
-    extra.dir("/isola", 0o755);
-    extra.file("/isola/config.json", 0o644, &serde_json::to_vec(&spec)?);
-    initrd.extend_from_slice(&extra.finish());
+    initrd.dir("/isola", 0o755);
+    initrd.file("/isola/config.json", 0o644, &serde_json::to_vec(&spec)?);
+    let initrd = initrd.finish();
 
     let console = Arc::new(Mutex::new(Vec::new()));
     let ending: Arc<Mutex<Ending>> = Arc::default();
@@ -117,6 +114,7 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
         Box::new(move |bytes: &[u8]| {
             for frame in decoder.feed(bytes) {
                 match frame {
+                    Frame::Ready => {}
                     Frame::Stdout(b) => write_all(1, &b),
                     Frame::Stderr(b) => write_all(2, &b),
                     Frame::Exit(code) => {
@@ -133,6 +131,9 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
     if !a.debug {
         cmdline.push_str(" quiet");
     }
+    if a.interactive {
+        cmdline.push_str(" isola.stdin=1");
+    }
     let outcome = vm::run(VmConfig {
         kernel,
         initrd: Some(initrd),
@@ -140,6 +141,9 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
         mem_mib,
         console: Sink::Buffer(console.clone()),
         channel,
+        root_disk: Some(root_disk),
+        stdin: a.interactive.then_some(0),
+        forward_signals: FORWARDED_SIGNALS.to_vec(),
         timeout: a.timeout.map(Duration::from_secs),
     })
     .map_err(|e| Exit(125, format!("--isolation vm: {e}")))?;
@@ -165,6 +169,17 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
     }
     let ending = std::mem::take(&mut *ending.lock().unwrap_or_else(|p| p.into_inner()));
     if let Some(err) = ending.error {
+        if err.starts_with(ROOT_DISK_ERROR) {
+            // A damaged cached image: drop it, so the next run builds it again.
+            let _ = std::fs::remove_file(&disk_path);
+            bail!(Exit(
+                125,
+                format!(
+                    "--isolation vm: {err} ({} was removed; the next run rebuilds it)",
+                    disk_path.display()
+                )
+            ));
+        }
         bail!(Exit(125, format!("--isolation vm: {err}")));
     }
     if let Some(code) = ending.code {
