@@ -140,6 +140,14 @@ impl Env {
         };
         let containers = entries(self.root.join("containers"));
         assert!(containers.is_empty(), "container dirs left: {containers:?}");
+        let temporary: Vec<String> = entries(self.root.join("vm"))
+            .into_iter()
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(
+            temporary.is_empty(),
+            "half-built disk images left: {temporary:?}"
+        );
         let states = entries(self.root.join("run/containers"));
         assert!(states.is_empty(), "run state left: {states:?}");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

@@ -99,40 +99,59 @@ fn doctor_inside_the_testhost_finds_usable_kvm_and_cgroup_v2() {
     assert_eq!(rep["container"], true);
 }
 
-/// The container end-to-end suite again, inside the test host: pure cgroup v2, a different
-/// kernel, a tmpfs root.
-#[test]
-fn container_suite_passes_on_pure_cgroup_v2() {
+/// Runs the test binary `name` (built by cargo next to this one) inside the test host and
+/// returns its stdout, asserting it passed.
+fn suite_inside_the_testhost(name: &str, threads: &str) -> String {
     let deps = std::env::current_exe()
         .unwrap()
         .parent()
         .unwrap()
         .to_path_buf();
+    let prefix = format!("{name}-");
     let suite = std::fs::read_dir(&deps)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            n.starts_with("container-") && !n.contains('.')
+            n.starts_with(&prefix) && !n.contains('.')
         })
         .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
-        .expect("the container test binary next to this one (cargo test builds it)");
+        .unwrap_or_else(|| {
+            panic!("the {name} test binary next to this one (cargo test builds it)")
+        });
     let suite = suite.to_str().unwrap();
     let out = testhost(&[
         "--timeout",
-        "900",
+        "1200",
         "--include",
         suite,
         "--",
         suite,
-        "--test-threads=2",
+        &format!("--test-threads={threads}"),
+        // Uncaptured, so a test that skips says so where this test can see it.
+        "--nocapture",
     ]);
     let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&out.stderr)
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        !stderr.contains("NOT RUN HERE"),
+        "{name}: a test skipped inside the test host: {stderr}"
     );
+    stdout
+}
+
+/// The container end-to-end suite again, inside the test host: pure cgroup v2, a different
+/// kernel, a tmpfs root.
+#[test]
+fn container_suite_passes_on_pure_cgroup_v2() {
+    let stdout = suite_inside_the_testhost("container", "2");
     assert!(stdout.contains("test result: ok. 16 passed"), "{stdout}");
+}
+
+/// The VM parity suite, where KVM runs unmodified guests: every test must really run.
+#[test]
+fn vm_suite_passes_where_kvm_works() {
+    let stdout = suite_inside_the_testhost("vm", "1");
+    assert!(stdout.contains("test result: ok. 7 passed"), "{stdout}");
 }

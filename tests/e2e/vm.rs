@@ -4,6 +4,8 @@
 //! `testhost.rs` runs this whole binary inside the emulated test host, where there is one.
 
 use isola_e2e::{Env, Run};
+use std::io::{Read, Write};
+use std::process::Stdio;
 
 fn vm_capable(env: &Env) -> bool {
     let r = env.isola(&["doctor", "--json"]);
@@ -87,6 +89,26 @@ const CASES: &[(&[&str], i32, &str, &str)] = &[
         "",
     ),
     (&["--memory", "64m", "sample", "memhog", "400"], 137, "", ""),
+    (
+        &["sample", "sh", "-c", "sh -c 'kill -TERM $$'; exit $?"],
+        143,
+        "",
+        "Terminated\n",
+    ),
+    // The workload is PID 1 and sees only its own processes.
+    (
+        &["sample", "ps"],
+        0,
+        "PID   USER     COMMAND\n    1 root     ps\n",
+        "",
+    ),
+    // As PID 1, a signal without a handler does not end it — in both.
+    (
+        &["sample", "sh", "-c", "kill -TERM $$; echo alive"],
+        0,
+        "alive\n",
+        "",
+    ),
 ];
 
 #[test]
@@ -203,4 +225,130 @@ fn vm_failures_are_one_line_and_bounded() {
     assert_eq!(r.status.code(), Some(125), "{stderr}");
     assert!(stderr.contains("/nonexistent/vmlinux"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn stdin_is_piped_only_with_interactive() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    // Binary data larger than the channel's buffers, and end of file, arrive intact.
+    let input: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let digest = |iso: &str, interactive: bool| {
+        let mut args = vec!["run", "--rm", "--isolation", iso];
+        if interactive {
+            args.push("-i");
+        }
+        args.extend_from_slice(&["sample", "sh", "-c", "wc -c; echo end"]);
+        let mut child = env
+            .cmd(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.clone();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for iso in ["container", "vm"] {
+        assert_eq!(
+            digest(iso, true),
+            (Some(0), "3000000\nend\n".to_string()),
+            "{iso} -i"
+        );
+        assert_eq!(
+            digest(iso, false),
+            (Some(0), "0\nend\n".to_string()),
+            "{iso} without -i"
+        );
+    }
+}
+
+#[test]
+fn signals_reach_the_workload_in_both() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    for iso in ["container", "vm"] {
+        let script = "trap 'echo got TERM; exit 143' TERM; echo ready; sleep 120 & wait";
+        let mut child = env
+            .cmd(&[
+                "run",
+                "--rm",
+                "--isolation",
+                iso,
+                "sample",
+                "sh",
+                "-c",
+                script,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut ready = [0u8; 6];
+        stdout.read_exact(&mut ready).unwrap();
+        assert_eq!(&ready, b"ready\n", "{iso}");
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        assert_eq!(
+            (status.code(), rest.as_str()),
+            (Some(143), "got TERM\n"),
+            "{iso}"
+        );
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn a_damaged_root_disk_is_reported_removed_and_rebuilt() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    assert_eq!(env.run_ok(&["--isolation", "vm", "sample", "true"]), "");
+    let disks: Vec<_> = std::fs::read_dir(env.root.join("vm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(disks.len(), 1, "one disk image per image: {disks:?}");
+    let disk = &disks[0];
+    assert!(disk.extension().is_some_and(|e| e == "ext4"), "{disk:?}");
+    // Wipe the ext4 superblock.
+    let f = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 4096], 1024).unwrap();
+    drop(f);
+    let r = env.isola(&["run", "--rm", "--isolation", "vm", "sample", "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("root disk image"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&disk.display().to_string()),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(!disk.exists(), "the damaged image must be gone");
+    assert_eq!(
+        env.run_ok(&["--isolation", "vm", "sample", "echo", "ok"]),
+        "ok\n"
+    );
+    env.assert_clean();
 }
