@@ -352,3 +352,33 @@ fn a_damaged_root_disk_is_reported_removed_and_rebuilt() {
     );
     env.assert_clean();
 }
+
+#[test]
+fn cpus_become_whole_vcpus() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let nproc = |args: &[&str]| {
+        let mut all = vec!["--isolation", "vm"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["sample", "nproc"]);
+        env.run_ok(&all)
+    };
+    assert_eq!(nproc(&[]), "1\n", "one vCPU by default");
+    assert_eq!(nproc(&["--cpus", "2"]), "2\n");
+    assert_eq!(nproc(&["--cpus", "1.5"]), "2\n", "rounded up");
+    // Work spread over both CPUs still gives the same answer.
+    let out = env.run_ok(&[
+        "--isolation",
+        "vm",
+        "--cpus",
+        "2",
+        "sample",
+        "sh",
+        "-c",
+        "pagerank 20000 10 & pagerank 20000 10; wait",
+    ]);
+    let line = "pagerank nodes=20000 edges=159429 iterations=10 top=2 checksum=489.612079711180\n";
+    assert_eq!(out, line.repeat(2));
+}

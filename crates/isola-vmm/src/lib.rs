@@ -12,6 +12,8 @@ mod host_input;
 pub mod initramfs;
 pub mod layout;
 mod long_mode;
+mod mptable;
 pub mod probe;
+mod vcpus;
 pub mod virtio;
 pub mod vm;

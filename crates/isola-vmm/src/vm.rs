@@ -11,16 +11,19 @@ use crate::devices::serial::{Sink, Uart};
 use crate::devices::EventFdTrigger;
 use crate::host_input;
 use crate::layout::*;
+use crate::mptable;
+pub use crate::mptable::MAX_CPUS;
+use crate::vcpus::{self, lock, Bus};
 use crate::virtio::block::Block;
 use crate::virtio::console::{Console, Input};
 use crate::virtio::mmio::MmioTransport;
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
-use kvm_ioctls::{Kvm, VcpuExit};
+use kvm_ioctls::Kvm;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -33,6 +36,8 @@ pub struct VmConfig {
     /// The kernel command line; isola appends the virtio-mmio device declarations.
     pub cmdline: String,
     pub mem_mib: u64,
+    /// vCPUs, 1 to `MAX_CPUS`.
+    pub cpus: u8,
     /// Where COM1 (the kernel console) goes.
     pub console: Sink,
     /// Receives what the guest sends on the host channel (a virtio console).
@@ -62,26 +67,6 @@ pub struct VmOutcome {
     pub exit: VmExit,
     pub marks: Vec<(u8, Duration)>,
     pub started: Instant,
-}
-
-static TIMED_OUT: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_alarm(_: libc::c_int) {
-    TIMED_OUT.store(true, Ordering::SeqCst);
-}
-
-/// Arms SIGALRM to interrupt KVM_RUN after `t` (the handler only sets a flag).
-fn arm_timeout(t: Duration) {
-    TIMED_OUT.store(false, Ordering::SeqCst);
-    // SAFETY: sigaction with a handler that only touches an atomic; no SA_RESTART, so KVM_RUN
-    // returns EINTR when the alarm fires.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_alarm as *const () as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
-        libc::alarm(t.as_secs().max(1) as libc::c_uint);
-    }
 }
 
 pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
@@ -156,123 +141,39 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
         mem: &mem,
         marks: Mutex::default(),
         started,
+        stop: AtomicBool::new(false),
+        ending: Mutex::default(),
+        threads: Mutex::default(),
     };
 
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
-    let mut vcpu = vm
-        .create_vcpu(0)
-        .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
-    cpu::configure(&vcpu, &mem, loaded.entry, &supported, 0, 1)?;
+    mptable::write(&mem, cfg.cpus, MPTABLE)?;
+    let mut vcpus = Vec::new();
+    for index in 0..cfg.cpus {
+        let vcpu = vm
+            .create_vcpu(u64::from(index))
+            .map_err(|e| format!("KVM_CREATE_VCPU {index}: {e}"))?;
+        cpu::configure(&vcpu, &mem, loaded.entry, &supported, index, cfg.cpus)?;
+        vcpus.push(vcpu);
+    }
 
     let signals = host_input::block_signals(&cfg.forward_signals)?;
     let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
-    if let Some(t) = cfg.timeout {
-        arm_timeout(t);
-    }
     let exit = std::thread::scope(|scope| {
         scope.spawn(|| {
+            vcpus::keep_vcpu_signals_away();
             host_input::forward(cfg.stdin, &signals, &bus.virtio[0], &input, &mem, &stop)
         });
-        let exit = run_vcpu(&mut vcpu, &bus);
+        let exit = vcpus::run_all(scope, vcpus, &bus, cfg.timeout);
         let _ = stop.write(1);
         exit
     });
-    if cfg.timeout.is_some() {
-        // SAFETY: cancels the pending alarm; no memory is involved.
-        unsafe { libc::alarm(0) };
-    }
     let marks = std::mem::take(&mut *lock(&bus.marks));
     Ok(VmOutcome {
         exit: exit?,
         marks,
         started,
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Everything a vCPU exit may reach: the devices on I/O ports and on MMIO, guest memory, the
-/// boot timer's marks.
-struct Bus<'a> {
-    uart: Mutex<Uart>,
-    i8042: Mutex<I8042>,
-    virtio: Vec<Mutex<MmioTransport>>,
-    mem: &'a GuestMemoryMmap,
-    marks: Mutex<Vec<(u8, Duration)>>,
-    started: Instant,
-}
-
-impl Bus<'_> {
-    /// The virtio transport whose register window holds `addr`, and the offset in it.
-    fn virtio_at(&self, addr: u64) -> Option<(&Mutex<MmioTransport>, u64)> {
-        let offset = addr.checked_sub(VIRTIO_MMIO_BASE)?;
-        let t = self.virtio.get((offset / VIRTIO_MMIO_SIZE) as usize)?;
-        Some((t, offset % VIRTIO_MMIO_SIZE))
-    }
-}
-
-/// Runs a vCPU until the guest resets or shuts down the machine, or the time limit passes.
-fn run_vcpu(vcpu: &mut kvm_ioctls::VcpuFd, bus: &Bus) -> Result<VmExit, String> {
-    loop {
-        if TIMED_OUT.load(Ordering::SeqCst) {
-            return Ok(VmExit::Timeout);
-        }
-        match vcpu.run() {
-            Ok(VcpuExit::IoIn(port, data)) => {
-                let v = {
-                    let mut uart = lock(&bus.uart);
-                    if uart.handles(port) {
-                        uart.read(port)
-                    } else if I8042::handles(port) {
-                        lock(&bus.i8042).read(port)
-                    } else {
-                        0xff
-                    }
-                };
-                data.iter_mut().for_each(|b| *b = v);
-            }
-            Ok(VcpuExit::IoOut(port, data)) => {
-                let v = data.first().copied().unwrap_or(0);
-                let mut uart = lock(&bus.uart);
-                if uart.handles(port) {
-                    uart.write(port, v);
-                } else if I8042::handles(port) {
-                    if lock(&bus.i8042).write(port, v) {
-                        return Ok(VmExit::Reset);
-                    }
-                } else if port == BOOT_TIMER_PORT {
-                    lock(&bus.marks).push((v, bus.started.elapsed()));
-                }
-            }
-            Ok(VcpuExit::MmioRead(addr, data)) => match bus.virtio_at(addr) {
-                Some((t, offset)) => lock(t).read(offset, data),
-                None => data.iter_mut().for_each(|b| *b = 0xff),
-            },
-            Ok(VcpuExit::MmioWrite(addr, data)) => {
-                if let Some((t, offset)) = bus.virtio_at(addr) {
-                    lock(t).write(offset, data, bus.mem);
-                }
-            }
-            Ok(VcpuExit::Shutdown) | Ok(VcpuExit::Hlt) => return Ok(VmExit::Shutdown),
-            Ok(VcpuExit::InternalError) => {
-                return Err(
-                    "KVM could not emulate a guest instruction (KVM_EXIT_INTERNAL_ERROR); \
-                     is this a nested PVM host? see `isola doctor`"
-                        .into(),
-                )
-            }
-            Ok(VcpuExit::FailEntry(reason, _)) => {
-                return Err(format!(
-                    "KVM could not enter the guest (hardware entry failure {reason:#x})"
-                ))
-            }
-            Ok(other) => return Err(format!("unexpected VM exit {other:?}")),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
-            Err(e) => return Err(format!("KVM_RUN: {e}")),
-        }
-    }
 }

@@ -89,6 +89,15 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
     let mem_mib = s
         .memory
         .map_or(DEFAULT_MEMORY_MIB, |b| (b as u64).div_ceil(1 << 20));
+    // --cpus 1.5 gives two vCPUs: a VM has whole CPUs (the container level throttles instead).
+    let cpus = s.cpus.map_or(1.0, f64::ceil) as u64;
+    let max = u64::from(isola_vmm::vm::MAX_CPUS);
+    if cpus > max {
+        bail!(Exit(
+            125,
+            format!("--cpus {cpus}: VM isolation runs at most {max} vCPUs")
+        ));
+    }
     let (_store, image, lower) = image_and_rootfs(paths, &a.image)?;
     let spec = runtime_spec(&image, &lower, &s)?;
 
@@ -139,6 +148,7 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
         initrd: Some(initrd),
         cmdline,
         mem_mib,
+        cpus: cpus as u8,
         console: Sink::Buffer(console.clone()),
         channel,
         root_disk: Some(root_disk),
