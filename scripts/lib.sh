@@ -38,5 +38,6 @@ build_all() {
     kdir=$(guest/kernel/build)
     mkdir -p target/guest
     cp "$kdir/vmlinux" target/guest/vmlinux
+    cp "$kdir/bzImage" target/guest/bzImage
     cp target/x86_64-unknown-linux-gnu/release/isola-guest-init target/guest/init
 }

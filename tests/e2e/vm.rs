@@ -382,3 +382,155 @@ fn cpus_become_whole_vcpus() {
     let line = "pagerank nodes=20000 edges=159429 iterations=10 top=2 checksum=489.612079711180\n";
     assert_eq!(out, line.repeat(2));
 }
+
+/// `isola run --isolation vm ... sample ARGS` with the guest artifacts taken from `guest_dir`.
+fn run_with_guest(
+    env: &Env,
+    guest_dir: &std::path::Path,
+    extra_env: &[(&str, &str)],
+    args: &[&str],
+) -> Run {
+    let mut all = vec!["run", "--rm", "--isolation", "vm", "sample"];
+    all.extend_from_slice(args);
+    let mut cmd = env.cmd(&all);
+    cmd.env("ISOLA_GUEST_DIR", guest_dir);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn built_guest() -> std::path::PathBuf {
+    isola_e2e::repo().join("target/guest")
+}
+
+#[test]
+fn a_bzimage_boots_too() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(built_guest().join("bzImage"), dir.path().join("bzImage")).unwrap();
+    std::fs::copy(built_guest().join("init"), dir.path().join("init")).unwrap();
+    let r = run_with_guest(&env, dir.path(), &[], &["sh", "-c", "echo booted; exit 3"]);
+    assert_eq!((r.code, r.stdout.as_str()), (3, "booted\n"), "{}", r.stderr);
+}
+
+#[test]
+fn a_kernel_panic_and_a_guest_that_never_boots_are_one_line_each() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    // An init the kernel cannot execute: it panics (no working init), and resets.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(built_guest().join("vmlinux"), dir.path().join("vmlinux")).unwrap();
+    std::fs::write(dir.path().join("init"), "not a program\n").unwrap();
+    let started = std::time::Instant::now();
+    let r = run_with_guest(&env, dir.path(), &[], &["true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("kernel panic?"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Kernel panic"),
+        "the kernel's own words: {}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+
+    // A "kernel" that spins at its entry point: stopped at the boot time limit.
+    let spin = dir.path().join("spin");
+    std::fs::create_dir(&spin).unwrap();
+    std::fs::write(spin.join("vmlinux"), spinning_elf()).unwrap();
+    std::fs::copy(built_guest().join("init"), spin.join("init")).unwrap();
+    let r = run_with_guest(&env, &spin, &[("ISOLA_BOOT_TIMEOUT", "3")], &["true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("did not boot within 3s"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(started.elapsed().as_secs() < 120);
+    env.assert_clean();
+}
+
+/// The smallest ELF64 executable whose code, loaded at 1 MiB, is `jmp $`.
+fn spinning_elf() -> Vec<u8> {
+    let entry: u64 = 0x10_0000;
+    let mut e = Vec::new();
+    e.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
+    e.extend_from_slice(&[0; 8]);
+    e.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    e.extend_from_slice(&0x3eu16.to_le_bytes()); // x86-64
+    e.extend_from_slice(&1u32.to_le_bytes());
+    e.extend_from_slice(&entry.to_le_bytes());
+    e.extend_from_slice(&64u64.to_le_bytes()); // program headers right after this header
+    e.extend_from_slice(&0u64.to_le_bytes()); // no section headers
+    e.extend_from_slice(&0u32.to_le_bytes());
+    for v in [64u16, 56, 1, 64, 0, 0] {
+        e.extend_from_slice(&v.to_le_bytes());
+    }
+    // One PT_LOAD: file offset 0x1000 → physical 1 MiB, 2 bytes.
+    e.extend_from_slice(&1u32.to_le_bytes());
+    e.extend_from_slice(&5u32.to_le_bytes()); // R+X
+    for v in [0x1000u64, entry, entry, 2, 2, 0x1000] {
+        e.extend_from_slice(&v.to_le_bytes());
+    }
+    e.resize(0x1000, 0);
+    e.extend_from_slice(&[0xeb, 0xfe]); // jmp $
+    e
+}
+
+#[test]
+fn timings_show_each_phase_in_order() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let r = env.isola(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "vm",
+        "--timings",
+        "sample",
+        "true",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let phases = [
+        "vmm start",
+        "kernel entry",
+        "init start",
+        "workload start",
+        "workload exit",
+        "vm gone",
+    ];
+    let mut last = -1.0;
+    for phase in phases {
+        let line = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("timings: {phase} ")))
+            .unwrap_or_else(|| panic!("no {phase:?} in {}", r.stderr));
+        let ms: f64 = line
+            .split_whitespace()
+            .rev()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            ms >= last,
+            "{phase} at {ms} ms comes before {last} ms: {}",
+            r.stderr
+        );
+        last = ms;
+    }
+    assert!(
+        r.stderr.contains("timings: memory: peak RSS"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1,15 +1,18 @@
-//! Loading Linux: the kernel (an ELF vmlinux, entered at its 64-bit entry point), the command
-//! line, the initramfs at the top of low memory, and the zero page (`struct boot_params`) with
-//! the memory map — the 64-bit Linux boot protocol (Documentation/x86/boot.rst).
+//! Loading Linux: the kernel (an ELF vmlinux entered at its 64-bit entry point, or a bzImage
+//! entered at startup_64, 0x200 past its protected-mode code), the command line, the initramfs
+//! at the top of low memory, and the zero page (`struct boot_params`) with the memory map — the
+//! 64-bit Linux boot protocol (Documentation/x86/boot.rst).
 
 use crate::layout::*;
 use linux_loader::cmdline::Cmdline;
 use linux_loader::configurator::linux::LinuxBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
+use linux_loader::loader::bzimage::BzImage;
 use linux_loader::loader::elf::Elf;
 use linux_loader::loader::KernelLoader;
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -42,13 +45,23 @@ pub fn load_linux(
 ) -> Result<Loaded, String> {
     let mut file =
         File::open(kernel).map_err(|e| format!("guest kernel {}: {e}", kernel.display()))?;
-    let result = Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START))).map_err(|e| {
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic)
+        .map_err(|e| format!("guest kernel {}: {e}", kernel.display()))?;
+    let is_elf = magic == *b"\x7fELF";
+    let result = if is_elf {
+        Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START)))
+    } else {
+        BzImage::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START)))
+    }
+    .map_err(|e| {
         format!(
-            "guest kernel {}: not a loadable vmlinux: {e}",
+            "guest kernel {}: neither a loadable vmlinux nor a bzImage: {e}",
             kernel.display()
         )
     })?;
-    let entry = result.kernel_load.0;
+    // A bzImage's 64-bit entry, startup_64, is 0x200 past where its protected-mode code lands.
+    let entry = result.kernel_load.0 + if is_elf { 0 } else { 0x200 };
 
     let mut cl = Cmdline::new(CMDLINE_MAX).map_err(|e| format!("kernel command line: {e}"))?;
     cl.insert_str(cmdline)
@@ -57,6 +70,9 @@ pub fn load_linux(
         .map_err(|e| format!("writing the kernel command line: {e}"))?;
 
     let mut params = ZeroPage::default();
+    if let Some(h) = result.setup_header {
+        params.0.hdr = h; // a bzImage's own setup header, as the protocol asks
+    }
     let hdr = &mut params.0.hdr;
     hdr.type_of_loader = KERNEL_LOADER_OTHER;
     hdr.boot_flag = KERNEL_BOOT_FLAG_MAGIC;

@@ -62,6 +62,13 @@ pub fn keep_vcpu_signals_away() {
     }
 }
 
+/// Whether guest init has started (its first boot-timer mark).
+fn booted(bus: &Bus) -> bool {
+    lock(&bus.marks)
+        .iter()
+        .any(|(phase, _)| *phase == MARK_INIT_START)
+}
+
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -73,6 +80,7 @@ pub fn run_all<'scope, 'env>(
     vcpus: Vec<VcpuFd>,
     bus: &'scope Bus<'env>,
     timeout: Option<Duration>,
+    boot_timeout: Duration,
 ) -> Result<VmExit, String> {
     install_handlers(timeout);
     let handles: Vec<_> = vcpus
@@ -90,6 +98,10 @@ pub fn run_all<'scope, 'env>(
     while !bus.stop.load(Ordering::SeqCst) {
         if TIMED_OUT.load(Ordering::SeqCst) {
             lock(&bus.ending).get_or_insert(Ok(VmExit::Timeout));
+            bus.stop.store(true, Ordering::SeqCst);
+        }
+        if bus.started.elapsed() > boot_timeout && !booted(bus) {
+            lock(&bus.ending).get_or_insert(Ok(VmExit::BootTimeout));
             bus.stop.store(true, Ordering::SeqCst);
         }
         std::thread::sleep(Duration::from_millis(5));

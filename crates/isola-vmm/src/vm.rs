@@ -49,6 +49,8 @@ pub struct VmConfig {
     /// Signals forwarded to the guest while the VM runs (blocked in isola for good).
     pub forward_signals: Vec<i32>,
     pub timeout: Option<Duration>,
+    /// How long the kernel may take to start guest init.
+    pub boot_timeout: Duration,
 }
 
 /// How the VM ended.
@@ -60,6 +62,8 @@ pub enum VmExit {
     Shutdown,
     /// The time limit passed; the VM was stopped.
     Timeout,
+    /// Guest init had not started when the boot time limit passed; the VM was stopped.
+    BootTimeout,
 }
 
 /// What happened, with the boot timer's marks (phase byte, time since VMM start).
@@ -67,6 +71,23 @@ pub struct VmOutcome {
     pub exit: VmExit,
     pub marks: Vec<(u8, Duration)>,
     pub started: Instant,
+    /// Guest memory the guest touched (resident at the end), in bytes.
+    pub guest_resident: u64,
+    /// When the vCPUs first entered the guest (the kernel's entry point), since VMM start.
+    pub guest_entry: Duration,
+}
+
+/// Bytes of `len` at `addr` (one mapping of ours) that are resident.
+fn resident_bytes(addr: *mut u8, len: usize) -> u64 {
+    let page = 4096;
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: mincore only reads the page tables of our own mapping [addr, addr+len) and
+    // writes one byte per page into `vec`, which is that long.
+    let r = unsafe { libc::mincore(addr.cast(), len, vec.as_mut_ptr()) };
+    if r != 0 {
+        return 0;
+    }
+    vec.iter().filter(|b| *b & 1 != 0).count() as u64 * page as u64
 }
 
 pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
@@ -161,12 +182,13 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
 
     let signals = host_input::block_signals(&cfg.forward_signals)?;
     let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
+    let guest_entry = started.elapsed();
     let exit = std::thread::scope(|scope| {
         scope.spawn(|| {
             vcpus::keep_vcpu_signals_away();
             host_input::forward(cfg.stdin, &signals, &bus.virtio[0], &input, &mem, &stop)
         });
-        let exit = vcpus::run_all(scope, vcpus, &bus, cfg.timeout);
+        let exit = vcpus::run_all(scope, vcpus, &bus, cfg.timeout, cfg.boot_timeout);
         let _ = stop.write(1);
         exit
     });
@@ -175,5 +197,7 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
         exit: exit?,
         marks,
         started,
+        guest_resident: resident_bytes(host_addr, mem_size as usize),
+        guest_entry,
     })
 }

@@ -18,6 +18,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const DEFAULT_MEMORY_MIB: u64 = 256;
+/// How long the guest kernel may take to start init; `ISOLA_BOOT_TIMEOUT` (seconds) overrides.
+const DEFAULT_BOOT_TIMEOUT_S: u64 = 60;
+
+fn boot_timeout() -> Result<Duration> {
+    match std::env::var("ISOLA_BOOT_TIMEOUT") {
+        Err(_) => Ok(Duration::from_secs(DEFAULT_BOOT_TIMEOUT_S)),
+        Ok(v) => match v.parse::<u64>() {
+            Ok(s) if s > 0 => Ok(Duration::from_secs(s)),
+            _ => bail!(Exit(
+                125,
+                format!("ISOLA_BOOT_TIMEOUT {v:?}: expected whole seconds, at least 1")
+            )),
+        },
+    }
+}
 
 /// How the guest said the workload ended.
 #[derive(Default)]
@@ -71,7 +86,11 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
         ));
     }
     let guest = paths.guest();
-    let kernel = guest.join("vmlinux");
+    // An ELF vmlinux, or else a bzImage.
+    let kernel = Some(guest.join("vmlinux"))
+        .filter(|k| k.exists())
+        .or_else(|| Some(guest.join("bzImage")).filter(|k| k.exists()))
+        .unwrap_or_else(|| guest.join("vmlinux"));
     let init = guest.join("init");
     for (what, p) in [("guest kernel", &kernel), ("guest init", &init)] {
         if !p.is_file() {
@@ -155,6 +174,7 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
         stdin: a.interactive.then_some(0),
         forward_signals: FORWARDED_SIGNALS.to_vec(),
         timeout: a.timeout.map(Duration::from_secs),
+        boot_timeout: boot_timeout()?,
     })
     .map_err(|e| Exit(125, format!("--isolation vm: {e}")))?;
 
@@ -166,6 +186,10 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
     if a.timings {
         let end = outcome.started.elapsed();
         eprintln!("timings: vmm start 0.0 ms");
+        eprintln!(
+            "timings: kernel entry {:.1} ms",
+            outcome.guest_entry.as_secs_f64() * 1000.0
+        );
         for (phase, t) in &outcome.marks {
             let name = match phase {
                 2 => "init start",
@@ -176,6 +200,20 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
             eprintln!("timings: {name} {:.1} ms", t.as_secs_f64() * 1000.0);
         }
         eprintln!("timings: vm gone {:.1} ms", end.as_secs_f64() * 1000.0);
+        // Peak RSS of this process (the VMM) and how much of it is guest memory.
+        // SAFETY: getrusage fills the struct we pass.
+        let peak = unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut u);
+            u.ru_maxrss as u64 * 1024
+        };
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        eprintln!(
+            "timings: memory: peak RSS {:.1} MiB, guest memory touched {:.1} MiB, VMM overhead {:.1} MiB",
+            mib(peak),
+            mib(outcome.guest_resident),
+            mib(peak.saturating_sub(outcome.guest_resident))
+        );
     }
     let ending = std::mem::take(&mut *ending.lock().unwrap_or_else(|p| p.into_inner()));
     if let Some(err) = ending.error {
@@ -199,6 +237,10 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
         VmExit::Timeout => format!(
             "the workload did not finish within --timeout {}s; the VM was stopped",
             a.timeout.unwrap_or(0)
+        ),
+        VmExit::BootTimeout => format!(
+            "the guest did not boot within {}s (its init never started); the VM was stopped",
+            boot_timeout()?.as_secs()
         ),
         VmExit::Shutdown => "the guest triple-faulted before the workload finished".to_string(),
         VmExit::Reset => {
