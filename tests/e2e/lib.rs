@@ -58,6 +58,9 @@ pub struct Env {
     pub root: PathBuf,
 }
 
+/// How long one isola invocation may take before the harness calls it hung.
+pub const WATCHDOG: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What one isola invocation did.
 pub struct Run {
     pub code: i32,
@@ -114,8 +117,42 @@ impl Env {
         c
     }
 
+    /// `isola ARGS`, bounded: a run that hangs fails the test after `WATCHDOG` instead of
+    /// stalling the whole suite (isola is killed, and with it any VM it runs).
     pub fn isola(&self, args: &[&str]) -> Run {
-        self.cmd(args).output().expect("running isola").into()
+        let mut child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running isola");
+        let drain = |mut r: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = r.read_to_end(&mut v);
+                v
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().unwrap()));
+        let err = drain(Box::new(child.stderr.take().unwrap()));
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > WATCHDOG {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("isola {args:?} hung: killed after {WATCHDOG:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        Output {
+            status,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        }
+        .into()
     }
 
     /// `isola run --rm ARGS`, expecting success; returns stdout.

@@ -23,8 +23,13 @@ impl Default for Cpio {
 
 impl Cpio {
     pub fn new() -> Cpio {
+        Cpio::with_capacity(0)
+    }
+
+    /// An archive expected to grow to about `bytes` (one allocation instead of several).
+    pub fn with_capacity(bytes: usize) -> Cpio {
         Cpio {
-            buf: Vec::new(),
+            buf: Vec::with_capacity(bytes),
             ino: 1,
         }
     }

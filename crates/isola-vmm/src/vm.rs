@@ -149,6 +149,7 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
         transports.push(Mutex::new(MmioTransport::new(device, irq)));
     }
     let loaded = load_linux(&mem, mem_size, &cfg.kernel, cfg.initrd.as_deref(), &cmdline)?;
+    drop(cfg.initrd); // it is in guest memory now
 
     let irq = EventFdTrigger::new().map_err(|e| format!("eventfd: {e}"))?;
     vm.register_irqfd(&irq.0, COM_IRQS[0])
