@@ -28,7 +28,7 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] 
 # What QEMU boots: the same pieces isola uses.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-isola run --rm --isolation vm --memory ${mem}m sample true   # builds the root disk image
+isola run --rm --isolation vm --timeout 300 --memory ${mem}m sample true   # builds the root disk image
 disk=$(ls "$ISOLA_ROOT"/vm/*.ext4)
 isola bundle --memory ${mem}m sample "$work/bundle" true >/dev/null
 mkdir -p "$work/initrd/isola"
@@ -57,7 +57,7 @@ check_qemu
 
 isola_t=(); qemu_t=()
 for _ in $(seq "$runs"); do
-    t0=$(now); isola run --rm --isolation vm --memory ${mem}m sample true; t1=$(now)
+    t0=$(now); isola run --rm --isolation vm --timeout 300 --memory ${mem}m sample true; t1=$(now)
     isola_t+=("$(ms "$t0" "$t1")")
     t0=$(now); check_qemu; t1=$(now)
     qemu_t+=("$(ms "$t0" "$t1")")
@@ -68,10 +68,10 @@ echo "VM start-to-exit of \`true\`, $runs runs each, alternating, ${mem} MiB, 1 
 echo "  isola run --isolation vm sample true        : median $mi ms  (${isola_t[*]})"
 echo "  qemu-system-x86_64 -M microvm -enable-kvm   : median $mq ms  (${qemu_t[*]})"
 awk -v a="$mi" -v b="$mq" 'BEGIN { printf "  ratio isola/QEMU: %.2fx   (target <= 0.50x)\n", a / b }'
-isola run --rm --isolation vm --memory ${mem}m --timings sample true 2>&1 | grep -E "init start|vm gone" | sed 's/^/  isola /'
+isola run --rm --isolation vm --timeout 300 --memory ${mem}m --timings sample true 2>&1 | grep -E "init start|vm gone" | sed 's/^/  isola /'
 
 echo "VMM memory overhead (peak RSS minus guest memory touched), ${mem} MiB guest"
-isola run --rm --isolation vm --memory ${mem}m --timings sample true 2>&1 | sed -n 's/^timings: memory: /  isola: /p'
+isola run --rm --isolation vm --timeout 300 --memory ${mem}m --timings sample true 2>&1 | sed -n 's/^timings: memory: /  isola: /p'
 qrss=$(/usr/bin/time -f %M "${qemu[@]}" </dev/null 2>&1 >/dev/null | tail -1)
 echo "  QEMU microvm peak RSS (guest memory included): $(( qrss / 1024 )) MiB   (target for isola: overhead <= 5 MiB)"
 
@@ -86,7 +86,7 @@ for _ in $(seq "$runs"); do
     cont+=("$(ms "$t0" "$t1")")
     [ "$out" = "$expect" ] || { echo "bench: container PageRank differs" >&2; exit 1; }
     t0=$(now)
-    out=$(isola run --rm --isolation vm --memory 512m --timings sample pagerank "$nodes" "$iters" 2>"$work/timings")
+    out=$(isola run --rm --isolation vm --timeout 300 --memory 512m --timings sample pagerank "$nodes" "$iters" 2>"$work/timings")
     t1=$(now)
     vm+=("$(ms "$t0" "$t1")")
     [ "$out" = "$expect" ] || { echo "bench: VM PageRank differs" >&2; exit 1; }
