@@ -120,8 +120,14 @@ impl Env {
     /// `isola ARGS`, bounded: a run that hangs fails the test after `WATCHDOG` instead of
     /// stalling the whole suite (isola is killed, and with it any VM it runs).
     pub fn isola(&self, args: &[&str]) -> Run {
-        let mut child = self
-            .cmd(args)
+        self.isola_with(args, &[])
+    }
+
+    /// `isola ARGS` with extra environment variables, bounded like `isola`.
+    pub fn isola_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+        let mut cmd = self.cmd(args);
+        cmd.envs(vars.iter().copied());
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -392,17 +392,10 @@ fn run_with_guest(
 ) -> Run {
     let mut all = vec!["run", "--rm", "--isolation", "vm", "sample"];
     all.extend_from_slice(args);
-    let mut cmd = env.cmd(&all);
-    cmd.env("ISOLA_GUEST_DIR", guest_dir);
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let dir = guest_dir.to_str().unwrap();
+    let mut vars = vec![("ISOLA_GUEST_DIR", dir)];
+    vars.extend_from_slice(extra_env);
+    env.isola_with(&all, &vars)
 }
 
 fn built_guest() -> std::path::PathBuf {

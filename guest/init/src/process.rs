@@ -133,6 +133,16 @@ pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<
     let mut envp: Vec<*const libc::c_char> = cenv.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
 
+    // --memory: a memory cgroup around the workload, as in a container (same OOM kill → 137).
+    let memory_limit = spec
+        .pointer("/linux/resources/memory/limit")
+        .and_then(Value::as_i64)
+        .filter(|l| *l > 0);
+    let cgroup_procs = match memory_limit {
+        Some(limit) => Some(crate::setup::memory_cgroup(limit)?),
+        None => None,
+    };
+    let zero = b"0\n";
     // The workload is PID 1 of its own PID namespace and sees only its own processes, as in a
     // container: the same `ps`, and the same rules for signals sent to PID 1.
     // SAFETY: unshare takes no pointers; it applies to the children forked from here on.
@@ -161,6 +171,15 @@ pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<
             libc::dup2(stdout, 1);
             libc::dup2(stderr, 2);
             libc::setsid();
+            if let Some(procs) = &cgroup_procs {
+                // "0" moves the writer: the workload joins its memory cgroup before exec.
+                use std::os::fd::AsRawFd;
+                if libc::write(procs.as_raw_fd(), zero.as_ptr().cast(), zero.len()) < 0 {
+                    let line = b"isola: joining the workload's memory cgroup failed\n";
+                    libc::write(2, line.as_ptr().cast(), line.len());
+                    libc::_exit(125);
+                }
+            }
             let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
             if libc::mount(
                 proc_.as_ptr(),

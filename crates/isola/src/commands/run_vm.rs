@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const DEFAULT_MEMORY_MIB: u64 = 256;
+/// Guest RAM beyond `--memory`, for the guest kernel, init and page cache.
+const GUEST_HEADROOM_MIB: u64 = 128;
 /// How long the guest kernel may take to start init; `ISOLA_BOOT_TIMEOUT` (seconds) overrides.
 const DEFAULT_BOOT_TIMEOUT_S: u64 = 60;
 
@@ -105,9 +107,11 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
     }
     let id = records::new_id()?;
     let s = settings(&a.process, &a.command, &id[..12], false)?;
-    let mem_mib = s
-        .memory
-        .map_or(DEFAULT_MEMORY_MIB, |b| (b as u64).div_ceil(1 << 20));
+    // The guest gets the limit plus room for its kernel and init (at least the default); the
+    // limit itself is a memory cgroup around the workload inside, as in a container.
+    let mem_mib = s.memory.map_or(DEFAULT_MEMORY_MIB, |b| {
+        ((b as u64).div_ceil(1 << 20) + GUEST_HEADROOM_MIB).max(DEFAULT_MEMORY_MIB)
+    });
     // --cpus 1.5 gives two vCPUs: a VM has whole CPUs (the container level throttles instead).
     let cpus = s.cpus.map_or(1.0, f64::ceil) as u64;
     let max = u64::from(isola_vmm::vm::MAX_CPUS);
