@@ -166,10 +166,12 @@ fn workload_is_pid_1_and_sees_only_its_processes() {
         "-c",
         "echo $$; sleep 0.2 & ls /proc | grep -c '^[0-9]'",
     ]);
-    assert_eq!(
-        out, "1\n4\n",
-        "pid 1, sleep, ls and grep: nothing of the host's"
-    );
+    // PID 1, sleep, ls and grep (and, on a loaded machine, a fork not yet exec'd): a handful,
+    // where the host has hundreds.
+    let (pid, count) = out.split_once('\n').unwrap_or_default();
+    assert_eq!(pid, "1", "{out}");
+    let count: u32 = count.trim().parse().unwrap_or(u32::MAX);
+    assert!((4..=6).contains(&count), "nothing of the host's: {out}");
     // Capabilities: the reduced default set, no_new_privs on, nothing for a non-root user.
     let status = env.run_ok(&["sample", "cat", "/proc/self/status"]);
     let field = |name: &str| {

@@ -527,3 +527,147 @@ fn timings_show_each_phase_in_order() {
         r.stderr
     );
 }
+
+/// `script` gives isola a terminal of its own, as a user's shell would; returns (status,
+/// what the terminal showed, without carriage returns).
+fn in_a_terminal(env: &Env, shell: &str, input: &[u8]) -> (Option<i32>, String) {
+    let cmd = shell
+        .replace("ISOLA", &isola_e2e::bin().display().to_string())
+        .replace("ROOT", &env.root.display().to_string());
+    let mut child = std::process::Command::new("script")
+        .args(["-eqc", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) is installed by scripts/test");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    // Keep the terminal's input open while the workload runs (end of input would hang it up).
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+    )
+}
+
+#[test]
+fn tty_gives_a_real_terminal_in_both() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    for iso in ["container", "vm"] {
+        // A terminal of the host's size; stdout and stderr both go to it.
+        let (code, text) = in_a_terminal(
+            &env,
+            &format!(
+                "stty rows 33 cols 77; ISOLA_ROOT=ROOT ISOLA run --rm -t --isolation {iso} \
+                 sample sh -c 'tty; stty size; echo to-err >&2; exit 3'"
+            ),
+            b"",
+        );
+        assert_eq!(code, Some(3), "{iso}: {text}");
+        assert!(
+            text.contains("/dev/pts/0\n33 77\nto-err\n"),
+            "{iso}: {text}"
+        );
+
+        // -i -t: keys reach the workload through the pty's line discipline (echoed back).
+        let (code, text) = in_a_terminal(
+            &env,
+            &format!(
+                "ISOLA_ROOT=ROOT ISOLA run --rm -i -t --isolation {iso} sample \
+                 sh -c 'read line; echo \"got [$line]\"; exit 4'"
+            ),
+            b"hello there\n",
+        );
+        assert_eq!(code, Some(4), "{iso}: {text}");
+        assert!(text.contains("got [hello there]\n"), "{iso}: {text}");
+
+        // Resizing isola's terminal resizes the workload's (SIGWINCH follows in both).
+        let (code, text) = in_a_terminal(
+            &env,
+            &format!(
+                "stty rows 33 cols 77; (trap '' TTOU; sleep 6; stty rows 40 cols 100) & \
+                 ISOLA_ROOT=ROOT ISOLA run --rm -t --isolation {iso} sample sh -c \
+                 'i=0; while [ \"$(stty size)\" = \"33 77\" ] && [ $i -lt 900 ]; do \
+                  sleep 0.1; i=$((i+1)); done; echo \"size $(stty size)\"'"
+            ),
+            b"",
+        );
+        assert_eq!(code, Some(0), "{iso}: {text}");
+        assert!(text.contains("size 40 100\n"), "{iso}: {text}");
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn vm_runs_are_listed_named_and_removed_like_containers() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    // Without --rm the VM's record stays, with its exit status, until removed.
+    let r = env.isola(&[
+        "run",
+        "--isolation",
+        "vm",
+        "--name",
+        "vm-kept",
+        "sample",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let ps = env.isola(&["ps", "-a"]).stdout;
+    let line = ps.lines().find(|l| l.contains("vm-kept")).unwrap_or("");
+    assert!(line.contains(" vm ") && line.contains("Exited (4)"), "{ps}");
+    let r = env.isola(&[
+        "run",
+        "--isolation",
+        "vm",
+        "--name",
+        "vm-kept",
+        "sample",
+        "true",
+    ]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("already in use"), "{}", r.stderr);
+    assert_eq!(env.isola(&["rm", "vm-kept"]).code, 0);
+
+    // A running VM is listed as up, and `rm -f` ends it: its isola (the VMM) exits.
+    let mut child = env
+        .cmd(&[
+            "run",
+            "--rm",
+            "--isolation",
+            "vm",
+            "--name",
+            "vm-up",
+            "sample",
+            "sh",
+            "-c",
+            "echo ready; sleep 600",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = [0u8; 6];
+    child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
+    let ps = env.isola(&["ps"]).stdout;
+    let line = ps.lines().find(|l| l.contains("vm-up")).unwrap_or("");
+    assert!(line.contains(" vm ") && line.contains("Up"), "{ps}");
+    assert_eq!(env.isola(&["rm", "vm-up"]).code, 1, "running: needs -f");
+    let r = env.isola(&["rm", "-f", "vm-up"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert!(!env.isola(&["ps", "-a"]).stdout.contains("vm-up"));
+    env.assert_clean();
+}

@@ -13,6 +13,8 @@ pub const READY: u8 = 7;
 /// Frame kinds, host to guest.
 pub const STDIN: u8 = 5;
 pub const SIGNAL: u8 = 6;
+/// With a terminal: its new size, rows then columns, each a u16 LE.
+pub const RESIZE: u8 = 8;
 
 /// The largest payload accepted; a larger length means a corrupt stream.
 pub const MAX_PAYLOAD: usize = 1 << 20;

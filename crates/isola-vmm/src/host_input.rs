@@ -2,7 +2,7 @@
 //! signals isola receives (SIGINT, SIGTERM, SIGHUP, ...), as channel frames on the console's
 //! receive queue. Runs on its own thread beside the vCPU, until told to stop.
 
-use crate::channel::{encode, SIGNAL, STDIN};
+use crate::channel::{encode, RESIZE, SIGNAL, STDIN};
 use crate::virtio::console::{Input, RX};
 use crate::virtio::mmio::MmioTransport;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -55,10 +55,12 @@ fn poll_in(fd: RawFd) -> libc::pollfd {
 }
 
 /// Forwards until `stop` is signalled: stdin (if given) until its end of file, and every
-/// signal arriving on `signals`.
+/// signal arriving on `signals` — SIGWINCH as the terminal's new size when `window_size` is
+/// given (the guest's pty then signals its foreground processes itself).
 pub fn forward(
     stdin: Option<RawFd>,
     signals: &OwnedFd,
+    window_size: Option<crate::vm::WindowSize>,
     console: &Mutex<MmioTransport>,
     input: &Input,
     mem: &GuestMemoryMmap,
@@ -90,7 +92,16 @@ pub fn forward(
         let mut frames = Vec::new();
         if fds[1].revents != 0 {
             while let Some(sig) = next_signal(signals) {
-                frames.extend(encode(SIGNAL, &sig.to_le_bytes()));
+                match window_size {
+                    Some(size) if sig == libc::SIGWINCH => {
+                        if let Some((rows, cols)) = size() {
+                            let mut b = rows.to_le_bytes().to_vec();
+                            b.extend_from_slice(&cols.to_le_bytes());
+                            frames.extend(encode(RESIZE, &b));
+                        }
+                    }
+                    _ => frames.extend(encode(SIGNAL, &sig.to_le_bytes())),
+                }
             }
         }
         if let Some(f) = fds.get(2).filter(|f| f.revents != 0) {

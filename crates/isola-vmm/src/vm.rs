@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
+/// Reads the host terminal's (rows, columns), if it has one.
+pub type WindowSize = fn() -> Option<(u16, u16)>;
+
 /// What to boot and where its output goes.
 pub struct VmConfig {
     pub kernel: PathBuf,
@@ -48,6 +51,9 @@ pub struct VmConfig {
     pub stdin: Option<RawFd>,
     /// Signals forwarded to the guest while the VM runs (blocked in isola for good).
     pub forward_signals: Vec<i32>,
+    /// With a terminal in the guest: reads the host terminal's (rows, columns); SIGWINCH then
+    /// sends the new size instead of the signal.
+    pub window_size: Option<WindowSize>,
     pub timeout: Option<Duration>,
     /// How long the kernel may take to start guest init.
     pub boot_timeout: Duration,
@@ -187,7 +193,15 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
     let exit = std::thread::scope(|scope| {
         scope.spawn(|| {
             vcpus::keep_vcpu_signals_away();
-            host_input::forward(cfg.stdin, &signals, &bus.virtio[0], &input, &mem, &stop)
+            host_input::forward(
+                cfg.stdin,
+                &signals,
+                cfg.window_size,
+                &bus.virtio[0],
+                &input,
+                &mem,
+                &stop,
+            )
         });
         let exit = vcpus::run_all(scope, vcpus, &bus, cfg.timeout, cfg.boot_timeout);
         let _ = stop.write(1);

@@ -5,6 +5,7 @@ mod commands;
 mod limits;
 mod paths;
 mod records;
+mod terminal;
 mod vm_disk;
 
 use clap::Parser;

@@ -13,6 +13,7 @@ const ERROR: u8 = 4;
 const STDIN: u8 = 5;
 const SIGNAL: u8 = 6;
 const READY: u8 = 7;
+const RESIZE: u8 = 8;
 /// A larger length than this from the host means the stream is corrupt.
 const MAX_PAYLOAD: usize = 1 << 20;
 
@@ -22,6 +23,8 @@ pub enum FromHost {
     Stdin(Vec<u8>),
     StdinEof,
     Signal(i32),
+    /// The host terminal's new size: rows, columns.
+    Resize(u16, u16),
 }
 
 pub struct Channel {
@@ -107,6 +110,10 @@ fn decode(inbox: &mut Vec<u8>) -> Vec<FromHost> {
             SIGNAL if payload.len() == 4 => out.push(FromHost::Signal(i32::from_le_bytes([
                 payload[0], payload[1], payload[2], payload[3],
             ]))),
+            RESIZE if payload.len() == 4 => out.push(FromHost::Resize(
+                u16::from_le_bytes([payload[0], payload[1]]),
+                u16::from_le_bytes([payload[2], payload[3]]),
+            )),
             _ => {} // unknown frames are skipped
         }
     }
@@ -123,6 +130,7 @@ mod tests {
             STDIN, 2, 0, 0, 0, b'h', b'i', SIGNAL, 4, 0, 0, 0, 15, 0, 0, 0,
         ];
         stream.extend_from_slice(&[9, 1, 0, 0, 0, 0, STDIN, 0, 0, 0, 0]);
+        stream.extend_from_slice(&[RESIZE, 4, 0, 0, 0, 33, 0, 77, 0]);
         let mut inbox = Vec::new();
         let mut got = Vec::new();
         for b in stream {
@@ -134,7 +142,8 @@ mod tests {
             [
                 FromHost::Stdin(b"hi".to_vec()),
                 FromHost::Signal(15),
-                FromHost::StdinEof
+                FromHost::StdinEof,
+                FromHost::Resize(33, 77)
             ]
         );
     }

@@ -10,6 +10,7 @@
 
 mod channel;
 mod process;
+mod relay;
 mod setup;
 
 /// Boot-timer phases (the VMM prints them with --timings).

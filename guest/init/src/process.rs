@@ -1,9 +1,10 @@
 //! Running the workload as the bundle's process spec says, and reporting its status the way
 //! the container level does: the exit code, 128+N for signal N, 126/127 when it cannot run.
 
-use crate::channel::{Channel, FromHost};
+use crate::channel::Channel;
+use crate::relay::{relay, Outputs};
 use crate::setup::mark;
-use crate::{MARK_WORKLOAD_EXIT, MARK_WORKLOAD_START};
+use crate::MARK_WORKLOAD_START;
 use serde_json::Value;
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
@@ -114,13 +115,39 @@ pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<
 
     // The workload writes into two pipes; init frames what comes out onto the channel. With
     // -i, a third pipe carries what the host sends as stdin; without it, stdin is /dev/null.
-    let (out_r, stdout) = pipe()?;
-    let (err_r, stderr) = pipe()?;
-    let (stdin, in_w) = if with_stdin {
-        let (r, w) = pipe()?;
-        (r, Some(w))
+    // With a terminal (-t), a pty instead: its slave is all three, its master what init
+    // relays (both ways, with -i).
+    let terminal = process.get("terminal").and_then(Value::as_bool) == Some(true);
+    let pty = if terminal {
+        let size = process.get("consoleSize").map(|s| {
+            let dim = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0) as u16;
+            (dim("height"), dim("width"))
+        });
+        Some(open_pty(size)?)
     } else {
-        (-1, None)
+        None
+    };
+    let (out_r, stdout, err_r, stderr) = match pty {
+        Some((_, slave)) => (-1, slave, -1, slave),
+        None => {
+            let (out_r, stdout) = pipe()?;
+            let (err_r, stderr) = pipe()?;
+            (out_r, stdout, err_r, stderr)
+        }
+    };
+    let (stdin, in_w) = match (pty, with_stdin) {
+        // SAFETY: a close-on-exec copy of the master we own, so closing the writer leaves the
+        // reader open and the workload inherits neither.
+        (Some((master, slave)), true) => (
+            slave,
+            Some(unsafe { libc::fcntl(master, libc::F_DUPFD_CLOEXEC, 0) }),
+        ),
+        (Some((_, slave)), false) => (slave, None),
+        (None, true) => {
+            let (r, w) = pipe()?;
+            (r, Some(w))
+        }
+        (None, false) => (-1, None),
     };
     let c = |s: &str| CString::new(s).unwrap_or_default();
     let null = c("/dev/null");
@@ -167,10 +194,14 @@ pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<
             } else {
                 libc::open(null.as_ptr(), libc::O_RDONLY)
             };
+            libc::setsid();
+            if terminal {
+                // The pty becomes the workload's controlling terminal, as with `docker run -t`.
+                libc::ioctl(stdout, libc::TIOCSCTTY, 0);
+            }
             libc::dup2(stdin, 0);
             libc::dup2(stdout, 1);
             libc::dup2(stderr, 2);
-            libc::setsid();
             if let Some(procs) = &cgroup_procs {
                 // "0" moves the writer: the workload joins its memory cgroup before exec.
                 use std::os::fd::AsRawFd;
@@ -243,20 +274,55 @@ pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<
             );
         }
     }
-    // SAFETY: closing our copies of the workload's ends of the pipes, so EOF comes when its
-    // side closes (and a write to its stdin fails once it is gone).
-    unsafe {
-        libc::close(stdout);
-        libc::close(stderr);
-        if stdin >= 0 {
-            libc::close(stdin);
-        }
+    // SAFETY: closing our copies of the workload's ends of the pipes (or the pty slave), so
+    // EOF comes when its side closes (and a write to its stdin fails once it is gone).
+    let mut theirs = vec![stdout, stderr, stdin];
+    theirs.sort_unstable();
+    theirs.dedup();
+    for fd in theirs.into_iter().filter(|fd| *fd >= 0) {
+        // SAFETY: each is a descriptor we own and close once (the pty slave may be all three).
+        unsafe { libc::close(fd) };
     }
     if let Some(w) = in_w {
-        // SAFETY: fcntl on the pipe we own: writes must not block the relay.
+        // SAFETY: fcntl on the descriptor we own: writes must not block the relay.
         unsafe { libc::fcntl(w, libc::F_SETFL, libc::O_NONBLOCK) };
     }
-    relay(pid, [out_r, err_r], in_w, ch)
+    let outputs = match pty {
+        Some((master, _)) => Outputs::Terminal(master),
+        None => Outputs::Pipes(out_r, err_r),
+    };
+    relay(pid, outputs, in_w, ch)
+}
+
+/// A pty pair in the root's own devpts instance, sized `size` (rows, columns): (master, slave).
+fn open_pty(size: Option<(u16, u16)>) -> Result<(libc::c_int, libc::c_int), String> {
+    let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    // SAFETY: posix_openpt/grantpt/unlockpt on the master we open; ptsname_r writes a
+    // NUL-terminated name into our buffer of the length we pass; the slave is opened by it.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        if master < 0 {
+            return Err(err("opening /dev/ptmx"));
+        }
+        if libc::grantpt(master) != 0 || libc::unlockpt(master) != 0 {
+            return Err(err("unlocking the pty"));
+        }
+        let mut name = [0 as libc::c_char; 64];
+        if libc::ptsname_r(master, name.as_mut_ptr(), name.len()) != 0 {
+            return Err(err("ptsname"));
+        }
+        let slave = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if slave < 0 {
+            return Err(err("opening the pty slave"));
+        }
+        if let Some((rows, cols)) = size {
+            crate::relay::set_window_size(master, rows, cols);
+        }
+        Ok((master, slave))
+    }
 }
 
 fn pipe() -> Result<(libc::c_int, libc::c_int), String> {
@@ -266,117 +332,4 @@ fn pipe() -> Result<(libc::c_int, libc::c_int), String> {
         return Err(format!("pipe: {}", std::io::Error::last_os_error()));
     }
     Ok((fds[0], fds[1]))
-}
-
-/// Stdin bytes held for the workload; past this, init stops taking more from the host (which
-/// then stops reading its own stdin).
-const STDIN_BACKLOG: usize = 1 << 20;
-
-/// Copies the workload's output to the channel and the host's stdin and signals to the
-/// workload, until it has exited and its output is drained; reaps every child meanwhile.
-/// Anything the workload left running is killed when it exits, as in a container whose PID 1
-/// ends.
-fn relay(
-    pid: libc::pid_t,
-    outputs: [libc::c_int; 2],
-    mut in_w: Option<libc::c_int>,
-    ch: &mut Channel,
-) -> Result<i32, String> {
-    let mut open = [true, true];
-    let mut status_code = None;
-    let mut buf = vec![0u8; 65536];
-    let mut pending: Vec<u8> = Vec::new();
-    let mut stdin_eof = false;
-    loop {
-        if open == [false, false] && status_code.is_some() {
-            break;
-        }
-        let mut fds: Vec<libc::pollfd> = outputs
-            .iter()
-            .zip(open)
-            .filter(|(_, o)| *o)
-            .map(|(fd, _)| pollfd(*fd, libc::POLLIN))
-            .collect();
-        if pending.len() < STDIN_BACKLOG {
-            fds.push(pollfd(ch.fd(), libc::POLLIN));
-        }
-        if let (Some(w), false) = (in_w, pending.is_empty()) {
-            fds.push(pollfd(w, libc::POLLOUT));
-        }
-        // SAFETY: poll on descriptors we own, with a bounded timeout so exits are noticed.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
-        for f in &fds {
-            if f.revents == 0 {
-                continue;
-            }
-            if f.fd == ch.fd() {
-                for m in ch.receive() {
-                    match m {
-                        FromHost::Stdin(b) => pending.extend_from_slice(&b),
-                        FromHost::StdinEof => stdin_eof = true,
-                        // SAFETY: kill(2) of our own child (PID 1 of its namespace: as in a
-                        // container, only signals it handles reach it).
-                        FromHost::Signal(sig) => unsafe {
-                            libc::kill(pid, sig);
-                        },
-                    }
-                }
-            } else if Some(f.fd) == in_w {
-                // SAFETY: write from our buffer into the non-blocking pipe we own.
-                let n = unsafe { libc::write(f.fd, pending.as_ptr().cast(), pending.len()) };
-                if n > 0 {
-                    pending.drain(..n as usize);
-                } else if f.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
-                    pending.clear(); // the workload closed its stdin
-                }
-            } else {
-                // SAFETY: read into our buffer from a pipe we own.
-                let n = unsafe { libc::read(f.fd, buf.as_mut_ptr().cast(), buf.len()) };
-                if n > 0 {
-                    if f.fd == outputs[0] {
-                        ch.stdout(&buf[..n as usize]);
-                    } else {
-                        ch.stderr(&buf[..n as usize]);
-                    }
-                } else if n == 0 || f.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-                    open[if f.fd == outputs[0] { 0 } else { 1 }] = false;
-                }
-            }
-        }
-        if stdin_eof && pending.is_empty() {
-            if let Some(w) = in_w.take() {
-                // SAFETY: closing the pipe we own: the workload reads end of file.
-                unsafe { libc::close(w) };
-            }
-        }
-        loop {
-            let mut status = 0;
-            // SAFETY: reap any child without blocking; we are PID 1.
-            let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if r <= 0 {
-                break;
-            }
-            if r == pid {
-                mark(MARK_WORKLOAD_EXIT);
-                status_code = Some(if libc::WIFEXITED(status) {
-                    libc::WEXITSTATUS(status)
-                } else if libc::WIFSIGNALED(status) {
-                    128 + libc::WTERMSIG(status)
-                } else {
-                    125
-                });
-                // SAFETY: kill(-1) signals every process but init itself.
-                unsafe { libc::kill(-1, libc::SIGKILL) };
-            }
-        }
-    }
-    Ok(status_code.unwrap_or(125))
-}
-
-fn pollfd(fd: libc::c_int, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
 }

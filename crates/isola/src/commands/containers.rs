@@ -67,7 +67,12 @@ pub fn rm(paths: &Paths, keys: &[String], force: bool) -> Result<i32> {
                 failed = true;
                 continue;
             }
-            if let Ok(st) = State::load(&paths.states().join(&r.id)) {
+            if r.isolation == "vm" {
+                // The VMM is the isola process that runs the VM: ending it ends the VM, and
+                // the cleanup pass records the exit (137, as for a killed container).
+                // SAFETY: kill(2) of the recorded owner whose start time still matches.
+                unsafe { libc::kill(r.owner_pid, libc::SIGKILL) };
+            } else if let Ok(st) = State::load(&paths.states().join(&r.id)) {
                 if isola_container::state::is_alive(st.pid, st.pid_start_time) {
                     // SAFETY: kill(2) of the recorded init whose start time still matches.
                     unsafe { libc::kill(st.pid, libc::SIGKILL) };

@@ -81,17 +81,7 @@ pub fn image_and_rootfs(paths: &Paths, image: &str) -> Result<(Store, Image, std
 
 pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     if a.isolation == Isolation::Vm {
-        let (kvm, verdict) = crate::commands::doctor::kvm_check();
-        if !verdict.can_run_vms() {
-            bail!(Exit(
-                125,
-                format!(
-                    "--isolation vm: this host cannot run VMs: {} (see `isola doctor`)",
-                    kvm.detail
-                )
-            ));
-        }
-        return crate::commands::run_vm::run_vm(paths, &a);
+        crate::commands::run_vm::preflight(paths, &a)?;
     }
     let id = records::new_id()?;
     let short = id[..12].to_string();
@@ -105,7 +95,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         bail!("the container name {name:?} is already in use; remove it with `isola rm {name}`");
     }
     let (_store, image, lower) = image_and_rootfs(paths, &a.image)?;
-    settings.cgroups_path = Some(format!("/isola/{id}"));
+    if a.isolation == Isolation::Container {
+        settings.cgroups_path = Some(format!("/isola/{id}"));
+    }
 
     let dir = paths.bundles().join(&id);
     std::fs::create_dir_all(paths.bundles())
@@ -116,7 +108,11 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         name,
         image: format!("{}:{}", image.name, image.tag),
         command: a.command.clone(),
-        isolation: "container".into(),
+        isolation: match a.isolation {
+            Isolation::Container => "container",
+            Isolation::Vm => "vm",
+        }
+        .into(),
         created: records::now(),
         status: "creating".into(),
         exit_code: None,
@@ -125,35 +121,26 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         owner_start_time: isola_container::state::start_time(std::process::id() as i32)
             .unwrap_or(0),
     };
-    let result = (|| -> Result<i32> {
-        record.save(paths)?;
-        prepare_bundle(&dir, &lower)?;
+    let result = record.save(paths).and_then(|()| {
         let spec = runtime_spec(&image, &lower, &settings)?;
-        write_config(&dir, &spec)?;
         record.command = spec
             .process()
             .as_ref()
             .and_then(|p| p.args().clone())
             .unwrap_or_default();
-        monitor::block_signals().context("blocking signals")?;
-        let mut container = isola_container::create(&CreateOptions {
-            id: &id,
-            bundle: &dir,
-            state_root: &paths.states(),
-            interactive: a.interactive,
-        })
-        .map_err(|e| Exit(e.exit_code(), e.to_string()))?;
-        record.status = "running".into();
-        record.save(paths)?;
-        let code = match container.start() {
-            Ok(()) => container.wait(a.interactive),
-            Err(e) => Err(e),
-        };
-        let deleted = container.delete();
-        let code = code.map_err(|e| Exit(e.exit_code(), e.to_string()))?;
-        deleted?;
-        Ok(code)
-    })();
+        match a.isolation {
+            Isolation::Container => run_container(paths, &a, &dir, &lower, spec, &mut record),
+            Isolation::Vm => crate::commands::run_vm::run_vm(
+                paths,
+                &a,
+                &settings,
+                &image,
+                &lower,
+                spec,
+                &mut record,
+            ),
+        }
+    });
     let _ = overlay::unmount(&dir.join("rootfs"));
     if a.rm || record.status == "creating" {
         records::remove_bundle(paths, &id)?;
@@ -166,6 +153,38 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         record.save(paths)?;
     }
     result
+}
+
+/// The namespace back end: an overlay rootfs in the bundle directory, then create → start →
+/// wait → delete.
+fn run_container(
+    paths: &Paths,
+    a: &RunArgs,
+    dir: &Path,
+    lower: &Path,
+    spec: oci_spec::runtime::Spec,
+    record: &mut Record,
+) -> Result<i32> {
+    prepare_bundle(dir, lower)?;
+    write_config(dir, &spec)?;
+    monitor::block_signals().context("blocking signals")?;
+    let mut container = isola_container::create(&CreateOptions {
+        id: &record.id,
+        bundle: dir,
+        state_root: &paths.states(),
+        interactive: a.interactive,
+    })
+    .map_err(|e| Exit(e.exit_code(), e.to_string()))?;
+    record.status = "running".into();
+    record.save(paths)?;
+    let code = match container.start() {
+        Ok(()) => container.wait(a.interactive),
+        Err(e) => Err(e),
+    };
+    let deleted = container.delete();
+    let code = code.map_err(|e| Exit(e.exit_code(), e.to_string()))?;
+    deleted?;
+    Ok(code)
 }
 
 /// The bundle's writable rootfs: an overlay of the image's rootfs and a fresh upper directory.

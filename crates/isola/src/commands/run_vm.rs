@@ -4,16 +4,19 @@
 //! writes itself; stdin, stdout, stderr, signals and the exit status cross the virtio console.
 
 use crate::cli::RunArgs;
-use crate::commands::run::{image_and_rootfs, settings};
 use crate::paths::Paths;
-use crate::{records, Exit};
+use crate::records::Record;
+use crate::{terminal, Exit};
 use anyhow::{bail, Context, Result};
-use isola_oci::bundle::runtime_spec;
+use isola_oci::bundle::RunSettings;
 use isola_oci::rootfs::chain_id;
+use isola_oci::Image;
 use isola_vmm::channel::{Decoder, Frame};
 use isola_vmm::devices::serial::Sink;
 use isola_vmm::initramfs::Cpio;
 use isola_vmm::vm::{self, VmConfig, VmExit};
+use oci_spec::runtime::Spec;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,7 +73,19 @@ const FORWARDED_SIGNALS: &[i32] = &[
     libc::SIGWINCH,
 ];
 
-pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
+/// The guest kernel (an ELF vmlinux, or else a bzImage) and the guest init.
+fn guest_artifacts(paths: &Paths) -> (PathBuf, PathBuf) {
+    let guest = paths.guest();
+    let kernel = Some(guest.join("vmlinux"))
+        .filter(|k| k.exists())
+        .or_else(|| Some(guest.join("bzImage")).filter(|k| k.exists()))
+        .unwrap_or_else(|| guest.join("vmlinux"));
+    (kernel, guest.join("init"))
+}
+
+/// Whether this host can run the VM at all, checked before anything is made: KVM that runs
+/// unmodified guests, the guest artifacts, a vCPU count in range.
+pub fn preflight(paths: &Paths, a: &RunArgs) -> Result<()> {
     let (kvm, verdict) = crate::commands::doctor::kvm_check();
     if !verdict.can_run_vms() {
         bail!(Exit(
@@ -81,19 +96,7 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
             )
         ));
     }
-    if a.tty {
-        bail!(Exit(
-            125,
-            "--isolation vm: -t is not supported yet (-i is)".into()
-        ));
-    }
-    let guest = paths.guest();
-    // An ELF vmlinux, or else a bzImage.
-    let kernel = Some(guest.join("vmlinux"))
-        .filter(|k| k.exists())
-        .or_else(|| Some(guest.join("bzImage")).filter(|k| k.exists()))
-        .unwrap_or_else(|| guest.join("vmlinux"));
-    let init = guest.join("init");
+    let (kernel, init) = guest_artifacts(paths);
     for (what, p) in [("guest kernel", &kernel), ("guest init", &init)] {
         if !p.is_file() {
             bail!(Exit(
@@ -105,26 +108,51 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
             ));
         }
     }
-    let id = records::new_id()?;
-    let s = settings(&a.process, &a.command, &id[..12], false)?;
+    if let Some(cpus) = a.process.cpus.as_deref() {
+        let cpus = crate::limits::parse_cpus(cpus)?.ceil() as u64;
+        let max = u64::from(isola_vmm::vm::MAX_CPUS);
+        if cpus > max {
+            bail!(Exit(
+                125,
+                format!("--cpus {cpus}: VM isolation runs at most {max} vCPUs")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the bundle's process in a new VM; `record` is marked running once the VM starts.
+pub fn run_vm(
+    paths: &Paths,
+    a: &RunArgs,
+    s: &RunSettings,
+    image: &Image,
+    lower: &Path,
+    mut spec: Spec,
+    record: &mut Record,
+) -> Result<i32> {
+    let (kernel, init) = guest_artifacts(paths);
     // The guest gets the limit plus room for its kernel and init (at least the default); the
     // limit itself is a memory cgroup around the workload inside, as in a container.
     let mem_mib = s.memory.map_or(DEFAULT_MEMORY_MIB, |b| {
         ((b as u64).div_ceil(1 << 20) + GUEST_HEADROOM_MIB).max(DEFAULT_MEMORY_MIB)
     });
     // --cpus 1.5 gives two vCPUs: a VM has whole CPUs (the container level throttles instead).
-    let cpus = s.cpus.map_or(1.0, f64::ceil) as u64;
-    let max = u64::from(isola_vmm::vm::MAX_CPUS);
-    if cpus > max {
-        bail!(Exit(
-            125,
-            format!("--cpus {cpus}: VM isolation runs at most {max} vCPUs")
-        ));
+    let cpus = s.cpus.map_or(1.0, f64::ceil) as u8;
+    if a.tty {
+        // The pty inside starts with the size of isola's own terminal.
+        if let Some(size) = terminal::window_size() {
+            if let Some(process) = spec.process_mut() {
+                let size = oci_spec::runtime::BoxBuilder::default()
+                    .height(u64::from(size.0))
+                    .width(u64::from(size.1))
+                    .build()?;
+                process.set_console_size(Some(size));
+            }
+        }
     }
-    let (_store, image, lower) = image_and_rootfs(paths, &a.image)?;
-    let spec = runtime_spec(&image, &lower, &s)?;
 
-    let disk_path = crate::vm_disk::root_disk(paths, chain_id(&image)?.hex(), &lower)
+    let disk_path = crate::vm_disk::root_disk(paths, chain_id(image)?.hex(), lower)
         .map_err(|e| Exit(125, format!("--isolation vm: root disk: {e:#}")))?;
     let root_disk = std::fs::File::open(&disk_path)
         .map_err(|e| Exit(125, format!("--isolation vm: {}: {e}", disk_path.display())))?;
@@ -138,6 +166,7 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
     initrd.dir("/isola", 0o755);
     initrd.file("/isola/config.json", 0o644, &config);
     let initrd = initrd.finish();
+    isola_oci::bundle::write_config(&record.dir(paths), &spec)?;
 
     let console = Arc::new(Mutex::new(Vec::new()));
     let ending: Arc<Mutex<Ending>> = Arc::default();
@@ -167,17 +196,25 @@ pub fn run_vm(paths: &Paths, a: &RunArgs) -> Result<i32> {
     if a.interactive {
         cmdline.push_str(" isola.stdin=1");
     }
+    record.status = "running".into();
+    record.save(paths)?;
+    // With -t and -i on a terminal, isola's terminal goes raw: the guest's pty interprets keys.
+    let _raw = (a.tty && a.interactive)
+        .then(terminal::RawMode::enter)
+        .flatten();
     let outcome = vm::run(VmConfig {
         kernel,
         initrd: Some(initrd),
         cmdline,
         mem_mib,
-        cpus: cpus as u8,
+        cpus,
         console: Sink::Buffer(console.clone()),
         channel,
         root_disk: Some(root_disk),
         stdin: a.interactive.then_some(0),
         forward_signals: FORWARDED_SIGNALS.to_vec(),
+        // With -t, a window size change becomes the pty's new size, not a bare SIGWINCH.
+        window_size: a.tty.then_some(terminal::window_size as vm::WindowSize),
         timeout: a.timeout.map(Duration::from_secs),
         boot_timeout: boot_timeout()?,
     })
