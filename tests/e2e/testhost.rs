@@ -169,5 +169,5 @@ fn container_suite_passes_on_pure_cgroup_v2() {
 #[test]
 fn vm_suite_passes_where_kvm_works() {
     let stdout = suite_inside_the_testhost("vm", "1");
-    assert!(stdout.contains("test result: ok. 11 passed"), "{stdout}");
+    assert!(stdout.contains("test result: ok. 13 passed"), "{stdout}");
 }

@@ -89,6 +89,53 @@ const CASES: &[(&[&str], i32, &str, &str)] = &[
         "",
     ),
     (&["--memory", "64m", "sample", "memhog", "400"], 137, "", ""),
+    // The limits are the same cgroup v2 files around the workload, seen from its own cgroup
+    // namespace (this suite runs on cgroup v2 hosts: the emulated test host).
+    (&["sample", "cat", "/proc/self/cgroup"], 0, "0::/\n", ""),
+    (
+        &[
+            "--memory",
+            "64m",
+            "sample",
+            "cat",
+            "/sys/fs/cgroup/memory.max",
+        ],
+        0,
+        "67108864\n",
+        "",
+    ),
+    (
+        &["--cpus", "0.5", "sample", "cat", "/sys/fs/cgroup/cpu.max"],
+        0,
+        "50000 100000\n",
+        "",
+    ),
+    (
+        &[
+            "--pids-limit",
+            "10",
+            "sample",
+            "cat",
+            "/sys/fs/cgroup/pids.max",
+        ],
+        0,
+        "10\n",
+        "",
+    ),
+    // Past --pids-limit, fork fails the same way.
+    (
+        &[
+            "--pids-limit",
+            "4",
+            "sample",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6; do sleep 5 & done; echo never",
+        ],
+        2,
+        "",
+        "sh: can't fork: Resource temporarily unavailable\n",
+    ),
     (
         &["sample", "sh", "-c", "sh -c 'kill -TERM $$'; exit $?"],
         143,
@@ -262,6 +309,34 @@ fn stdin_is_piped_only_with_interactive() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     };
+    // A regular file as stdin (which epoll cannot watch) arrives whole too.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &input[..1_000_000]).unwrap();
+    for iso in ["container", "vm"] {
+        let out = env
+            .cmd(&[
+                "run",
+                "--rm",
+                "-i",
+                "--isolation",
+                iso,
+                "sample",
+                "wc",
+                "-c",
+            ])
+            .stdin(std::fs::File::open(file.path()).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            ),
+            (Some(0), "1000000"),
+            "{iso} -i < file: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     for iso in ["container", "vm"] {
         assert_eq!(
             digest(iso, true),
@@ -368,6 +443,20 @@ fn cpus_become_whole_vcpus() {
     assert_eq!(nproc(&[]), "1\n", "one vCPU by default");
     assert_eq!(nproc(&["--cpus", "2"]), "2\n");
     assert_eq!(nproc(&["--cpus", "1.5"]), "2\n", "rounded up");
+    // More vCPUs than the host has CPUs is fine (they are threads); past the VMM's limit, not.
+    let r = env.isola(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "vm",
+        "--cpus",
+        "17",
+        "sample",
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("0.01 to 16"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     // Work spread over both CPUs still gives the same answer.
     let out = env.run_ok(&[
         "--isolation",
@@ -532,8 +621,8 @@ fn timings_show_each_phase_in_order() {
 /// what the terminal showed, without carriage returns).
 fn in_a_terminal(env: &Env, shell: &str, input: &[u8]) -> (Option<i32>, String) {
     let cmd = shell
-        .replace("ISOLA", &isola_e2e::bin().display().to_string())
-        .replace("ROOT", &env.root.display().to_string());
+        .replace("{isola}", &isola_e2e::bin().display().to_string())
+        .replace("{root}", &env.root.display().to_string());
     let mut child = std::process::Command::new("script")
         .args(["-eqc", &cmd, "/dev/null"])
         .stdin(Stdio::piped())
@@ -563,7 +652,7 @@ fn tty_gives_a_real_terminal_in_both() {
         let (code, text) = in_a_terminal(
             &env,
             &format!(
-                "stty rows 33 cols 77; ISOLA_ROOT=ROOT ISOLA run --rm -t --isolation {iso} \
+                "stty rows 33 cols 77; ISOLA_ROOT={{root}} {{isola}} run --rm -t --isolation {iso} \
                  sample sh -c 'tty; stty size; echo to-err >&2; exit 3'"
             ),
             b"",
@@ -578,7 +667,7 @@ fn tty_gives_a_real_terminal_in_both() {
         let (code, text) = in_a_terminal(
             &env,
             &format!(
-                "ISOLA_ROOT=ROOT ISOLA run --rm -i -t --isolation {iso} sample \
+                "ISOLA_ROOT={{root}} {{isola}} run --rm -i -t --isolation {iso} sample \
                  sh -c 'read line; echo \"got [$line]\"; exit 4'"
             ),
             b"hello there\n",
@@ -590,8 +679,8 @@ fn tty_gives_a_real_terminal_in_both() {
         let (code, text) = in_a_terminal(
             &env,
             &format!(
-                "stty rows 33 cols 77; (trap '' TTOU; sleep 6; stty rows 40 cols 100) & \
-                 ISOLA_ROOT=ROOT ISOLA run --rm -t --isolation {iso} sample sh -c \
+                "stty rows 33 cols 77; (trap '' TTOU; sleep 6; stty rows 40 cols 100 < /dev/tty) & \
+                 ISOLA_ROOT={{root}} {{isola}} run --rm -t --isolation {iso} sample sh -c \
                  'i=0; while [ \"$(stty size)\" = \"33 77\" ] && [ $i -lt 900 ]; do \
                   sleep 0.1; i=$((i+1)); done; echo \"size $(stty size)\"'"
             ),

@@ -193,15 +193,17 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
     let exit = std::thread::scope(|scope| {
         scope.spawn(|| {
             vcpus::keep_vcpu_signals_away();
-            host_input::forward(
-                cfg.stdin,
-                &signals,
-                cfg.window_size,
-                &bus.virtio[0],
-                &input,
-                &mem,
-                &stop,
-            )
+            let guest = host_input::Guest {
+                console: &bus.virtio[0],
+                input: &input,
+                mem: &mem,
+            };
+            if let Err(e) = host_input::forward(cfg.stdin, &signals, cfg.window_size, guest, &stop)
+            {
+                // Without it the workload gets no stdin or signals; say so on the console.
+                let mut log = cfg.console.clone();
+                let _ = std::io::Write::write_all(&mut log, format!("isola: {e}\n").as_bytes());
+            }
         });
         let exit = vcpus::run_all(scope, vcpus, &bus, cfg.timeout, cfg.boot_timeout);
         let _ = stop.write(1);

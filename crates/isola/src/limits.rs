@@ -28,16 +28,29 @@ pub fn parse_memory(v: &str) -> Result<i64> {
     Ok(bytes)
 }
 
-pub fn parse_cpus(v: &str) -> Result<f64> {
+/// Where `--cpus` takes its range from: the host's CPUs for a container (a quota of their
+/// time), the VMM's vCPU limit for a VM (whole vCPUs, which may outnumber the host's CPUs).
+pub enum CpuRange {
+    Host,
+    Vm(u8),
+}
+
+pub fn parse_cpus(v: &str, range: CpuRange) -> Result<f64> {
     let n: f64 = match v.trim().parse() {
         Ok(n) if f64::is_finite(n) => n,
         _ => bail!("--cpus {v:?}: expected a number of CPUs such as 1.5"),
     };
-    let available = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1) as f64;
-    if n < 0.01 || n > available {
-        bail!("--cpus {v:?}: the range of CPUs here is 0.01 to {available:.2}");
+    let (max, what) = match range {
+        CpuRange::Host => (
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1) as f64,
+            "here",
+        ),
+        CpuRange::Vm(max) => (f64::from(max), "for a VM"),
+    };
+    if n < 0.01 || n > max {
+        bail!("--cpus {v:?}: the range of CPUs {what} is 0.01 to {max:.2}");
     }
     Ok(n)
 }
@@ -67,9 +80,11 @@ mod tests {
 
     #[test]
     fn cpus_and_pids() {
-        assert_eq!(parse_cpus("0.5").unwrap(), 0.5);
-        assert!(parse_cpus("0").is_err());
-        assert!(parse_cpus("x").is_err());
+        assert_eq!(parse_cpus("0.5", CpuRange::Host).unwrap(), 0.5);
+        assert!(parse_cpus("0", CpuRange::Host).is_err());
+        assert!(parse_cpus("x", CpuRange::Host).is_err());
+        assert_eq!(parse_cpus("16", CpuRange::Vm(16)).unwrap(), 16.0);
+        assert!(parse_cpus("16.5", CpuRange::Vm(16)).is_err());
         assert_eq!(parse_pids("10").unwrap(), Some(10));
         assert_eq!(parse_pids("-1").unwrap(), None);
         assert!(parse_pids("ten").is_err());

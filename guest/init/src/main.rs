@@ -8,6 +8,7 @@
 //!
 //! Each phase is marked on the boot-timer port (0x80) so the VMM can time it.
 
+mod cgroup;
 mod channel;
 mod process;
 mod relay;

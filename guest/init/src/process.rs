@@ -160,15 +160,12 @@ pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<
     let mut envp: Vec<*const libc::c_char> = cenv.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
 
-    // --memory: a memory cgroup around the workload, as in a container (same OOM kill → 137).
-    let memory_limit = spec
-        .pointer("/linux/resources/memory/limit")
-        .and_then(Value::as_i64)
-        .filter(|l| *l > 0);
-    let cgroup_procs = match memory_limit {
-        Some(limit) => Some(crate::setup::memory_cgroup(limit)?),
-        None => None,
-    };
+    // The workload's own cgroup, with the bundle's limits (--memory, --cpus, --pids-limit) as
+    // in a container: the same OOM kill (137), the same quota, the same fork failures.
+    let cgroup_procs = crate::cgroup::workload_cgroup(spec)?;
+    let cgroup2 = c("cgroup2");
+    let cgroup_dir = c("/sys/fs/cgroup");
+    let slash = c("/");
     let zero = b"0\n";
     // The workload is PID 1 of its own PID namespace and sees only its own processes, as in a
     // container: the same `ps`, and the same rules for signals sent to PID 1.
@@ -202,27 +199,54 @@ pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<
             libc::dup2(stdin, 0);
             libc::dup2(stdout, 1);
             libc::dup2(stderr, 2);
-            if let Some(procs) = &cgroup_procs {
-                // "0" moves the writer: the workload joins its memory cgroup before exec.
-                use std::os::fd::AsRawFd;
-                if libc::write(procs.as_raw_fd(), zero.as_ptr().cast(), zero.len()) < 0 {
-                    let line = b"isola: joining the workload's memory cgroup failed\n";
-                    libc::write(2, line.as_ptr().cast(), line.len());
-                    libc::_exit(125);
-                }
+            let fail = |code: i32, msg: &str| -> ! {
+                let line = format!("isola: {msg}\n");
+                libc::write(2, line.as_ptr().cast(), line.len());
+                libc::_exit(code)
+            };
+            let err = || std::io::Error::last_os_error();
+            // "0" moves the writer: the workload joins its cgroup before exec.
+            use std::os::fd::AsRawFd;
+            if libc::write(cgroup_procs.as_raw_fd(), zero.as_ptr().cast(), zero.len()) < 0 {
+                fail(125, &format!("joining the workload's cgroup: {}", err()));
             }
-            let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            // Its own cgroup and mount namespaces, as in a container: /proc/self/cgroup reads
+            // 0::/ and /sys/fs/cgroup is its own cgroup, read-only; /proc shows its PIDs only.
+            if libc::unshare(libc::CLONE_NEWCGROUP | libc::CLONE_NEWNS) != 0 {
+                fail(125, &format!("unshare(cgroup, mount): {}", err()));
+            }
+            let nothing = std::ptr::null();
+            let sealed = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            if libc::mount(
+                nothing,
+                slash.as_ptr(),
+                nothing,
+                libc::MS_REC | libc::MS_PRIVATE,
+                nothing.cast(),
+            ) != 0
+                || libc::umount2(cgroup_dir.as_ptr(), libc::MNT_DETACH) != 0
+                || libc::mount(
+                    cgroup2.as_ptr(),
+                    cgroup_dir.as_ptr(),
+                    cgroup2.as_ptr(),
+                    sealed | libc::MS_RDONLY,
+                    nothing.cast(),
+                ) != 0
+            {
+                fail(125, &format!("mounting /sys/fs/cgroup: {}", err()));
+            }
             if libc::mount(
                 proc_.as_ptr(),
                 slash_proc.as_ptr(),
                 proc_.as_ptr(),
-                flags,
-                std::ptr::null(),
+                sealed,
+                nothing.cast(),
             ) != 0
             {
-                let line = b"isola: mounting /proc in the workload's PID namespace failed\n";
-                libc::write(2, line.as_ptr().cast(), line.len());
-                libc::_exit(125);
+                fail(
+                    125,
+                    &format!("mounting /proc in the workload's PID namespace: {}", err()),
+                );
             }
             for (res, soft, hard) in &rlimits {
                 let l = libc::rlimit {
@@ -231,11 +255,6 @@ pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<
                 };
                 libc::setrlimit(*res, &l);
             }
-            let fail = |code: i32, msg: &str| -> ! {
-                let line = format!("isola: {msg}\n");
-                libc::write(2, line.as_ptr().cast(), line.len());
-                libc::_exit(code)
-            };
             if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                 || libc::setgid(gid) != 0
                 || libc::setuid(uid) != 0

@@ -22,7 +22,7 @@ fn c(s: &str) -> CString {
     CString::new(s).unwrap_or_default()
 }
 
-fn mount(
+pub fn mount(
     src: &str,
     target: &str,
     fstype: &str,
@@ -168,30 +168,6 @@ pub fn enter_rootfs(spec: &Value) -> Result<(), String> {
         unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) };
     }
     Ok(())
-}
-
-/// A cgroup v2 memory cgroup limited to `limit` bytes (no swap exists), for the workload;
-/// returns its cgroup.procs, open for writing.
-pub fn memory_cgroup(limit: i64) -> Result<std::fs::File, String> {
-    let root = "/sys/fs/cgroup";
-    mount(
-        "cgroup2",
-        root,
-        "cgroup2",
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        "",
-    )?;
-    let write =
-        |path: &str, v: &str| std::fs::write(path, v).map_err(|e| format!("{path} <- {v:?}: {e}"));
-    write(&format!("{root}/cgroup.subtree_control"), "+memory")?;
-    let cg = format!("{root}/workload");
-    std::fs::create_dir_all(&cg).map_err(|e| format!("{cg}: {e}"))?;
-    write(&format!("{cg}/memory.max"), &limit.to_string())?;
-    let procs = format!("{cg}/cgroup.procs");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&procs)
-        .map_err(|e| format!("{procs}: {e}"))
 }
 
 /// A line on the kernel console (ttyS0), for --debug and failure reports.

@@ -16,7 +16,13 @@ pub fn bundle(paths: &Paths, a: BundleArgs) -> Result<i32> {
     if dir.exists() {
         bail!("{}: already exists", dir.display());
     }
-    let s = settings(&a.process, &a.command, "isola", a.tty)?;
+    let s = settings(
+        &a.process,
+        &a.command,
+        "isola",
+        a.tty,
+        crate::limits::CpuRange::Host,
+    )?;
     let (store, image, lower) = image_and_rootfs(paths, &a.image)?;
     let result = (|| -> Result<()> {
         let rootfs = dir.join("rootfs");

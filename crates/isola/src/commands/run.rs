@@ -17,9 +17,14 @@ pub fn settings(
     command: &[String],
     hostname: &str,
     terminal: bool,
+    cpu_range: limits::CpuRange,
 ) -> Result<RunSettings> {
     let memory = p.memory.as_deref().map(limits::parse_memory).transpose()?;
-    let cpus = p.cpus.as_deref().map(limits::parse_cpus).transpose()?;
+    let cpus = p
+        .cpus
+        .as_deref()
+        .map(|c| limits::parse_cpus(c, cpu_range))
+        .transpose()?;
     let pids_limit = p
         .pids_limit
         .as_deref()
@@ -81,11 +86,15 @@ pub fn image_and_rootfs(paths: &Paths, image: &str) -> Result<(Store, Image, std
 
 pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     if a.isolation == Isolation::Vm {
-        crate::commands::run_vm::preflight(paths, &a)?;
+        crate::commands::run_vm::preflight(paths)?;
     }
     let id = records::new_id()?;
     let short = id[..12].to_string();
-    let mut settings = settings(&a.process, &a.command, &short, a.tty)?;
+    let cpu_range = match a.isolation {
+        Isolation::Container => limits::CpuRange::Host,
+        Isolation::Vm => limits::CpuRange::Vm(isola_vmm::vm::MAX_CPUS),
+    };
+    let mut settings = settings(&a.process, &a.command, &short, a.tty, cpu_range)?;
     let name = a.name.clone().unwrap_or_else(|| short.clone());
     if !valid_name(&name) {
         bail!("--name {name:?}: expected letters, digits, '_', '.' or '-', starting with a letter or digit");

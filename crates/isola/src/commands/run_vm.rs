@@ -84,8 +84,8 @@ fn guest_artifacts(paths: &Paths) -> (PathBuf, PathBuf) {
 }
 
 /// Whether this host can run the VM at all, checked before anything is made: KVM that runs
-/// unmodified guests, the guest artifacts, a vCPU count in range.
-pub fn preflight(paths: &Paths, a: &RunArgs) -> Result<()> {
+/// unmodified guests, and the guest artifacts.
+pub fn preflight(paths: &Paths) -> Result<()> {
     let (kvm, verdict) = crate::commands::doctor::kvm_check();
     if !verdict.can_run_vms() {
         bail!(Exit(
@@ -105,16 +105,6 @@ pub fn preflight(paths: &Paths, a: &RunArgs) -> Result<()> {
                     "--isolation vm: the {what} {} is missing (see `isola doctor`)",
                     p.display()
                 )
-            ));
-        }
-    }
-    if let Some(cpus) = a.process.cpus.as_deref() {
-        let cpus = crate::limits::parse_cpus(cpus)?.ceil() as u64;
-        let max = u64::from(isola_vmm::vm::MAX_CPUS);
-        if cpus > max {
-            bail!(Exit(
-                125,
-                format!("--cpus {cpus}: VM isolation runs at most {max} vCPUs")
             ));
         }
     }
