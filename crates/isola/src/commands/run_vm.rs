@@ -56,8 +56,8 @@ fn write_all(fd: i32, mut b: &[u8]) {
         b = &b[n as usize..];
     }
 }
-const KERNEL_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off nomodule 8250.nr_uarts=4 \
-     i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd rdinit=/init";
+const KERNEL_CMDLINE: &str =
+    "console=ttyS0 reboot=k panic=-1 nomodule 8250.nr_uarts=1 rdinit=/init";
 
 /// What guest init says when the root disk will not mount (see guest/init/src/setup.rs).
 const ROOT_DISK_ERROR: &str = "the root disk image cannot be mounted";
@@ -180,9 +180,7 @@ pub fn run_vm(
         })
     };
     let mut cmdline = KERNEL_CMDLINE.to_string();
-    if !a.debug {
-        cmdline.push_str(" quiet");
-    }
+    cmdline.push_str(if a.debug { " printk.time=1" } else { " quiet" });
     if a.interactive {
         cmdline.push_str(" isola.stdin=1");
     }
