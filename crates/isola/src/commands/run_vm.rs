@@ -181,6 +181,14 @@ pub fn run_vm(
     };
     let mut cmdline = KERNEL_CMDLINE.to_string();
     cmdline.push_str(if a.debug { " printk.time=1" } else { " quiet" });
+    // Extra guest kernel parameters, for looking into the guest (e.g. initcall_debug).
+    if let Some(extra) = std::env::var("ISOLA_GUEST_CMDLINE")
+        .ok()
+        .filter(|e| !e.is_empty())
+    {
+        cmdline.push(' ');
+        cmdline.push_str(&extra);
+    }
     if a.interactive {
         cmdline.push_str(" isola.stdin=1");
     }
