@@ -28,10 +28,8 @@ pub const COM_IRQS: [u32; 4] = [4, 3, 4, 3];
 /// The i8042 keyboard controller: the guest resets the machine through it.
 pub const I8042_DATA: u16 = 0x60;
 pub const I8042_COMMAND: u16 = 0x64;
-/// The boot timer: guest init writes a phase number here (one byte), the VMM timestamps it.
+/// The boot timer (devices/boot_timer.rs): guest init writes a phase number here.
 pub const BOOT_TIMER_PORT: u16 = 0x80;
-/// The boot timer's phase for "guest init started" (guest/init/src/main.rs).
-pub const MARK_INIT_START: u8 = 2;
 /// The first virtio-mmio device's register window and IRQ (the next ones follow).
 pub const VIRTIO_MMIO_BASE: u64 = 0xd000_0000;
 pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;

@@ -3,6 +3,7 @@
 //! the time limit, an error) ends them all: it raises `Bus::stop` and the others are kicked
 //! out of KVM_RUN with a signal until they notice.
 
+use crate::devices::boot_timer::BootTimer;
 use crate::devices::i8042::I8042;
 use crate::devices::serial::Uart;
 use crate::layout::*;
@@ -64,9 +65,7 @@ pub fn keep_vcpu_signals_away() {
 
 /// Whether guest init has started (its first boot-timer mark).
 fn booted(bus: &Bus) -> bool {
-    lock(&bus.marks)
-        .iter()
-        .any(|(phase, _)| *phase == MARK_INIT_START)
+    lock(&bus.marks).init_started()
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -131,7 +130,7 @@ pub struct Bus<'a> {
     pub i8042: Mutex<I8042>,
     pub virtio: Vec<Mutex<MmioTransport>>,
     pub mem: &'a GuestMemoryMmap,
-    pub marks: Mutex<Vec<(u8, Duration)>>,
+    pub marks: Mutex<BootTimer>,
     pub started: Instant,
     /// Raised when the machine ends; every vCPU stops at its next exit.
     pub stop: AtomicBool,
@@ -183,7 +182,7 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
                         return Ok(VmExit::Reset);
                     }
                 } else if port == BOOT_TIMER_PORT {
-                    lock(&bus.marks).push((v, bus.started.elapsed()));
+                    lock(&bus.marks).record(v);
                 }
             }
             Ok(VcpuExit::MmioRead(addr, data)) => match bus.virtio_at(addr) {

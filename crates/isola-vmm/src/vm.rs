@@ -6,6 +6,7 @@
 
 use crate::boot::load_linux;
 use crate::cpu;
+use crate::devices::boot_timer::BootTimer;
 use crate::devices::i8042::I8042;
 use crate::devices::serial::{Sink, Uart};
 use crate::devices::EventFdTrigger;
@@ -13,7 +14,7 @@ use crate::host_input;
 use crate::layout::*;
 use crate::mptable;
 pub use crate::mptable::MAX_CPUS;
-use crate::vcpus::{self, lock, Bus};
+use crate::vcpus::{self, Bus};
 use crate::virtio::block::Block;
 use crate::virtio::console::{Console, Input};
 use crate::virtio::mmio::MmioTransport;
@@ -167,7 +168,7 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
         )),
         virtio: transports,
         mem: &mem,
-        marks: Mutex::default(),
+        marks: Mutex::new(BootTimer::new(started)),
         started,
         stop: AtomicBool::new(false),
         ending: Mutex::default(),
@@ -209,7 +210,11 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
         let _ = stop.write(1);
         exit
     });
-    let marks = std::mem::take(&mut *lock(&bus.marks));
+    let marks = bus
+        .marks
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_marks();
     Ok(VmOutcome {
         exit: exit?,
         marks,

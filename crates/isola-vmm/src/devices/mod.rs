@@ -1,5 +1,7 @@
-//! Legacy devices on I/O ports: four 8250 UARTs and the i8042 (for guest reboot = VM exit).
+//! Devices on I/O ports: the 8250 UART (the kernel console), the i8042 (for guest reboot =
+//! VM exit), and the boot timer.
 
+pub mod boot_timer;
 pub mod i8042;
 pub mod serial;
 

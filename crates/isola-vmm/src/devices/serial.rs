@@ -6,6 +6,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use vm_superio::Serial;
 
+/// The most of the kernel log kept in memory: past twice this, the oldest bytes go, so a guest
+/// writing its console in a loop cannot grow the VMM (the end of the log is what explains a
+/// failure).
+pub const LOG_LIMIT: usize = 1 << 20;
+
 /// Where a UART's output goes.
 #[derive(Clone)]
 pub enum Sink {
@@ -19,9 +24,12 @@ impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Sink::Buffer(b) => {
-                b.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend_from_slice(buf);
+                let mut log = b.lock().unwrap_or_else(|p| p.into_inner());
+                log.extend_from_slice(buf);
+                if log.len() > 2 * LOG_LIMIT {
+                    let excess = log.len() - LOG_LIMIT;
+                    log.drain(..excess);
+                }
                 Ok(buf.len())
             }
             Sink::Fd(fd) => {
@@ -64,5 +72,24 @@ impl Uart {
     pub fn write(&mut self, port: u16, value: u8) {
         // A sink that fails (a closed stdout) loses the byte; the guest goes on.
         let _ = self.serial.write((port - self.port) as u8, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kept_log_is_bounded_and_ends_with_the_newest_bytes() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut sink = Sink::Buffer(log.clone());
+        for i in 0..(5 * LOG_LIMIT / 1000) {
+            sink.write_all(format!("{i:0999}\n").as_bytes()).unwrap();
+        }
+        sink.write_all(b"the end\n").unwrap();
+        let log = log.lock().unwrap();
+        assert!(log.len() <= 2 * LOG_LIMIT, "{}", log.len());
+        assert!(log.len() >= LOG_LIMIT);
+        assert!(log.ends_with(b"the end\n"));
     }
 }
