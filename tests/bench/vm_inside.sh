@@ -44,31 +44,47 @@ qemu=(qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -m $mem -smp 
       -kernel "$repo/target/guest/vmlinux" -initrd "$work/initrd.cpio" -append "$cmdline"
       -serial null
       -drive "id=root,file=$disk,format=raw,if=none,readonly=on" -device virtio-blk-device,drive=root
-      -device virtio-serial-device -chardev "file,id=ch,path=$work/channel" -device virtconsole,chardev=ch)
+      -device virtio-serial-device -chardev "file,id=ch,path=$work/channel" -device virtconsole,chardev=ch
+      -chardev "pipe,id=bt,path=$work/boot-timer" -device isa-debugcon,iobase=0x80,chardev=bt)
+# The same boot timer for QEMU: guest init's phase bytes on port 0x80 go to a FIFO (QEMU's
+# debug console device), where each is timestamped as it arrives.
+mkfifo "$work/boot-timer"
+boot_timer() {
+    while IFS= read -r -N1 -d '' c; do printf '%d %s\n' "'$c" "$(now)"; done < "$work/boot-timer" > "$work/marks"
+}
 
 # The channel QEMU captured must hold the workload's exit frame (kind 3, status 0): proof the
 # guest really ran `true` there too.
 check_qemu() {
+    boot_timer &
+    qemu_t0=$(now)
     timeout 120 "${qemu[@]}" </dev/null >/dev/null 2>&1
+    wait
     od -An -tx1 -v "$work/channel" | tr -d ' \n' | grep -q '030400000000000000' \
         || { echo "bench: QEMU's guest did not report the workload's exit" >&2; exit 1; }
 }
 check_qemu
 
-isola_t=(); qemu_t=()
+isola_t=(); qemu_t=(); isola_init=(); qemu_init=()
 for _ in $(seq "$runs"); do
-    t0=$(now); isola run --rm --isolation vm --timeout 300 sample true; t1=$(now)
+    t0=$(now); isola run --rm --isolation vm --timeout 300 --timings sample true 2> "$work/timings"; t1=$(now)
     isola_t+=("$(ms "$t0" "$t1")")
+    # Guest init's start, from isola's own start (its --timings are from the VMM's start).
+    isola_init+=("$(awk '/isola start/ { s = -$4 } /init start/ { i = $4 } END { printf "%d", s + i }' "$work/timings")")
     t0=$(now); check_qemu; t1=$(now)
     qemu_t+=("$(ms "$t0" "$t1")")
+    qemu_init+=("$(awk -v t0="$qemu_t0" '$1 == 2 { printf "%d", ($2 - t0) / 1000; exit }' "$work/marks")")
 done
 mi=$(printf '%s\n' "${isola_t[@]}" | median)
 mq=$(printf '%s\n' "${qemu_t[@]}" | median)
+ii=$(printf '%s\n' "${isola_init[@]}" | median)
+qi=$(printf '%s\n' "${qemu_init[@]}" | median)
 echo "VM start-to-exit of \`true\`, $runs runs each, alternating, ${mem} MiB, 1 vCPU"
 echo "  isola run --isolation vm sample true        : median $mi ms  (${isola_t[*]})"
 echo "  qemu-system-x86_64 -M microvm -enable-kvm   : median $mq ms  (${qemu_t[*]})"
 awk -v a="$mi" -v b="$mq" 'BEGIN { printf "  ratio isola/QEMU: %.2fx   (target <= 0.50x)\n", a / b }'
-isola run --rm --isolation vm --timeout 300 --timings sample true 2>&1 | grep -E "init start|vm gone" | sed 's/^/  isola /'
+echo "  guest init started, from the VMM process's start: isola median $ii ms (${isola_init[*]}), QEMU median $qi ms (${qemu_init[*]})"
+awk -v a="$ii" -v b="$qi" 'BEGIN { printf "  ratio isola/QEMU to guest init: %.2fx\n", a / b }'
 
 echo "VMM memory overhead (peak RSS minus guest memory touched), ${mem} MiB guest"
 line=$(isola run --rm --isolation vm --timeout 300 --timings sample true 2>&1 | sed -n 's/^timings: memory: //p')

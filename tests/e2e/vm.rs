@@ -582,6 +582,7 @@ fn timings_show_each_phase_in_order() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let phases = [
+        "isola start",
         "vmm start",
         "kernel entry",
         "init start",
@@ -589,7 +590,7 @@ fn timings_show_each_phase_in_order() {
         "workload exit",
         "vm gone",
     ];
-    let mut last = -1.0;
+    let mut last = f64::MIN;
     for phase in phases {
         let line = r
             .stderr

@@ -24,7 +24,11 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
+/// When isola started, for `--timings`.
+pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 fn main() {
+    STARTED.get_or_init(std::time::Instant::now);
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

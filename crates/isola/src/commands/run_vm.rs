@@ -223,6 +223,14 @@ pub fn run_vm(
     }
     if a.timings {
         let end = outcome.started.elapsed();
+        if let Some(t) = crate::STARTED.get() {
+            // Image, rootfs cache, root disk, initramfs and the KVM check, before the VMM.
+            let before = outcome.started.saturating_duration_since(*t);
+            eprintln!(
+                "timings: isola start -{:.1} ms",
+                before.as_secs_f64() * 1000.0
+            );
+        }
         eprintln!("timings: vmm start 0.0 ms");
         eprintln!(
             "timings: kernel entry {:.1} ms",
