@@ -10,7 +10,7 @@ use crate::layout::*;
 use crate::virtio::mmio::MmioTransport;
 use crate::vm::VmExit;
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread::Scope;
 use std::time::{Duration, Instant};
@@ -138,6 +138,9 @@ pub struct Bus<'a> {
     pub ending: Mutex<Option<Result<VmExit, String>>>,
     /// The vCPU threads, to kick out of KVM_RUN.
     pub threads: Mutex<Vec<libc::pthread_t>>,
+    /// Exits handled here, by kind: port I/O, MMIO (each a trip from the guest to isola).
+    pub io_exits: AtomicU64,
+    pub mmio_exits: AtomicU64,
 }
 
 impl Bus<'_> {
@@ -160,6 +163,7 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
         }
         match vcpu.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
+                bus.io_exits.fetch_add(1, Ordering::Relaxed);
                 let v = {
                     let mut uart = lock(&bus.uart);
                     if uart.handles(port) {
@@ -173,6 +177,7 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
                 data.iter_mut().for_each(|b| *b = v);
             }
             Ok(VcpuExit::IoOut(port, data)) => {
+                bus.io_exits.fetch_add(1, Ordering::Relaxed);
                 let v = data.first().copied().unwrap_or(0);
                 let mut uart = lock(&bus.uart);
                 if uart.handles(port) {
@@ -185,11 +190,15 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
                     lock(&bus.marks).record(v);
                 }
             }
-            Ok(VcpuExit::MmioRead(addr, data)) => match bus.virtio_at(addr) {
-                Some((t, offset)) => lock(t).read(offset, data),
-                None => data.iter_mut().for_each(|b| *b = 0xff),
-            },
+            Ok(VcpuExit::MmioRead(addr, data)) => {
+                bus.mmio_exits.fetch_add(1, Ordering::Relaxed);
+                match bus.virtio_at(addr) {
+                    Some((t, offset)) => lock(t).read(offset, data),
+                    None => data.iter_mut().for_each(|b| *b = 0xff),
+                }
+            }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
+                bus.mmio_exits.fetch_add(1, Ordering::Relaxed);
                 if let Some((t, offset)) = bus.virtio_at(addr) {
                     lock(t).write(offset, data, bus.mem);
                 }

@@ -24,7 +24,7 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -82,6 +82,8 @@ pub struct VmOutcome {
     pub guest_resident: u64,
     /// When the vCPUs first entered the guest (the kernel's entry point), since VMM start.
     pub guest_entry: Duration,
+    /// VM exits isola handled: (port I/O, MMIO).
+    pub exits: (u64, u64),
 }
 
 /// Bytes of `len` at `addr` (one mapping of ours) that are resident.
@@ -173,6 +175,8 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
         stop: AtomicBool::new(false),
         ending: Mutex::default(),
         threads: Mutex::default(),
+        io_exits: AtomicU64::new(0),
+        mmio_exits: AtomicU64::new(0),
     };
 
     let mut supported = kvm
@@ -232,5 +236,9 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
         started,
         guest_resident: resident_bytes(host_addr, mem_size as usize),
         guest_entry,
+        exits: (
+            bus.io_exits.load(Ordering::Relaxed),
+            bus.mmio_exits.load(Ordering::Relaxed),
+        ),
     })
 }

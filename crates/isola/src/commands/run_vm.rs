@@ -86,15 +86,30 @@ fn guest_artifacts(paths: &Paths) -> (PathBuf, PathBuf) {
 /// Whether this host can run the VM at all, checked before anything is made: KVM that runs
 /// unmodified guests, and the guest artifacts.
 pub fn preflight(paths: &Paths) -> Result<()> {
-    let (kvm, verdict) = crate::commands::doctor::kvm_check();
-    if !verdict.can_run_vms() {
-        bail!(Exit(
-            125,
-            format!(
-                "--isolation vm: this host cannot run VMs: {} (see `isola doctor`)",
-                kvm.detail
-            )
-        ));
+    // The probe VM costs a few ms on hardware (60 ms in the emulated test host); a usable
+    // verdict holds until the host reboots or /dev/kvm is made anew (kvm reloaded).
+    let remembered = paths.run.join("kvm-usable");
+    let key = kvm_key();
+    if key.is_none() || std::fs::read_to_string(&remembered).ok() != key {
+        let (kvm, verdict) = crate::commands::doctor::kvm_check();
+        if !verdict.can_run_vms() {
+            bail!(Exit(
+                125,
+                format!(
+                    "--isolation vm: this host cannot run VMs: {} (see `isola doctor`)",
+                    kvm.detail
+                )
+            ));
+        }
+        if let Some(key) = key {
+            let tmp = paths
+                .run
+                .join(format!(".kvm-usable.{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&paths.run)
+                .and_then(|()| std::fs::write(&tmp, key))
+                .and_then(|()| std::fs::rename(&tmp, &remembered));
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
     let (kernel, init) = guest_artifacts(paths);
     for (what, p) in [("guest kernel", &kernel), ("guest init", &init)] {
@@ -109,6 +124,20 @@ pub fn preflight(paths: &Paths) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// This boot and this /dev/kvm: what a remembered KVM verdict is valid for.
+fn kvm_key() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let dev = std::fs::metadata("/dev/kvm").ok()?;
+    Some(format!(
+        "{} {} {}.{}\n",
+        boot.trim(),
+        dev.rdev(),
+        dev.ctime(),
+        dev.ctime_nsec()
+    ))
 }
 
 /// Runs the bundle's process in a new VM; `record` is marked running once the VM starts.
@@ -246,6 +275,10 @@ pub fn run_vm(
             eprintln!("timings: {name} {:.1} ms", t.as_secs_f64() * 1000.0);
         }
         eprintln!("timings: vm gone {:.1} ms", end.as_secs_f64() * 1000.0);
+        eprintln!(
+            "timings: exits to isola: {} port I/O, {} MMIO",
+            outcome.exits.0, outcome.exits.1
+        );
         // Peak RSS of this process (the VMM) and how much of it is guest memory.
         // SAFETY: getrusage fills the struct we pass.
         let peak = unsafe {
