@@ -275,13 +275,23 @@ fn apply_entry<R: Read>(
             })?;
             let target =
                 entry_path(&target).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let (tparent, tname) = root.parent_of(&target, false)?;
-            let st = lstat_at(tparent.as_raw_fd(), tname)?.ok_or_else(|| {
+            let missing = || {
                 io::Error::new(
                     io::ErrorKind::NotFound,
-                    "hardlink target does not exist in the rootfs",
+                    format!(
+                        "hardlink target /{} does not exist in the rootfs",
+                        target.display()
+                    ),
                 )
+            };
+            let (tparent, tname) = root.parent_of(&target, false).map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    missing()
+                } else {
+                    e
+                }
             })?;
+            let st = lstat_at(tparent.as_raw_fd(), tname)?.ok_or_else(missing)?;
             if is_dir(&st) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
