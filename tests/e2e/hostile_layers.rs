@@ -9,13 +9,15 @@ use isola_e2e::Env;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// One tar entry: name, type flag, link target, contents.
+/// One tar entry: name, type flag, link target, contents, extended attributes (as PAX
+/// `SCHILY.xattr.*` records).
 struct Entry<'a> {
     name: &'a str,
     kind: u8,
     link: &'a str,
     data: &'a [u8],
     mode: u32,
+    xattrs: &'a [(&'a str, &'a [u8])],
 }
 
 const FILE: u8 = b'0';
@@ -30,6 +32,7 @@ fn file<'a>(name: &'a str, data: &'a [u8]) -> Entry<'a> {
         link: "",
         data,
         mode: 0o644,
+        xattrs: &[],
     }
 }
 
@@ -40,6 +43,7 @@ fn symlink<'a>(name: &'a str, target: &'a str) -> Entry<'a> {
         link: target,
         data: b"",
         mode: 0o777,
+        xattrs: &[],
     }
 }
 
@@ -50,6 +54,7 @@ fn hardlink<'a>(name: &'a str, target: &'a str) -> Entry<'a> {
         link: target,
         data: b"",
         mode: 0o644,
+        xattrs: &[],
     }
 }
 
@@ -60,13 +65,41 @@ fn dir(name: &str, mode: u32) -> Entry<'_> {
         link: "",
         data: b"",
         mode,
+        xattrs: &[],
     }
+}
+
+/// A PAX record: "LENGTH KEY=VALUE\n", LENGTH counting itself.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = [b" ", key.as_bytes(), b"=", value, b"\n"].concat();
+    let mut len = body.len() + 1;
+    while format!("{len}").len() + body.len() != len {
+        len += 1;
+    }
+    [format!("{len}").as_bytes(), &body].concat()
 }
 
 /// A ustar archive written field by field: nothing checks or cleans the names.
 fn tar(entries: &[Entry]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entries {
+        if !e.xattrs.is_empty() {
+            let records: Vec<u8> = e
+                .xattrs
+                .iter()
+                .flat_map(|(k, v)| pax_record(&format!("SCHILY.xattr.{k}"), v))
+                .collect();
+            let pax = Entry {
+                name: "PaxHeader",
+                kind: b'x',
+                link: "",
+                data: &records,
+                mode: 0o644,
+                xattrs: &[],
+            };
+            out.extend(&tar(&[pax])[..]);
+            out.truncate(out.len() - 1024); // no end-of-archive blocks yet
+        }
         assert!(e.name.len() <= 100 && e.link.len() <= 100, "{}", e.name);
         let mut h = [0u8; 512];
         let put = |h: &mut [u8; 512], at: usize, bytes: &[u8]| {
@@ -312,4 +345,70 @@ fn hostile_layers_never_reach_outside_the_rootfs() {
         Expect::Inside("dup", b"two\n"),
     );
     env.assert_clean();
+}
+
+/// An extended attribute of `path` (not following a symlink), if set.
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: lgetxattr writes at most buf.len() bytes into buf; both strings are NUL-terminated.
+    let len =
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (len >= 0).then(|| buf[..len as usize].to_vec())
+}
+
+#[test]
+fn extended_attributes_are_kept_but_not_overlayfs_ones() {
+    let env = Env::new();
+    // File capabilities (v2: effective; cap_net_raw permitted), a user attribute, and an
+    // overlayfs attribute a layer has no business setting.
+    let mut cap = Vec::new();
+    for v in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+        cap.extend_from_slice(&v.to_le_bytes());
+    }
+    let layer = tar(&[
+        Entry {
+            name: "d",
+            kind: DIR,
+            link: "",
+            data: b"",
+            mode: 0o755,
+            xattrs: &[("trusted.overlay.opaque", b"y"), ("user.dir", b"d")],
+        },
+        Entry {
+            name: "d/ping",
+            kind: FILE,
+            link: "",
+            data: b"#!/bin/sh\n",
+            mode: 0o755,
+            xattrs: &[("user.test", b"hello"), ("security.capability", &cap)],
+        },
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let tarball = work.path().join("xattrs.tar");
+    std::fs::write(&tarball, layer).unwrap();
+    let r = env.isola(&["import", tarball.to_str().unwrap(), "xattrs"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let bundle = work.path().join("bundle");
+    let r = env.isola(&["bundle", "xattrs", bundle.to_str().unwrap(), "true"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // In the bundle and in the rootfs cache both isolation levels start from.
+    let cached: Vec<PathBuf> = std::fs::read_dir(env.root.join("rootfs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    for root in [bundle.join("rootfs"), cached[0].clone()] {
+        let d = root.join("d");
+        let f = d.join("ping");
+        assert_eq!(
+            xattr(&f, "user.test").as_deref(),
+            Some(&b"hello"[..]),
+            "{f:?}"
+        );
+        assert_eq!(xattr(&f, "security.capability"), Some(cap.clone()), "{f:?}");
+        assert_eq!(xattr(&d, "user.dir").as_deref(), Some(&b"d"[..]), "{d:?}");
+        assert_eq!(xattr(&d, "trusted.overlay.opaque"), None, "{d:?}");
+    }
 }

@@ -5,6 +5,8 @@
 //! `*at` calls that never follow a symlink. Layer semantics follow the OCI image spec: entries
 //! replace what lower layers left at the same path, `.wh.NAME` deletes NAME, and
 //! `.wh..wh..opq` empties its directory of what lower layers put there.
+//! Extended attributes (PAX `SCHILY.xattr.*`) are kept for `user.*` and file capabilities;
+//! `trusted.*` (overlayfs's own metadata) and other `security.*` names are dropped.
 
 use crate::digest::{Digest, HashingReader};
 use crate::store::{Store, VerifiedReader};
@@ -153,6 +155,50 @@ pub fn apply_tar(reader: impl Read, root: &Root, layer: &str) -> Result<(), Unpa
     Ok(())
 }
 
+/// Extended attributes a layer may set: `user.*` and file capabilities. `trusted.*` (where
+/// overlayfs keeps its own metadata about a layer) and other `security.*` names are dropped.
+fn wanted_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"user.") || name == b"security.capability"
+}
+
+/// The entry's extended attributes (PAX `SCHILY.xattr.NAME` records) that it may set.
+fn entry_xattrs<R: Read>(entry: &mut tar::Entry<R>) -> io::Result<Vec<(CString, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(extensions) = entry.pax_extensions()? {
+        for ext in extensions {
+            let ext = ext?;
+            if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                if wanted_xattr(name) {
+                    let name = CString::new(name).map_err(|_| {
+                        io::Error::new(io::ErrorKind::InvalidData, "NUL in an xattr name")
+                    })?;
+                    out.push((name, ext.value_bytes().to_vec()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sets extended attributes on an open file or directory (after its owner: a chown clears
+/// file capabilities).
+fn set_xattrs(fd: &OwnedFd, xattrs: &[(CString, Vec<u8>)]) -> io::Result<()> {
+    for (name, value) in xattrs {
+        // SAFETY: fsetxattr on a descriptor we hold, with a NUL-terminated name and a value
+        // buffer of the length passed.
+        check(unsafe {
+            libc::fsetxattr(
+                fd.as_raw_fd(),
+                name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        })?;
+    }
+    Ok(())
+}
+
 fn apply_entry<R: Read>(
     root: &Root,
     entry: &mut tar::Entry<R>,
@@ -160,6 +206,7 @@ fn apply_entry<R: Read>(
     created: &mut HashSet<PathBuf>,
     dir_times: &mut Vec<(PathBuf, i64)>,
 ) -> io::Result<()> {
+    let xattrs = entry_xattrs(entry)?;
     let header = entry.header();
     let kind = header.entry_type();
     if matches!(
@@ -229,6 +276,7 @@ fn apply_entry<R: Read>(
                 false,
             )?;
             set_owner_mode(&fd, uid, gid, mode)?;
+            set_xattrs(&fd, &xattrs)?;
             dir_times.push((path.to_path_buf(), mtime));
         }
         tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -254,6 +302,7 @@ fn apply_entry<R: Read>(
             io::copy(entry, &mut file)?;
             let fd = OwnedFd::from(file);
             set_owner_mode(&fd, uid, gid, mode)?;
+            set_xattrs(&fd, &xattrs)?;
             set_times(pfd, name, mtime)?;
         }
         tar::EntryType::Symlink => {
