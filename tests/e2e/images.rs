@@ -231,6 +231,105 @@ fn corrupt_content_is_refused() {
     env.assert_clean();
 }
 
+#[test]
+fn image_inspect_prints_the_image_as_json() {
+    let env = Env::new();
+    let r = env.isola(&["image", "inspect", "sample"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let img = &v[0];
+    assert_eq!(img["RepoTags"], serde_json::json!(["sample:latest"]));
+    assert_eq!(img["Os"], "linux");
+    assert_eq!(img["Architecture"], "amd64");
+    assert_eq!(img["RootFS"]["Type"], "layers");
+    let layers = img["Layers"].as_array().unwrap();
+    assert!(!layers.is_empty());
+    assert_eq!(
+        img["RootFS"]["Layers"].as_array().unwrap().len(),
+        layers.len()
+    );
+    // Digests are those of the store's own files.
+    let id = img["Id"].as_str().unwrap();
+    let blobs = env.root.join("images/blobs/sha256");
+    assert!(blobs.join(&id["sha256:".len()..]).is_file(), "{id}");
+    let listed = env.isola(&["images"]).stdout;
+    assert!(
+        listed.contains(img["ManifestDigest"].as_str().unwrap()),
+        "{listed}"
+    );
+    let r = env.isola(&["image", "inspect", "sample", "no-such-image"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("no-such-image"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+}
+
+#[test]
+fn image_prune_deletes_what_no_image_needs_and_rmi_drops_the_vm_disk() {
+    let env = Env::new();
+    let r = env.isola(&["image", "inspect", "sample"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let chain = v[0]["ChainId"].as_str().unwrap()["sha256:".len()..].to_string();
+    // The sample's own unpacked rootfs, in use.
+    assert_eq!(env.run_ok(&["sample", "true"]), "");
+    let rootfs = env.root.join("rootfs");
+    let vm = env.root.join("vm");
+    let blobs = env.root.join("images/blobs/sha256");
+    std::fs::create_dir_all(&vm).unwrap();
+    let dead = "999999999"; // no such process
+    let orphan = "0".repeat(64);
+    let doomed = [
+        blobs.join(format!(".tmp-{dead}-1-0")),
+        blobs.join(&orphan),
+        rootfs.join(format!(".tmp-abcdef-{dead}")),
+        rootfs.join(&orphan),
+        vm.join(format!(".{orphan}.{dead}.ext4")),
+        vm.join(format!("{orphan}.ext4")),
+    ];
+    // Kept: the sample's blobs, rootfs and VM disk, and a temp of a writer still running.
+    let mine = std::process::id();
+    let kept = [
+        rootfs.join(&chain),
+        vm.join(format!("{chain}.ext4")),
+        blobs.join(format!(".tmp-{mine}-1-0")),
+    ];
+    for p in doomed.iter().chain(&kept[1..]) {
+        if p.starts_with(&rootfs) {
+            std::fs::create_dir_all(p.join("etc")).unwrap();
+        } else {
+            std::fs::write(p, vec![7u8; 8192]).unwrap();
+        }
+    }
+    let r = env.isola(&["image", "prune"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .starts_with("Deleted 2 blobs, 2 unpacked root filesystems, 2 VM disks"),
+        "{}",
+        r.stdout
+    );
+    for p in &doomed {
+        assert!(!p.exists(), "{p:?} survived the prune");
+    }
+    for p in &kept {
+        assert!(p.exists(), "{p:?} was pruned");
+    }
+    assert_eq!(
+        env.run_ok(&["sample", "echo", "still here"]),
+        "still here\n"
+    );
+    std::fs::remove_file(&kept[2]).unwrap();
+    // rmi takes the image's unpacked rootfs and VM disk with it.
+    assert_eq!(env.isola(&["rmi", "sample"]).code, 0);
+    assert!(!kept[0].exists() && !kept[1].exists());
+    let r = env.isola(&["image", "prune"]);
+    assert!(
+        r.stdout.starts_with("Deleted 0 blobs, 0 unpacked"),
+        "{}",
+        r.stdout
+    );
+    env.assert_clean();
+}
+
 /// Just enough JSON to pull the first layer digest out of a manifest (keeps the tests free of
 /// the code under test).
 mod serde_json_lite {

@@ -316,11 +316,24 @@ impl Store {
         }
         index.set_manifests(kept);
         self.write_index(&index)?;
-        self.collect_garbage(&index)
+        Ok(self.collect_garbage(&index, false)?.0)
     }
 
-    /// Deletes blobs that no manifest in `index` references.
-    fn collect_garbage(&self, index: &ImageIndex) -> Result<usize, StoreError> {
+    /// Deletes blobs no tag reaches and the temp files of blob writers that are gone (an
+    /// interrupted import or pull); returns how many files and bytes.
+    pub fn prune(&self) -> Result<(usize, u64), StoreError> {
+        let _lock = self.lock()?;
+        let index = self.read_index()?;
+        self.collect_garbage(&index, true)
+    }
+
+    /// Deletes blobs that no manifest in `index` references (and, with `dead_temps`, temp files
+    /// whose writer process has exited). Returns how many files and bytes.
+    fn collect_garbage(
+        &self,
+        index: &ImageIndex,
+        dead_temps: bool,
+    ) -> Result<(usize, u64), StoreError> {
         let mut live = HashSet::new();
         for desc in index.manifests() {
             let digest = descriptor_digest(desc)?;
@@ -335,16 +348,36 @@ impl Store {
             live.insert(digest.hex().to_string());
         }
         let dir = self.root.join("blobs/sha256");
-        let mut removed = 0;
+        let mut removed = (0, 0);
         for entry in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
             let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !live.contains(&name) && !name.starts_with(".tmp-") {
+            // A temp blob is named .tmp-PID-NANOS-ATTEMPT by its writer.
+            let doomed = match name.strip_prefix(".tmp-") {
+                Some(rest) => dead_temps && !writer_alive(rest.split('-').next()),
+                None => !live.contains(&name),
+            };
+            if doomed {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
                 fs::remove_file(entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
-                removed += 1;
+                removed.0 += 1;
+                removed.1 += size;
             }
         }
         Ok(removed)
+    }
+}
+
+/// Whether the process whose PID is `pid` (as written in a temp file's name) still runs; a
+/// name that holds no PID counts as alive (it is left alone).
+pub fn writer_alive(pid: Option<&str>) -> bool {
+    match pid.and_then(|p| p.parse::<libc::pid_t>().ok()) {
+        Some(pid) if pid > 0 => {
+            // SAFETY: kill with signal 0 only checks whether the process exists.
+            let r = unsafe { libc::kill(pid, 0) };
+            r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        }
+        _ => true,
     }
 }
 

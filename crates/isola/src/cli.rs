@@ -24,6 +24,9 @@ pub enum Command {
     Import(ImportArgs),
     /// List images
     Images,
+    /// Inspect or prune images
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Remove an image
     Rmi {
         /// NAME[:TAG]
@@ -53,6 +56,25 @@ pub enum Command {
         /// Print one JSON object instead of lines
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Print images as JSON: config, layers, digests, sizes
+    Inspect {
+        /// NAME[:TAG] or NAME@sha256:...
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Delete what no tagged image needs: blobs, unpacked root filesystems, VM disks, leftovers
+    Prune,
+    /// List images (as `isola images`)
+    Ls,
+    /// Remove an image (as `isola rmi`)
+    Rm {
+        /// NAME[:TAG]
+        image: String,
     },
 }
 

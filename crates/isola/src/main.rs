@@ -9,7 +9,7 @@ mod terminal;
 mod vm_disk;
 
 use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Cli, Command, ImageCommand};
 
 /// An error that ends isola with a specific exit status (docker's convention: 125 for isola's
 /// own failures, 126/127 when the command cannot run, otherwise the workload's status).
@@ -43,6 +43,12 @@ fn main() {
         Command::Import(a) => commands::images::import(&paths, a),
         Command::Images => commands::images::images(&paths),
         Command::Rmi { image } => commands::images::rmi(&paths, &image),
+        Command::Image(c) => match c {
+            ImageCommand::Inspect { images } => commands::image::inspect(&paths, &images),
+            ImageCommand::Prune => commands::image::prune(&paths),
+            ImageCommand::Ls => commands::images::images(&paths),
+            ImageCommand::Rm { image } => commands::images::rmi(&paths, &image),
+        },
         Command::Ps { all } => commands::containers::ps(&paths, all),
         Command::Rm { containers, force } => commands::containers::rm(&paths, &containers, force),
         Command::Bundle(a) => commands::bundle::bundle(&paths, a),

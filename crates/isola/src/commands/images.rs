@@ -1,4 +1,5 @@
-//! `isola import`, `isola images`, `isola rmi`.
+//! `isola import`, `isola images`, `isola rmi` (which drops the image's unpacked rootfs and
+//! VM disk once no tag needs them).
 
 use crate::cli::ImportArgs;
 use crate::paths::Paths;
@@ -48,7 +49,7 @@ pub fn import(paths: &Paths, a: ImportArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn human(bytes: u64) -> String {
+pub fn human(bytes: u64) -> String {
     const UNITS: &[&str] = &["B", "kB", "MB", "GB", "TB"];
     let mut v = bytes as f64;
     let mut i = 0;
@@ -127,6 +128,13 @@ pub fn rmi(paths: &Paths, image: &str) -> Result<i32> {
         .any(|i| chain_id(i).ok().as_ref() == Some(&chain));
     if !still_used {
         RootfsCache::new(paths.rootfs_cache()).remove(&chain)?;
+        let disk = paths.vm_images().join(format!("{}.ext4", chain.hex()));
+        match std::fs::remove_file(&disk) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| disk.display().to_string())
+            }
+            _ => {}
+        }
     }
     println!("Untagged: {tagged}");
     Ok(0)
