@@ -83,8 +83,22 @@ impl From<Output> for Run {
 }
 
 impl Env {
+    /// A root holding the sample image.
     pub fn new() -> Env {
-        let base = base();
+        let env = Env::empty();
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(base().join("images"))
+            .arg(env.root.join("images"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        env
+    }
+
+    /// A root with no images at all.
+    pub fn empty() -> Env {
+        require_root();
         let root = std::env::temp_dir().join(
             format!(
                 "isola-e2e-{}-{:?}-{}",
@@ -98,13 +112,6 @@ impl Env {
             .replace(['(', ')'], ""),
         );
         std::fs::create_dir_all(&root).unwrap();
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(base.join("images"))
-            .arg(root.join("images"))
-            .status()
-            .unwrap();
-        assert!(st.success());
         Env { root }
     }
 

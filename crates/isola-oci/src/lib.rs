@@ -6,6 +6,7 @@ pub mod digest;
 pub mod import;
 pub mod overlay;
 pub mod reference;
+pub mod registry;
 pub mod rootfs;
 pub mod store;
 pub mod unpack;

@@ -242,9 +242,11 @@ impl Store {
     pub fn resolve(&self, reference: &Reference) -> Result<Image, StoreError> {
         let tags = self.tags()?;
         let (name, tag, desc) = if let Some(digest) = &reference.digest {
+            let by_digest = format!("{}:{}", reference.name, digest_tag(digest));
             let found = tags.iter().find(|(n, d)| {
-                n.rsplit_once(':').map(|(n, _)| n) == Some(reference.name.as_str())
-                    && descriptor_digest(d).ok().as_ref() == Some(digest)
+                n.as_str() == by_digest
+                    || n.rsplit_once(':').map(|(n, _)| n) == Some(reference.name.as_str())
+                        && descriptor_digest(d).ok().as_ref() == Some(digest)
             });
             match found {
                 Some((_, d)) => (reference.name.clone(), reference.tag.clone(), d.clone()),
@@ -366,6 +368,11 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// The tag an image pulled as `NAME@DIGEST` is stored under.
+pub fn digest_tag(digest: &Digest) -> String {
+    format!("sha256-{}", digest.hex())
 }
 
 /// Whether the process whose PID is `pid` (as written in a temp file's name) still runs; a

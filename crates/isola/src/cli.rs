@@ -22,6 +22,8 @@ pub enum Command {
     Run(RunArgs),
     /// Import a directory, a tar/tar.gz of a root filesystem, or an OCI image layout as an image
     Import(ImportArgs),
+    /// Pull an image from a registry
+    Pull(PullArgs),
     /// List images
     Images,
     /// Inspect or prune images
@@ -148,6 +150,24 @@ pub struct RunArgs {
     /// Command and arguments (default: the image's)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// NAME[:TAG] or NAME@sha256:... (no registry host: Docker Hub)
+    pub image: String,
+    /// Plain HTTP to the registry (loopback registries always use it)
+    #[arg(long)]
+    pub insecure: bool,
+    /// OS/ARCH[/VARIANT] to take from a multi-platform image (default: this host's)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Registry credentials (default: from an auth.json, if it has them)
+    #[arg(short, long, value_name = "USER:PASSWORD")]
+    pub user: Option<String>,
+    /// Print only the image and its digest
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]

@@ -41,6 +41,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(a) => commands::run::run(&paths, a),
         Command::Import(a) => commands::images::import(&paths, a),
+        Command::Pull(a) => commands::pull::pull(&paths, a),
         Command::Images => commands::images::images(&paths),
         Command::Rmi { image } => commands::images::rmi(&paths, &image),
         Command::Image(c) => match c {

@@ -3,5 +3,6 @@ pub mod containers;
 pub mod doctor;
 pub mod image;
 pub mod images;
+pub mod pull;
 pub mod run;
 pub mod run_vm;

@@ -79,7 +79,16 @@ fn valid_name(n: &str) -> bool {
 pub fn image_and_rootfs(paths: &Paths, image: &str) -> Result<(Store, Image, std::path::PathBuf)> {
     let reference: Reference = image.parse()?;
     let store = Store::open(paths.images())?;
-    let image = store.resolve(&reference)?;
+    let image = match store.resolve(&reference) {
+        Err(isola_oci::StoreError::NotFound(what)) => {
+            // As docker does: an image that is not here is pulled first.
+            let opts = isola_oci::registry::PullOptions::default();
+            crate::commands::pull::pull_image(&store, &reference, &opts, false)
+                .map_err(|e| anyhow::anyhow!("no such image: {what} here, and {e:#}"))?;
+            store.resolve(&reference)?
+        }
+        other => other?,
+    };
     let lower = RootfsCache::new(paths.rootfs_cache()).ensure(&store, &image)?;
     Ok((store, image, lower))
 }

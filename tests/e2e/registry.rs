@@ -1,0 +1,324 @@
+//! Pulling from a real registry: Debian's `docker-registry` (the CNCF distribution registry)
+//! started by the test on 127.0.0.1 with its own config and storage, filled by `skopeo copy`
+//! from isola's own store (an OCI layout), then pulled and run by the real binary.
+
+use isola_e2e::Env;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A registry for one test, stopped (and its storage removed) when dropped.
+struct Registry {
+    child: Child,
+    port: u16,
+    storage: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("storage");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: 127.0.0.1:{port}\n",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "docker-registry (Debian package docker-registry) is installed by scripts/test",
+            );
+        let r = Registry {
+            child,
+            port,
+            storage,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "docker-registry did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn name(&self, repo: &str) -> String {
+        format!("127.0.0.1:{}/{repo}", self.port)
+    }
+
+    /// `skopeo copy` from an OCI layout into this registry.
+    fn push(&self, layout: &Path, reference: &str, repo_tag: &str, extra: &[&str]) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .args(extra)
+            .arg(format!("oci:{}:{reference}", layout.display()))
+            .arg(format!("docker://{}", self.name(repo_tag)))
+            .output()
+            .expect("skopeo is installed by scripts/test");
+        assert!(
+            out.status.success(),
+            "skopeo copy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The manifest digest skopeo sees for `repo_tag`.
+    fn digest(&self, repo_tag: &str) -> String {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+            .arg(format!("docker://{}", self.name(repo_tag)))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn layout(env: &Env) -> PathBuf {
+    env.root.join("images")
+}
+
+#[test]
+fn pull_oci_and_docker_images_and_run_them() {
+    let env = Env::new();
+    let reg = Registry::start();
+    reg.push(&layout(&env), "sample:latest", "demo/sample:1.0", &[]);
+    reg.push(
+        &layout(&env),
+        "sample:latest",
+        "demo/sample-v2s2:1.0",
+        &["--format", "v2s2"],
+    );
+    // A fresh root: nothing but what the pull brings.
+    let fresh = Env::empty();
+    for repo in ["demo/sample:1.0", "demo/sample-v2s2:1.0"] {
+        let name = reg.name(repo);
+        let r = fresh.isola(&["pull", &name]);
+        assert_eq!(r.code, 0, "{repo}: {}", r.stderr);
+        let digest = reg.digest(repo);
+        assert_eq!(r.stdout, format!("{name} {digest}\n"), "{repo}");
+        if repo == "demo/sample:1.0" {
+            // (The v2s2 copy has the same config and layer bytes: those are then present.)
+            assert!(r.stderr.contains("fetching"), "{}", r.stderr);
+        }
+        assert!(fresh.isola(&["images"]).stdout.contains(&digest));
+        let r = fresh.isola(&["run", "--rm", &name, "echo", "pulled"]);
+        assert_eq!((r.code, r.stdout.as_str()), (0, "pulled\n"), "{}", r.stderr);
+        // Again: every blob is already there, nothing is fetched.
+        let r = fresh.isola(&["pull", &name]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(!r.stderr.contains("fetching"), "{}", r.stderr);
+        assert!(r.stderr.contains("already present"), "{}", r.stderr);
+        // By digest, and quietly.
+        let by_digest = format!("{}@{digest}", reg.name(repo.split(':').next().unwrap()));
+        let r = fresh.isola(&["pull", "-q", &by_digest]);
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{}", r.stderr);
+        let r = fresh.isola(&["run", "--rm", &by_digest, "true"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    fresh.assert_clean();
+}
+
+#[test]
+fn run_pulls_an_image_it_does_not_have() {
+    let env = Env::new();
+    let reg = Registry::start();
+    reg.push(&layout(&env), "sample:latest", "demo/auto:2", &[]);
+    let fresh = Env::empty();
+    let name = reg.name("demo/auto:2");
+    let r = fresh.isola(&["run", "--rm", &name, "sh", "-c", "echo ran; exit 3"]);
+    assert_eq!((r.code, r.stdout.as_str()), (3, "ran\n"), "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with(&format!("Pulling {name}")),
+        "{}",
+        r.stderr
+    );
+    // A name no registry has: one line, exit 125, nothing left.
+    let r = fresh.isola(&["run", "--rm", &reg.name("demo/none:1"), "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("no such image"), "{}", r.stderr);
+    assert!(r.stderr.contains("404"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    fresh.assert_clean();
+}
+
+#[test]
+fn a_multi_platform_index_gives_this_hosts_image_or_the_one_asked_for() {
+    let env = Env::new();
+    // An index of two platforms: the sample as linux/amd64, and the same layers with an arm64
+    // config.
+    let work = tempfile::tempdir().unwrap();
+    let multi = work.path().join("multi");
+    build_multi_platform_layout(&env, &multi);
+    let reg = Registry::start();
+    reg.push(&multi, "multi", "demo/multi:1", &["--all"]);
+    let fresh = Env::empty();
+    let name = reg.name("demo/multi:1");
+    let arch = |fresh: &Env, name: &str| {
+        let r = fresh.isola(&["image", "inspect", name]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v[0]["Architecture"].as_str().unwrap().to_string()
+    };
+    assert_eq!(fresh.isola(&["pull", &name]).code, 0);
+    assert_eq!(arch(&fresh, &name), "amd64");
+    let arm = reg.name("demo/multi:1");
+    let r = fresh.isola(&["pull", "--platform", "linux/arm64", &arm]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(arch(&fresh, &arm), "arm64");
+    let r = fresh.isola(&["pull", "--platform", "linux/s390x", &name]);
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr.contains("no image for platform linux/s390x")
+            && r.stderr.contains("linux/amd64")
+            && r.stderr.contains("linux/arm64"),
+        "{}",
+        r.stderr
+    );
+    fresh.assert_clean();
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_refused_and_not_tagged() {
+    let env = Env::new();
+    let reg = Registry::start();
+    reg.push(&layout(&env), "sample:latest", "demo/bad:1", &[]);
+    // Damage the biggest blob in the registry's storage (a layer), keeping its length.
+    let mut biggest: Option<(u64, PathBuf)> = None;
+    let mut stack = vec![reg.storage.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "data") {
+                let len = p.metadata().unwrap().len();
+                if biggest.as_ref().is_none_or(|(l, _)| len > *l) {
+                    biggest = Some((len, p));
+                }
+            }
+        }
+    }
+    let (len, data) = biggest.unwrap();
+    std::fs::write(&data, vec![0x5a; len as usize]).unwrap();
+    let fresh = Env::empty();
+    let name = reg.name("demo/bad:1");
+    let r = fresh.isola(&["pull", &name]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("content hashes to"), "{}", r.stderr);
+    assert!(!fresh.isola(&["images"]).stdout.contains("demo/bad"));
+    let r = fresh.isola(&["run", "--rm", &name, "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    fresh.assert_clean();
+}
+
+/// An OCI layout holding an index of the sample for linux/amd64 and linux/arm64 (the arm64
+/// entry: the sample's layers under a config that says arm64), tagged `multi`.
+fn build_multi_platform_layout(env: &Env, dir: &Path) {
+    let store = layout(env);
+    let blobs = store.join("blobs/sha256");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    let sample = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "sample:latest")
+        .unwrap()
+        .clone();
+    let hex = |d: &serde_json::Value| d.as_str().unwrap()["sha256:".len()..].to_string();
+    let manifest_bytes = std::fs::read(blobs.join(hex(&sample["digest"]))).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    let config_bytes = std::fs::read(blobs.join(hex(&manifest["config"]["digest"]))).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&config_bytes).unwrap();
+    config["architecture"] = "arm64".into();
+    let out = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&out).unwrap();
+    let put = |bytes: &[u8]| -> (String, usize) {
+        use sha2_lite::digest_hex;
+        let h = digest_hex(bytes);
+        std::fs::write(out.join(&h), bytes).unwrap();
+        (format!("sha256:{h}"), bytes.len())
+    };
+    for layer in manifest["layers"].as_array().unwrap() {
+        std::fs::copy(
+            blobs.join(hex(&layer["digest"])),
+            out.join(hex(&layer["digest"])),
+        )
+        .unwrap();
+    }
+    put(&config_bytes);
+    let (amd, amd_size) = put(&manifest_bytes);
+    let (arm_config, arm_config_size) = put(&serde_json::to_vec(&config).unwrap());
+    let mut arm_manifest = manifest.clone();
+    arm_manifest["config"]["digest"] = arm_config.into();
+    arm_manifest["config"]["size"] = arm_config_size.into();
+    let (arm, arm_size) = put(&serde_json::to_vec(&arm_manifest).unwrap());
+    let entry = |digest: String, size: usize, arch: &str| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "platform": {"os": "linux", "architecture": arch}
+        })
+    };
+    let inner = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(amd, amd_size, "amd64"), entry(arm, arm_size, "arm64")]
+    });
+    let (inner_digest, inner_size) = put(&serde_json::to_vec(&inner).unwrap());
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": inner_digest, "size": inner_size,
+            "annotations": {"org.opencontainers.image.ref.name": "multi"}
+        }]
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// SHA-256 by `sha256sum`, to keep the test free of the code under test.
+mod sha2_lite {
+    pub fn digest_hex(bytes: &[u8]) -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout)[..64].to_string()
+    }
+}
