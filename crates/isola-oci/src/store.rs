@@ -270,17 +270,7 @@ impl Store {
         let manifest_digest = descriptor_digest(desc)?;
         let bytes = self.read_blob(&manifest_digest)?;
         let manifest = parse_manifest(&bytes, &manifest_digest)?;
-        let config_digest = descriptor_digest(manifest.config())?;
-        let config: ImageConfiguration =
-            serde_json::from_slice(&self.read_blob(&config_digest)?)
-                .map_err(|e| StoreError::Invalid(format!("image config {config_digest}: {e}")))?;
-        if config.rootfs().diff_ids().len() != manifest.layers().len() {
-            return Err(StoreError::Invalid(format!(
-                "image {name}:{tag}: manifest has {} layers but config has {} diff_ids",
-                manifest.layers().len(),
-                config.rootfs().diff_ids().len()
-            )));
-        }
+        let (config_digest, config) = self.image_config(&manifest, &manifest_digest)?;
         Ok(Image {
             name,
             tag,
@@ -289,6 +279,27 @@ impl Store {
             config_digest,
             config,
         })
+    }
+
+    /// The config `manifest` (whose digest is `digest`) names, checked to give one diff_id
+    /// per layer.
+    pub fn image_config(
+        &self,
+        manifest: &ImageManifest,
+        digest: &Digest,
+    ) -> Result<(Digest, ImageConfiguration), StoreError> {
+        let config_digest = descriptor_digest(manifest.config())?;
+        let config: ImageConfiguration =
+            serde_json::from_slice(&self.read_blob(&config_digest)?)
+                .map_err(|e| StoreError::Invalid(format!("image config {config_digest}: {e}")))?;
+        if config.rootfs().diff_ids().len() != manifest.layers().len() {
+            return Err(StoreError::Invalid(format!(
+                "manifest {digest} has {} layers but its config has {} diff_ids",
+                manifest.layers().len(),
+                config.rootfs().diff_ids().len()
+            )));
+        }
+        Ok((config_digest, config))
     }
 
     /// All tagged images, sorted by name.

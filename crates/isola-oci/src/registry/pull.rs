@@ -8,7 +8,7 @@ use super::{Credentials, Location, RegistryError};
 use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::store::{descriptor_digest, parse_manifest, Store};
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, MediaType};
+use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 
 #[derive(Clone, Debug, Default)]
 pub struct PullOptions {
@@ -174,16 +174,7 @@ pub fn pull(
     }
     // The image must load (its config parses and names one diff_id per layer) before a tag
     // points at it.
-    let config_digest = descriptor_digest(manifest.config())?;
-    let config: ImageConfiguration = serde_json::from_slice(&store.read_blob(&config_digest)?)
-        .map_err(|e| RegistryError::Invalid(format!("image config {config_digest}: {e}")))?;
-    if config.rootfs().diff_ids().len() != manifest.layers().len() {
-        return Err(RegistryError::Invalid(format!(
-            "manifest {digest} has {} layers but its config {} diff_ids",
-            manifest.layers().len(),
-            config.rootfs().diff_ids().len()
-        )));
-    }
+    store.image_config(&manifest, &digest)?;
     // The manifest's own bytes, unchanged, so its digest stays the registry's.
     let (stored, size) = store.put_blob_bytes(&bytes)?;
     debug_assert_eq!(stored, digest);
