@@ -149,6 +149,27 @@ fn pull_oci_and_docker_images_and_run_them() {
 }
 
 #[test]
+fn zstd_layers_pull_and_run() {
+    let env = Env::new();
+    let reg = Registry::start();
+    reg.push(
+        &layout(&env),
+        "sample:latest",
+        "demo/zstd:1",
+        &["--dest-compress", "--dest-compress-format", "zstd"],
+    );
+    let fresh = Env::empty();
+    let name = reg.name("demo/zstd:1");
+    let r = fresh.isola(&["pull", &name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = fresh.isola(&["image", "inspect", &name]);
+    assert!(r.stdout.contains("tar+zstd"), "a zstd layer: {}", r.stdout);
+    let r = fresh.isola(&["run", "--rm", &name, "echo", "zstd"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "zstd\n"), "{}", r.stderr);
+    fresh.assert_clean();
+}
+
+#[test]
 fn run_pulls_an_image_it_does_not_have() {
     let env = Env::new();
     let reg = Registry::start();

@@ -39,18 +39,22 @@ pub enum UnpackError {
         expected: Digest,
         actual: Digest,
     },
-    #[error("layer {layer}: {what} compression is not supported yet")]
-    Compression { layer: String, what: &'static str },
 }
 
-/// The compression of a layer stream, from its first bytes.
-fn sniff(head: &[u8]) -> Result<Option<&'static str>, &'static str> {
+/// How a layer stream is compressed, from its first bytes (media types can lie; magic can't).
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+fn sniff(head: &[u8]) -> Compression {
     if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Some("gzip"))
+        Compression::Gzip
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err("zstd")
+        Compression::Zstd
     } else {
-        Ok(None)
+        Compression::None
     }
 }
 
@@ -75,9 +79,11 @@ pub fn apply_layer_blob(
         let mut buffered = BufReader::with_capacity(1 << 16, &mut blob);
         let head = buffered.fill_buf().map_err(io_err)?.to_vec();
         let decompressed: Box<dyn Read + '_> = match sniff(&head) {
-            Ok(Some(_gzip)) => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-            Ok(None) => Box::new(buffered),
-            Err(what) => return Err(UnpackError::Compression { layer: name, what }),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(io_err)?)
+            }
+            Compression::None => Box::new(buffered),
         };
         let mut hashing = HashingReader::new(decompressed);
         apply_tar(&mut hashing, root, &name)?;
