@@ -1,6 +1,13 @@
 //! The end-to-end harness: every test drives the real `isola` binary, as root, in its own
 //! `ISOLA_ROOT` holding a copy of the built-in sample image.
 
+pub mod support {
+    //! Servers the registry tests run: docker-registry, an HTTP front, a token service.
+    pub mod front;
+    pub mod registry;
+    pub mod token;
+}
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;

@@ -2,106 +2,9 @@
 //! started by the test on 127.0.0.1 with its own config and storage, filled by `skopeo copy`
 //! from isola's own store (an OCI layout), then pulled and run by the real binary.
 
+use isola_e2e::support::registry::Registry;
 use isola_e2e::Env;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// A registry for one test, stopped (and its storage removed) when dropped.
-struct Registry {
-    child: Child,
-    port: u16,
-    storage: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = dir.path().join("storage");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "docker-registry (Debian package docker-registry) is installed by scripts/test",
-            );
-        let r = Registry {
-            child,
-            port,
-            storage,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "docker-registry did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    fn name(&self, repo: &str) -> String {
-        format!("127.0.0.1:{}/{repo}", self.port)
-    }
-
-    /// `skopeo copy` from an OCI layout into this registry.
-    fn push(&self, layout: &Path, reference: &str, repo_tag: &str, extra: &[&str]) {
-        let out = Command::new("skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
-            .args(extra)
-            .arg(format!("oci:{}:{reference}", layout.display()))
-            .arg(format!("docker://{}", self.name(repo_tag)))
-            .output()
-            .expect("skopeo is installed by scripts/test");
-        assert!(
-            out.status.success(),
-            "skopeo copy: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The manifest digest skopeo sees for `repo_tag`.
-    fn digest(&self, repo_tag: &str) -> String {
-        let out = Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
-            .arg(format!("docker://{}", self.name(repo_tag)))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn layout(env: &Env) -> PathBuf {
     env.root.join("images")
@@ -124,7 +27,7 @@ fn pull_oci_and_docker_images_and_run_them() {
         let name = reg.name(repo);
         let r = fresh.isola(&["pull", &name]);
         assert_eq!(r.code, 0, "{repo}: {}", r.stderr);
-        let digest = reg.digest(repo);
+        let digest = reg.digest(repo, &[]);
         assert_eq!(r.stdout, format!("{name} {digest}\n"), "{repo}");
         if repo == "demo/sample:1.0" {
             // (The v2s2 copy has the same config and layer bytes: those are then present.)
@@ -234,22 +137,7 @@ fn a_blob_that_does_not_match_its_digest_is_refused_and_not_tagged() {
     let reg = Registry::start();
     reg.push(&layout(&env), "sample:latest", "demo/bad:1", &[]);
     // Damage the biggest blob in the registry's storage (a layer), keeping its length.
-    let mut biggest: Option<(u64, PathBuf)> = None;
-    let mut stack = vec![reg.storage.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "data") {
-                let len = p.metadata().unwrap().len();
-                if biggest.as_ref().is_none_or(|(l, _)| len > *l) {
-                    biggest = Some((len, p));
-                }
-            }
-        }
-    }
-    let (len, data) = biggest.unwrap();
+    let (len, data) = reg.biggest_blob();
     std::fs::write(&data, vec![0x5a; len as usize]).unwrap();
     let fresh = Env::empty();
     let name = reg.name("demo/bad:1");

@@ -31,6 +31,8 @@ pub struct Image {
     pub name: String,
     pub tag: String,
     pub manifest_digest: Digest,
+    /// The manifest's media type, as its descriptor in the index says.
+    pub manifest_media_type: String,
     pub manifest: ImageManifest,
     pub config_digest: Digest,
     pub config: ImageConfiguration,
@@ -275,6 +277,7 @@ impl Store {
             name,
             tag,
             manifest_digest,
+            manifest_media_type: desc.media_type().to_string(),
             manifest,
             config_digest,
             config,

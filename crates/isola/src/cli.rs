@@ -24,6 +24,15 @@ pub enum Command {
     Import(ImportArgs),
     /// Pull an image from a registry
     Pull(PullArgs),
+    /// Push an image to a registry
+    Push(PushArgs),
+    /// Give an image another name
+    Tag {
+        /// NAME[:TAG] of an image in the store
+        source: String,
+        /// NAME[:TAG] to give it
+        target: String,
+    },
     /// List images
     Images,
     /// Inspect or prune images
@@ -166,6 +175,23 @@ pub struct PullArgs {
     #[arg(short, long, value_name = "USER:PASSWORD")]
     pub user: Option<String>,
     /// Print only the image and its digest
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// NAME[:TAG] of an image in the store
+    pub image: String,
+    /// Where to push it, REGISTRY/NAME[:TAG] (default: the image's own name and tag)
+    pub destination: Option<String>,
+    /// Plain HTTP to the registry (loopback registries always use it)
+    #[arg(long)]
+    pub insecure: bool,
+    /// Registry credentials (default: from an auth.json, if it has them)
+    #[arg(short, long, value_name = "USER:PASSWORD")]
+    pub user: Option<String>,
+    /// Print only the destination and its digest
     #[arg(short, long)]
     pub quiet: bool,
 }

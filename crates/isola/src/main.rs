@@ -42,6 +42,8 @@ fn main() {
         Command::Run(a) => commands::run::run(&paths, a),
         Command::Import(a) => commands::images::import(&paths, a),
         Command::Pull(a) => commands::pull::pull(&paths, a),
+        Command::Push(a) => commands::push::push(&paths, a),
+        Command::Tag { source, target } => commands::push::tag(&paths, &source, &target),
         Command::Images => commands::images::images(&paths),
         Command::Rmi { image } => commands::images::rmi(&paths, &image),
         Command::Image(c) => match c {

@@ -1,14 +1,16 @@
 //! Images from registries, over the OCI distribution API: where a reference lives, how to
-//! authenticate (anonymous, bearer token from a `WWW-Authenticate` challenge, basic), and the
-//! pull itself. The HTTP side is ureq (sync, rustls): measured here, a pull-capable binary with
+//! authenticate (anonymous, bearer token from a `WWW-Authenticate` challenge, basic), pull
+//! and push. The HTTP side is ureq (sync, rustls): measured here, a pull-capable binary with
 //! it is 2.4 MB, with oci-client's reqwest/tokio stack 7.2 MB — more than isola itself.
 
 mod auth;
 mod client;
 pub mod pull;
+pub mod push;
 
 pub use auth::Credentials;
 pub use pull::{pull, PullEvent, PullOptions, Pulled};
+pub use push::{push, PushEvent, PushOptions, Pushed};
 
 use crate::digest::Digest;
 

@@ -27,6 +27,8 @@ pub enum PullEvent<'a> {
     Present { digest: &'a Digest, size: u64 },
     /// A blob is being fetched.
     Fetching { digest: &'a Digest, size: u64 },
+    /// This many bytes of a blob being fetched have arrived.
+    Progress { digest: &'a Digest, bytes: u64 },
     /// A blob arrived and matched its digest.
     Fetched { digest: &'a Digest, size: u64 },
 }
@@ -114,7 +116,7 @@ pub fn pull(
         .credentials
         .clone()
         .or_else(|| Credentials::from_auth_files(&location.registry));
-    let mut client = Client::new(location, credentials);
+    let mut client = Client::new(location, credentials, "pull");
     let wanted = match &reference.digest {
         Some(d) => d.to_string(),
         None => reference.tag.clone(),
@@ -168,7 +170,9 @@ pub fn pull(
             digest: &d,
             size: desc.size(),
         });
-        let size = client.blob_into(&d, store)?;
+        let size = client.blob_into(&d, store, &mut |bytes| {
+            progress(PullEvent::Progress { digest: &d, bytes })
+        })?;
         fetched += size;
         progress(PullEvent::Fetched { digest: &d, size });
     }

@@ -3,6 +3,8 @@ pub mod containers;
 pub mod doctor;
 pub mod image;
 pub mod images;
+pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod run;
 pub mod run_vm;

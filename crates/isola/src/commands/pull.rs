@@ -1,25 +1,25 @@
 //! `isola pull REF`, and the pull `isola run` does for an image it does not have.
 
 use crate::cli::PullArgs;
-use crate::commands::images::human;
-use crate::paths::Paths;
+use crate::commands::progress::BlobReport;
 use anyhow::{anyhow, Result};
 use isola_oci::registry::{self, Credentials, Location, PullEvent, PullOptions, Pulled};
 use isola_oci::{Reference, Store};
 
-pub fn pull(paths: &Paths, a: PullArgs) -> Result<i32> {
+/// `--user USER:PASSWORD`.
+pub fn credentials(user: Option<&str>) -> Result<Option<Credentials>> {
+    user.map(|u| {
+        Credentials::parse(u).ok_or_else(|| anyhow!("--user {u:?}: expected USER:PASSWORD"))
+    })
+    .transpose()
+}
+
+pub fn pull(paths: &crate::paths::Paths, a: PullArgs) -> Result<i32> {
     let reference: Reference = a.image.parse()?;
-    let credentials = a
-        .user
-        .as_deref()
-        .map(|u| {
-            Credentials::parse(u).ok_or_else(|| anyhow!("--user {u:?}: expected USER:PASSWORD"))
-        })
-        .transpose()?;
     let opts = PullOptions {
         insecure: a.insecure,
         platform: a.platform.clone(),
-        credentials,
+        credentials: credentials(a.user.as_deref())?,
     };
     let store = Store::open(paths.images())?;
     let pulled = pull_image(&store, &reference, &opts, a.quiet)?;
@@ -35,27 +35,20 @@ pub fn pull_image(
     quiet: bool,
 ) -> Result<Pulled> {
     let location = Location::of(&reference.name, opts.insecure);
+    let mut report = BlobReport::new(quiet);
     // Said once the registry has answered with a manifest: a pull that fails before that is
     // one line, the error.
-    let mut report = |e: PullEvent| {
-        if quiet {
-            return;
-        }
-        match e {
-            PullEvent::Manifest { digest, layers } => eprintln!(
-                "Pulling {reference} from {}: manifest {} ({layers} layers)",
-                location.base(),
-                digest.short()
-            ),
-            PullEvent::Present { digest, size } => {
-                eprintln!("  {} {:>8} already present", digest.short(), human(size))
-            }
-            PullEvent::Fetching { digest, size } => {
-                eprintln!("  {} {:>8} fetching", digest.short(), human(size))
-            }
-            PullEvent::Fetched { digest, .. } => eprintln!("  {} done", digest.short()),
-        }
+    let mut on_event = |e: PullEvent| match e {
+        PullEvent::Manifest { digest, layers } => report.say(&format!(
+            "Pulling {reference} from {}: manifest {} ({layers} layers)",
+            location.base(),
+            digest.short()
+        )),
+        PullEvent::Present { digest, size } => report.present(digest, size),
+        PullEvent::Fetching { digest, size } => report.start(digest, size, "fetching"),
+        PullEvent::Progress { digest, bytes } => report.progress(digest, bytes),
+        PullEvent::Fetched { digest, .. } => report.done(digest),
     };
-    registry::pull(store, reference, opts, &mut report)
+    registry::pull(store, reference, opts, &mut on_event)
         .map_err(|e| anyhow!("pulling {reference}: {e}"))
 }
