@@ -61,6 +61,9 @@ fn sniff(head: &[u8]) -> Compression {
 /// Applies the layer blob `layer` from `store` onto `root`, checking the blob against its digest
 /// and the uncompressed stream against `diff_id`. On error the root is left half-applied: the
 /// caller discards it.
+///
+/// Two threads: one reads, decompresses and hashes the blob, the other (this one) creates the
+/// files — so decompression runs while the kernel creates inodes.
 pub fn apply_layer_blob(
     store: &Store,
     layer: &Digest,
@@ -72,33 +75,122 @@ pub fn apply_layer_blob(
         layer: name.clone(),
         source,
     };
-    let mut blob: VerifiedReader<File> = store
+    let blob: VerifiedReader<File> = store
         .open_blob(layer)
         .map_err(|e| io_err(io::Error::other(e.to_string())))?;
-    {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(CHUNKS_IN_FLIGHT);
+    let (applied, produced) = std::thread::scope(|s| {
+        let producer = s.spawn(move || decompress_into(blob, tx));
+        let applied = apply_tar(
+            ChunkReader {
+                rx,
+                chunk: Vec::new(),
+                at: 0,
+            },
+            root,
+            &name,
+        );
+        // The reader is gone with apply_tar: the producer, if still sending, stops sending
+        // (it reads on to the end, so the digests still cover every byte).
+        (applied, producer.join())
+    });
+    let produced = produced.map_err(|_| io_err(io::Error::other("the decompressor panicked")))?;
+    // The stream's own failure (a damaged blob, bad compression) says more than the tar
+    // reader's view of it.
+    let actual = match (produced, applied) {
+        (Err(e), _) => return Err(io_err(e)),
+        (Ok(_), Err(e)) => return Err(e),
+        (Ok(actual), Ok(())) => actual,
+    };
+    if &actual != diff_id {
+        return Err(UnpackError::DiffId {
+            layer: name,
+            expected: diff_id.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Decompressed chunks queued between the threads (`CHUNK` bytes each).
+const CHUNKS_IN_FLIGHT: usize = 4;
+const CHUNK: usize = 128 << 10;
+
+/// Reads `blob` to its end — decompressing by its magic, hashing what comes out, and the
+/// blob's own digest checked at its end — sending the decompressed bytes to `tx` while anyone
+/// listens. Returns the digest of the decompressed stream (the diff ID).
+fn decompress_into(
+    mut blob: VerifiedReader<File>,
+    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> io::Result<Digest> {
+    let result = (|| {
         let mut buffered = BufReader::with_capacity(1 << 16, &mut blob);
-        let head = buffered.fill_buf().map_err(io_err)?.to_vec();
-        let decompressed: Box<dyn Read + '_> = match sniff(&head) {
+        let head = buffered.fill_buf()?.to_vec();
+        let decompressed: Box<dyn Read> = match sniff(&head) {
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-            Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(io_err)?)
-            }
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
             Compression::None => Box::new(buffered),
         };
         let mut hashing = HashingReader::new(decompressed);
-        apply_tar(&mut hashing, root, &name)?;
-        let (actual, _) = hashing.finish().map_err(io_err)?;
-        if &actual != diff_id {
-            return Err(UnpackError::DiffId {
-                layer: name,
-                expected: diff_id.clone(),
-                actual,
-            });
+        let mut listening = true;
+        loop {
+            let mut chunk = vec![0; CHUNK];
+            let mut filled = 0;
+            while filled < CHUNK {
+                match hashing.read(&mut chunk[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            chunk.truncate(filled);
+            if listening && tx.send(Ok(chunk)).is_err() {
+                listening = false;
+            }
         }
+        let (digest, _) = hashing.finish()?;
+        Ok(digest)
+    })();
+    let result = result.and_then(|digest| {
+        // What the decompressor left (trailing bytes), so the blob digest is checked.
+        io::copy(&mut blob, &mut io::sink())?;
+        Ok(digest)
+    });
+    if let Err(e) = &result {
+        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
     }
-    // Read what the decompressor left (trailing bytes) so the blob digest is checked.
-    io::copy(&mut blob, &mut io::sink()).map_err(io_err)?;
-    Ok(())
+    result
+}
+
+/// The reading end of the decompressor's channel.
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                // The sender is done: the end of the stream.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Normalises a tar entry name to a path inside the root. `..` anywhere is refused.

@@ -34,6 +34,8 @@ pub enum PullEvent<'a> {
 }
 
 pub struct Pulled {
+    /// What the image is tagged as in the store now.
+    pub reference: Reference,
     pub manifest_digest: Digest,
     pub fetched_bytes: u64,
 }
@@ -205,6 +207,7 @@ pub fn pull(
     };
     store.tag(&tagged, desc)?;
     Ok(Pulled {
+        reference: tagged,
         manifest_digest: digest,
         fetched_bytes: fetched,
     })

@@ -4,6 +4,7 @@ use crate::cli::PullArgs;
 use crate::commands::progress::BlobReport;
 use anyhow::{anyhow, Result};
 use isola_oci::registry::{self, Credentials, Location, PullEvent, PullOptions, Pulled};
+use isola_oci::rootfs::RootfsCache;
 use isola_oci::{Reference, Store};
 
 /// `--user USER:PASSWORD`.
@@ -23,6 +24,12 @@ pub fn pull(paths: &crate::paths::Paths, a: PullArgs) -> Result<i32> {
     };
     let store = Store::open(paths.images())?;
     let pulled = pull_image(&store, &reference, &opts, a.quiet)?;
+    // As `docker pull` does: the image is unpacked too, ready for its first run.
+    let image = store.resolve(&pulled.reference)?;
+    let rootfs = RootfsCache::new(paths.rootfs_cache()).ensure(&store, &image)?;
+    if !a.quiet {
+        eprintln!("Unpacked to {}", rootfs.display());
+    }
     println!("{reference} {}", pulled.manifest_digest);
     Ok(0)
 }
