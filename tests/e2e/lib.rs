@@ -217,6 +217,20 @@ impl Env {
     }
 }
 
+/// Whether this host runs VM isolation; when not, says so loudly (the test host runs the
+/// tests that need it: tests/e2e/testhost.rs fails a suite that prints this there).
+pub fn vm_capable(env: &Env) -> bool {
+    let r = env.isola(&["doctor", "--json"]);
+    let ok = r.stdout.contains("\"vm\": true");
+    if !ok {
+        eprintln!(
+            "NOT RUN HERE: this host cannot run VM isolation (see `isola doctor`); \
+             tests/e2e/testhost.rs runs these tests inside the emulated test host"
+        );
+    }
+    ok
+}
+
 /// Cgroup directories of the container whose ID starts with `short_id` (a cgroup cannot be
 /// removed while a process is in it, so none left also means no process left).
 pub fn cgroups_of(short_id: &str) -> Vec<PathBuf> {

@@ -51,6 +51,53 @@ fn pull_oci_and_docker_images_and_run_them() {
     fresh.assert_clean();
 }
 
+/// Every kind of pulled image runs the same at both isolation levels (the VM half where KVM
+/// runs guests: tests/e2e/testhost.rs runs this test inside the emulated test host).
+#[test]
+fn pulled_images_run_the_same_in_a_container_and_a_vm() {
+    let env = Env::new();
+    let reg = Registry::start();
+    let kinds: [(&str, &[&str]); 3] = [
+        ("demo/oci-gzip:1", &[]),
+        ("demo/docker-v2s2:1", &["--format", "v2s2"]),
+        (
+            "demo/oci-zstd:1",
+            &["--dest-compress", "--dest-compress-format", "zstd"],
+        ),
+    ];
+    let fresh = Env::empty();
+    let vm = isola_e2e::vm_capable(&fresh);
+    for (repo, how) in kinds {
+        reg.push(&layout(&env), "sample:latest", repo, how);
+        let name = reg.name(repo);
+        let r = fresh.isola(&["pull", "-q", &name]);
+        assert_eq!(r.code, 0, "{repo}: {}", r.stderr);
+        let mut levels = vec!["container"];
+        if vm {
+            levels.push("vm");
+        }
+        for level in levels {
+            let r = fresh.isola(&[
+                "run",
+                "--rm",
+                "--isolation",
+                level,
+                &name,
+                "sh",
+                "-c",
+                "echo $(id -u) $(cat /etc/os-release 2>/dev/null | wc -l) ran; exit 4",
+            ]);
+            assert_eq!(
+                (r.code, r.stdout.as_str()),
+                (4, "0 0 ran\n"),
+                "{repo} --isolation {level}: {}",
+                r.stderr
+            );
+        }
+    }
+    fresh.assert_clean();
+}
+
 #[test]
 fn zstd_layers_pull_and_run() {
     let env = Env::new();

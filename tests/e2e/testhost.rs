@@ -102,6 +102,16 @@ fn doctor_inside_the_testhost_finds_usable_kvm_and_cgroup_v2() {
 /// Runs the test binary `name` (built by cargo next to this one) inside the test host and
 /// returns its stdout, asserting it passed.
 fn suite_inside_the_testhost(name: &str, threads: &str) -> String {
+    suite_inside_the_testhost_with(name, threads, &[], &[])
+}
+
+/// As `suite_inside_the_testhost`, with more host paths copied in and test-name filters.
+fn suite_inside_the_testhost_with(
+    name: &str,
+    threads: &str,
+    includes: &[&str],
+    filters: &[&str],
+) -> String {
     let deps = std::env::current_exe()
         .unwrap()
         .parent()
@@ -120,19 +130,15 @@ fn suite_inside_the_testhost(name: &str, threads: &str) -> String {
             panic!("the {name} test binary next to this one (cargo test builds it)")
         });
     let suite = suite.to_str().unwrap();
-    let run = || {
-        testhost(&[
-            "--timeout",
-            "900",
-            "--include",
-            suite,
-            "--",
-            suite,
-            &format!("--test-threads={threads}"),
-            // Uncaptured, so a test that skips says so where this test can see it.
-            "--nocapture",
-        ])
-    };
+    let threads = format!("--test-threads={threads}");
+    let mut args = vec!["--timeout", "900", "--include", suite];
+    for i in includes {
+        args.extend(["--include", i]);
+    }
+    // Uncaptured, so a test that skips says so where this test can see it.
+    args.extend(["--", suite, threads.as_str(), "--nocapture"]);
+    args.extend(filters);
+    let run = || testhost(&args);
     let mut out = run();
     // Every isola run inside is bounded by the harness's watchdog (300 s), so a suite that
     // outlives the test host's own limit means the emulated host itself stopped making
@@ -170,4 +176,21 @@ fn container_suite_passes_on_pure_cgroup_v2() {
 fn vm_suite_passes_where_kvm_works() {
     let stdout = suite_inside_the_testhost("vm", "1");
     assert!(stdout.contains("test result: ok. 13 passed"), "{stdout}");
+}
+
+/// Images pulled from a registry (docker-registry and skopeo run inside too, on loopback) run
+/// in VMs there, like in containers.
+#[test]
+fn pulled_images_run_in_vms_where_kvm_works() {
+    let stdout = suite_inside_the_testhost_with(
+        "registry",
+        "1",
+        &[
+            "/usr/bin/docker-registry",
+            "/usr/bin/skopeo",
+            "/etc/containers",
+        ],
+        &["pulled_images_run_the_same"],
+    );
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
 }

@@ -3,21 +3,9 @@
 //! where there is none (these development machines) each test says so loudly and returns, and
 //! `testhost.rs` runs this whole binary inside the emulated test host, where there is one.
 
-use isola_e2e::{Env, Run};
+use isola_e2e::{vm_capable, Env, Run};
 use std::io::{Read, Write};
 use std::process::Stdio;
-
-fn vm_capable(env: &Env) -> bool {
-    let r = env.isola(&["doctor", "--json"]);
-    let ok = r.stdout.contains("\"vm\": true");
-    if !ok {
-        eprintln!(
-            "NOT RUN HERE: this host cannot run VM isolation (see `isola doctor`); \
-             tests/e2e/testhost.rs runs these tests inside the emulated test host"
-        );
-    }
-    ok
-}
 
 fn both(env: &Env, args: &[&str]) -> (Run, Run) {
     let run = |iso: &str| {
