@@ -28,6 +28,18 @@ fn blob_files(env: &Env) -> (Vec<String>, Vec<String>) {
     names.into_iter().partition(|n| !n.starts_with('.'))
 }
 
+/// Temp directories in the unpacked-rootfs cache (unpacks in progress or dead).
+fn unpack_temps(env: &Env) -> Vec<String> {
+    std::fs::read_dir(env.root.join("rootfs"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn sample_in(reg: &Registry, env: &Env, repo: &str) {
     reg.push(&env.root.join("images"), "sample:latest", repo, &[]);
 }
@@ -56,6 +68,11 @@ fn a_cut_connection_leaves_no_half_blob_and_the_next_pull_fetches_only_what_is_m
     let (blobs, temps) = blob_files(&fresh);
     assert_eq!(blobs.len(), 1, "only the config is whole: {blobs:?}");
     assert!(temps.is_empty(), "half blobs left: {temps:?}");
+    assert!(
+        unpack_temps(&fresh).is_empty(),
+        "a half rootfs left: {:?}",
+        unpack_temps(&fresh)
+    );
     assert!(!fresh.isola(&["images"]).stdout.contains("demo/cut"));
     healthy.store(true, Ordering::SeqCst);
     let before = front.requests().len();
@@ -125,6 +142,8 @@ fn a_pull_killed_mid_blob_is_not_trusted_and_the_next_pull_completes() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    // It had begun unpacking (the config had come): a half rootfs in a temp directory.
+    assert_eq!(unpack_temps(&fresh).len(), 1, "{:?}", unpack_temps(&fresh));
     let (blobs, temps) = blob_files(&fresh);
     assert_eq!(temps.len(), 1, "the dead pull's partial blob: {temps:?}");
     assert_eq!(blobs.len(), 1, "only the config is whole: {blobs:?}");
@@ -139,10 +158,12 @@ fn a_pull_killed_mid_blob_is_not_trusted_and_the_next_pull_completes() {
         "{}",
         r.stderr
     );
-    // The dead writer's partial blob is litter `image prune` takes.
+    // The dead writer's partial blob, and the rootfs it had begun unpacking, are litter
+    // `image prune` takes.
     let r = fresh.isola(&["image", "prune"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(blob_files(&fresh).1.is_empty(), "{}", r.stdout);
+    assert!(unpack_temps(&fresh).is_empty(), "{}", r.stdout);
     fresh.assert_clean();
 }
 

@@ -32,8 +32,16 @@ fn a_pushed_image_is_what_skopeo_umoci_and_isola_read_back() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, format!("{dest} {local}\n"));
     assert!(r.stderr.contains("uploading"), "{}", r.stderr);
-    // The registry serves the manifest bytes isola stored: the same digest.
+    // The registry serves the manifest bytes isola stored: the same digest, and the sample's
+    // uncompressed layer stays uncompressed.
     assert_eq!(reg.digest("demo/pushed:3", &[]), local);
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{dest}")));
+    assert!(
+        raw.contains("\"application/vnd.oci.image.layer.v1.tar\""),
+        "{raw}"
+    );
     // skopeo copies it out and umoci unpacks it: the sample's files are there.
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("oci");

@@ -278,3 +278,147 @@ mod sha2_lite {
         String::from_utf8_lossy(&out.stdout)[..64].to_string()
     }
 }
+
+/// The sample's manifest, config and layer as stored: (config JSON, layer digest, layer size,
+/// layer diff ID).
+fn sample_parts(env: &Env) -> (serde_json::Value, String, u64, String) {
+    let store = layout(env);
+    let blob = |d: &str| std::fs::read(store.join("blobs/sha256").join(&d[7..])).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    let sample = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "sample:latest")
+        .unwrap()
+        .clone();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(sample["digest"].as_str().unwrap())).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let layer = &manifest["layers"][0];
+    (
+        config.clone(),
+        layer["digest"].as_str().unwrap().to_string(),
+        layer["size"].as_u64().unwrap(),
+        config["rootfs"]["diff_ids"][0]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+/// A manifest for `config` and one layer.
+fn manifest_for(config: &[u8], layer: &str, size: u64, media: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{}", sha2_lite::digest_hex(config)),
+                   "size": config.len()},
+        "layers": [{"mediaType": media, "digest": layer, "size": size}]
+    })
+}
+
+/// A registry that lies: manifests and configs the test writes, layers from docker-registry.
+#[test]
+fn hostile_manifests_are_refused_before_any_rootfs_is_used() {
+    use isola_e2e::support::front::{Answer, Front, Seen};
+    use std::sync::Arc;
+    let env = Env::new();
+    let reg = Registry::start();
+    // isola's push keeps the sample's layer as it is (skopeo's would compress it).
+    let r = env.isola(&["push", "-q", "sample", &reg.name("demo/evil:orig")]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (config, layer, size, diff_id) = sample_parts(&env);
+    // A config whose diff_id is not what the layer unpacks to (one hex digit changed).
+    let mut lying = config.clone();
+    let last = diff_id.chars().last().unwrap();
+    let wrong = format!(
+        "{}{}",
+        &diff_id[..diff_id.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    lying["rootfs"]["diff_ids"][0] = wrong.clone().into();
+    let lying_config = serde_json::to_vec(&lying).unwrap();
+    let tar = "application/vnd.oci.image.layer.v1.tar";
+    let wrong_diff = manifest_for(&lying_config, &layer, size, tar);
+    // A manifest that is also an index.
+    let honest_config = serde_json::to_vec(&config).unwrap();
+    let mut posing = manifest_for(&honest_config, &layer, size, tar);
+    posing["manifests"] = serde_json::json!([]);
+    let served: Vec<(String, Vec<u8>, &str)> = vec![
+        (
+            "/manifests/wrong-diff".into(),
+            serde_json::to_vec(&wrong_diff).unwrap(),
+            "application/vnd.oci.image.manifest.v1+json",
+        ),
+        (
+            "/manifests/posing".into(),
+            serde_json::to_vec(&posing).unwrap(),
+            "application/vnd.oci.image.manifest.v1+json",
+        ),
+        (
+            format!("/blobs/sha256:{}", sha2_lite::digest_hex(&lying_config)),
+            lying_config.clone(),
+            "application/octet-stream",
+        ),
+        (
+            format!("/blobs/sha256:{}", sha2_lite::digest_hex(&honest_config)),
+            honest_config.clone(),
+            "application/octet-stream",
+        ),
+    ];
+    let up = reg.port;
+    let front = Front::start(Arc::new(move |r: &Seen| {
+        match served
+            .iter()
+            .find(|(p, _, _)| r.target.ends_with(p.as_str()))
+        {
+            Some((_, body, media)) => Answer::Respond {
+                status: 200,
+                headers: vec![("Content-Type".into(), media.to_string())],
+                body: body.clone(),
+            },
+            None => Answer::Forward(up),
+        }
+    }));
+    let fresh = Env::empty();
+    let name = |tag: &str| format!("127.0.0.1:{}/demo/evil:{tag}", front.port);
+    let no_rootfs = |env: &Env| {
+        std::fs::read_dir(env.root.join("rootfs"))
+            .map(|rd| rd.count())
+            .unwrap_or(0)
+            == 0
+    };
+    // The layer arrives whole and matches its digest, but unpacks to another diff ID: the
+    // pull fails, nothing is tagged, no rootfs is kept.
+    let r = fresh.isola(&["pull", &name("wrong-diff")]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&wrong) && r.stderr.contains("diff_id"),
+        "{}",
+        r.stderr
+    );
+    assert!(!fresh.isola(&["images"]).stdout.contains("demo/evil"));
+    assert!(no_rootfs(&fresh), "a rootfs was kept");
+    // An index posing as a manifest: refused before any blob is fetched.
+    let before = front.requests().len();
+    let r = fresh.isola(&["pull", &name("posing")]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("index posing as a manifest"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !front.requests()[before..]
+            .iter()
+            .any(|r| r.target.contains("/blobs/")),
+        "blobs fetched for a refused manifest"
+    );
+    assert!(!fresh.isola(&["images"]).stdout.contains("demo/evil"));
+    assert!(no_rootfs(&fresh));
+    fresh.assert_clean();
+}

@@ -19,19 +19,36 @@ pub struct RootfsCache {
 
 /// The OCI chain ID of an image's layers: the identity of the filesystem they build.
 pub fn chain_id(image: &Image) -> Result<Digest, StoreError> {
+    let diff_ids = diff_ids(image)?;
+    chain_id_of(&diff_ids).ok_or_else(|| {
+        StoreError::Invalid(format!("image {}:{} has no layers", image.name, image.tag))
+    })
+}
+
+/// The chain ID of layers with these diff IDs, bottom first (none for no layers).
+pub fn chain_id_of(diff_ids: &[Digest]) -> Option<Digest> {
     let mut chain: Option<Digest> = None;
-    for d in image.config.rootfs().diff_ids() {
-        let diff: Digest = d
-            .parse()
-            .map_err(|e: crate::digest::BadDigest| StoreError::Invalid(e.to_string()))?;
+    for diff in diff_ids {
         chain = Some(match chain {
-            None => diff,
+            None => diff.clone(),
             Some(prev) => Digest::of(format!("{prev} {diff}").as_bytes()),
         });
     }
-    chain.ok_or_else(|| {
-        StoreError::Invalid(format!("image {}:{} has no layers", image.name, image.tag))
-    })
+    chain
+}
+
+/// The image config's diff IDs, bottom first.
+pub fn diff_ids(image: &Image) -> Result<Vec<Digest>, StoreError> {
+    image
+        .config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| {
+            d.parse()
+                .map_err(|e: crate::digest::BadDigest| StoreError::Invalid(e.to_string()))
+        })
+        .collect()
 }
 
 impl RootfsCache {
@@ -48,9 +65,20 @@ impl RootfsCache {
     /// cached rootfs is always complete.
     pub fn ensure(&self, store: &Store, image: &Image) -> Result<PathBuf, StoreError> {
         let chain = chain_id(image)?;
-        let dest = self.path_for(&chain);
+        let Some(mut unpacking) = self.begin(&chain)? else {
+            return Ok(self.path_for(&chain));
+        };
+        for (layer, diff_id) in image.layer_digests()?.iter().zip(diff_ids(image)?) {
+            unpacking.apply(store, layer, &diff_id)?;
+        }
+        unpacking.finish()
+    }
+
+    /// Starts unpacking the rootfs of chain ID `chain` — or None when it is cached already.
+    pub fn begin(&self, chain: &Digest) -> Result<Option<Unpacking<'_>>, StoreError> {
+        let dest = self.path_for(chain);
         if dest.is_dir() {
-            return Ok(dest);
+            return Ok(None);
         }
         fs::create_dir_all(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
         let tmp = self
@@ -61,33 +89,20 @@ impl RootfsCache {
             .mode(0o755)
             .create(&tmp)
             .map_err(|e| StoreError::io(&tmp, e))?;
-        let result = (|| {
-            let root = Root::open(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-            let layers = image.layer_digests()?;
-            for (layer, diff_id) in layers.iter().zip(image.config.rootfs().diff_ids()) {
-                let diff_id: Digest = diff_id
-                    .parse()
-                    .map_err(|e: crate::digest::BadDigest| StoreError::Invalid(e.to_string()))?;
-                apply_layer_blob(store, layer, &diff_id, &root)?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            let _ = self.remove_path(&tmp);
-            return Err(e);
-        }
-        match fs::rename(&tmp, &dest) {
-            Ok(()) => Ok(dest),
-            Err(_) if dest.is_dir() => {
-                // Another isola finished the same rootfs first; keep theirs.
-                self.remove_path(&tmp)?;
-                Ok(dest)
-            }
+        let root = match Root::open(&tmp) {
+            Ok(r) => r,
             Err(e) => {
                 let _ = self.remove_path(&tmp);
-                Err(StoreError::io(&dest, e))
+                return Err(StoreError::io(&tmp, e));
             }
-        }
+        };
+        Ok(Some(Unpacking {
+            cache: self,
+            tmp,
+            dest,
+            root,
+            finished: false,
+        }))
     }
 
     /// Removes a cached rootfs (never following symlinks inside it).
@@ -106,5 +121,52 @@ impl RootfsCache {
         let parent = Root::open(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
         let name = path.file_name().unwrap_or(OsStr::new(""));
         remove_all_at(parent.fd(), name).map_err(|e| StoreError::io(path, e))
+    }
+}
+
+/// A rootfs being unpacked, layer by layer, in a temp directory; `finish` makes it the cached
+/// rootfs. Dropped unfinished (a layer failed, a pull broke off), the temp directory goes.
+pub struct Unpacking<'a> {
+    cache: &'a RootfsCache,
+    tmp: PathBuf,
+    dest: PathBuf,
+    root: Root,
+    finished: bool,
+}
+
+impl Unpacking<'_> {
+    /// Applies the next layer (bottom first), checked against its digest and diff ID.
+    pub fn apply(
+        &mut self,
+        store: &Store,
+        layer: &Digest,
+        diff_id: &Digest,
+    ) -> Result<(), StoreError> {
+        Ok(apply_layer_blob(store, layer, diff_id, &self.root)?)
+    }
+
+    /// Every layer applied: the rootfs takes its place in the cache.
+    pub fn finish(mut self) -> Result<PathBuf, StoreError> {
+        self.finished = true;
+        match fs::rename(&self.tmp, &self.dest) {
+            Ok(()) => Ok(self.dest.clone()),
+            Err(_) if self.dest.is_dir() => {
+                // Another isola finished the same rootfs first; keep theirs.
+                self.cache.remove_path(&self.tmp)?;
+                Ok(self.dest.clone())
+            }
+            Err(e) => {
+                let _ = self.cache.remove_path(&self.tmp);
+                Err(StoreError::io(&self.dest, e))
+            }
+        }
+    }
+}
+
+impl Drop for Unpacking<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.cache.remove_path(&self.tmp);
+        }
     }
 }

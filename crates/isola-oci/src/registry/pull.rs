@@ -31,6 +31,11 @@ pub enum PullEvent<'a> {
     Progress { digest: &'a Digest, bytes: u64 },
     /// A blob arrived and matched its digest.
     Fetched { digest: &'a Digest, size: u64 },
+    /// The config is in: the image's layers unpack to these diff IDs, bottom first.
+    Layers { diff_ids: &'a [Digest] },
+    /// Layer `index` (bottom first) is in the store, verified: it can be unpacked while the
+    /// next ones arrive.
+    LayerReady { index: usize, digest: &'a Digest },
 }
 
 pub struct Pulled {
@@ -159,14 +164,14 @@ pub fn pull(
         layers: manifest.layers().len(),
     });
     let mut fetched = 0;
-    for desc in std::iter::once(manifest.config()).chain(manifest.layers()) {
+    let mut fetch = |desc: &Descriptor, progress: &mut dyn FnMut(PullEvent)| {
         let d = descriptor_digest(desc)?;
         if store.has_blob(&d) {
             progress(PullEvent::Present {
                 digest: &d,
                 size: desc.size(),
             });
-            continue;
+            return Ok(d);
         }
         progress(PullEvent::Fetching {
             digest: &d,
@@ -177,10 +182,26 @@ pub fn pull(
         })?;
         fetched += size;
         progress(PullEvent::Fetched { digest: &d, size });
+        Ok::<_, RegistryError>(d)
+    };
+    // The config first: it must parse and name one diff_id per layer before any layer is
+    // fetched (and before a tag points at the image).
+    fetch(manifest.config(), progress)?;
+    let (_, config) = store.image_config(&manifest, &digest)?;
+    let diff_ids = config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| d.parse())
+        .collect::<Result<Vec<Digest>, _>>()
+        .map_err(|e| RegistryError::Invalid(format!("image config: {e}")))?;
+    progress(PullEvent::Layers {
+        diff_ids: &diff_ids,
+    });
+    for (index, desc) in manifest.layers().iter().enumerate() {
+        let d = fetch(desc, progress)?;
+        progress(PullEvent::LayerReady { index, digest: &d });
     }
-    // The image must load (its config parses and names one diff_id per layer) before a tag
-    // points at it.
-    store.image_config(&manifest, &digest)?;
     // The manifest's own bytes, unchanged, so its digest stays the registry's.
     let (stored, size) = store.put_blob_bytes(&bytes)?;
     debug_assert_eq!(stored, digest);

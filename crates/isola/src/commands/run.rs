@@ -79,17 +79,18 @@ fn valid_name(n: &str) -> bool {
 pub fn image_and_rootfs(paths: &Paths, image: &str) -> Result<(Store, Image, std::path::PathBuf)> {
     let reference: Reference = image.parse()?;
     let store = Store::open(paths.images())?;
+    let cache = RootfsCache::new(paths.rootfs_cache());
     let image = match store.resolve(&reference) {
         Err(isola_oci::StoreError::NotFound(what)) => {
-            // As docker does: an image that is not here is pulled first.
+            // As docker does: an image that is not here is pulled (and unpacked) first.
             let opts = isola_oci::registry::PullOptions::default();
-            crate::commands::pull::pull_image(&store, &reference, &opts, false)
+            crate::commands::pull::pull_image(&store, &cache, &reference, &opts, false)
                 .map_err(|e| anyhow::anyhow!("no such image: {what} here, and {e:#}"))?;
             store.resolve(&reference)?
         }
         other => other?,
     };
-    let lower = RootfsCache::new(paths.rootfs_cache()).ensure(&store, &image)?;
+    let lower = cache.ensure(&store, &image)?;
     Ok((store, image, lower))
 }
 
