@@ -164,7 +164,8 @@ fn workload_is_pid_1_and_sees_only_its_processes() {
         "sample",
         "sh",
         "-c",
-        "echo $$; sleep 0.2 & ls /proc | grep -c '^[0-9]'",
+        // (A sleep that outlives ls even on a loaded machine, killed right after.)
+        "echo $$; sleep 30 & ls /proc | grep -c '^[0-9]'; kill $!",
     ]);
     // PID 1, sleep, ls and grep (and, on a loaded machine, a fork not yet exec'd): a handful,
     // where the host has hundreds.

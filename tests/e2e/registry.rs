@@ -51,7 +51,8 @@ fn pull_oci_and_docker_images_and_run_them() {
     fresh.assert_clean();
 }
 
-/// Every kind of pulled image runs the same at both isolation levels (the VM half where KVM
+/// Every kind of pulled image (OCI gzip, Docker schema 2, zstd, a multi-platform index) runs
+/// the same at both isolation levels (the VM half where KVM
 /// runs guests: tests/e2e/testhost.rs runs this test inside the emulated test host).
 #[test]
 fn pulled_images_run_the_same_in_a_container_and_a_vm() {
@@ -67,8 +68,19 @@ fn pulled_images_run_the_same_in_a_container_and_a_vm() {
     ];
     let fresh = Env::empty();
     let vm = isola_e2e::vm_capable(&fresh);
-    for (repo, how) in kinds {
+    // And a multi-platform index (this host's entry is taken).
+    let work = tempfile::tempdir().unwrap();
+    let multi = work.path().join("multi");
+    build_multi_platform_layout(&env, &multi);
+    reg.push(&multi, "multi", "demo/multi-arch:1", &["--all"]);
+    let pushed = kinds
+        .iter()
+        .map(|(repo, _)| *repo)
+        .chain(["demo/multi-arch:1"]);
+    for (repo, how) in &kinds {
         reg.push(&layout(&env), "sample:latest", repo, how);
+    }
+    for repo in pushed {
         let name = reg.name(repo);
         let r = fresh.isola(&["pull", "-q", &name]);
         assert_eq!(r.code, 0, "{repo}: {}", r.stderr);
