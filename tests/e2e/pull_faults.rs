@@ -28,6 +28,24 @@ fn blob_files(env: &Env) -> (Vec<String>, Vec<String>) {
     names.into_iter().partition(|n| !n.starts_with('.'))
 }
 
+/// A front before `reg` that answers blob GETs with `broken(registry port)` until the flag it
+/// returns is set, and forwards everything else (and everything after).
+fn blobs_broken_until_healthy(
+    reg: &Registry,
+    broken: fn(u16) -> Answer,
+) -> (Front, Arc<AtomicBool>) {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let (up, h) = (reg.port, healthy.clone());
+    let front = Front::start(Arc::new(move |r: &Seen| {
+        if is_blob_get(r) && !h.load(Ordering::SeqCst) {
+            broken(up)
+        } else {
+            Answer::Forward(up)
+        }
+    }));
+    (front, healthy)
+}
+
 /// Temp directories in the unpacked-rootfs cache (unpacks in progress or dead).
 fn unpack_temps(env: &Env) -> Vec<String> {
     std::fs::read_dir(env.root.join("rootfs"))
@@ -49,17 +67,9 @@ fn a_cut_connection_leaves_no_half_blob_and_the_next_pull_fetches_only_what_is_m
     let env = Env::new();
     let reg = Registry::start();
     sample_in(&reg, &env, "demo/cut:1");
-    let healthy = Arc::new(AtomicBool::new(false));
-    let (up, h) = (reg.port, healthy.clone());
     // Blob answers stop after 64 KiB: the config (a few hundred bytes) arrives whole, the
     // layer (megabytes) does not.
-    let front = Front::start(Arc::new(move |r: &Seen| {
-        if is_blob_get(r) && !h.load(Ordering::SeqCst) {
-            Answer::Cut(up, 64 << 10)
-        } else {
-            Answer::Forward(up)
-        }
-    }));
+    let (front, healthy) = blobs_broken_until_healthy(&reg, |up| Answer::Cut(up, 64 << 10));
     let name = format!("127.0.0.1:{}/demo/cut:1", front.port);
     let fresh = Env::empty();
     let r = fresh.isola(&["pull", &name]);
@@ -105,16 +115,8 @@ fn a_pull_killed_mid_blob_is_not_trusted_and_the_next_pull_completes() {
     let env = Env::new();
     let reg = Registry::start();
     sample_in(&reg, &env, "demo/killed:1");
-    let healthy = Arc::new(AtomicBool::new(false));
-    let (up, h) = (reg.port, healthy.clone());
     // Blob answers send 256 KiB and then go silent, holding the connection.
-    let front = Front::start(Arc::new(move |r: &Seen| {
-        if is_blob_get(r) && !h.load(Ordering::SeqCst) {
-            Answer::Stall(up, 256 << 10)
-        } else {
-            Answer::Forward(up)
-        }
-    }));
+    let (front, healthy) = blobs_broken_until_healthy(&reg, |up| Answer::Stall(up, 256 << 10));
     let name = format!("127.0.0.1:{}/demo/killed:1", front.port);
     let fresh = Env::empty();
     let mut child = fresh

@@ -7,6 +7,7 @@ use crate::store::{Image, Store};
 use crate::unpack::apply_layer_blob;
 use crate::StoreError;
 use isola_inroot::{remove_all_at, Root};
+use oci_spec::image::ImageConfiguration;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -37,10 +38,14 @@ pub fn chain_id_of(diff_ids: &[Digest]) -> Option<Digest> {
     chain
 }
 
-/// The image config's diff IDs, bottom first.
+/// The image's diff IDs, bottom first.
 pub fn diff_ids(image: &Image) -> Result<Vec<Digest>, StoreError> {
-    image
-        .config
+    config_diff_ids(&image.config)
+}
+
+/// An image config's diff IDs, bottom first.
+pub fn config_diff_ids(config: &ImageConfiguration) -> Result<Vec<Digest>, StoreError> {
+    config
         .rootfs()
         .diff_ids()
         .iter()

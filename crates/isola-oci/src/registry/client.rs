@@ -64,11 +64,16 @@ impl<R: Read> Read for Counting<'_, R> {
 }
 
 impl Client {
-    pub fn new(
-        location: Location,
+    /// A client for the repository `name` (normalised by [`Location::of`]) with `credentials`,
+    /// or else those a docker-style auth file holds for its registry.
+    pub fn for_repository(
+        name: &str,
+        insecure: bool,
         credentials: Option<Credentials>,
         actions: &'static str,
     ) -> Client {
+        let location = Location::of(name, insecure);
+        let credentials = credentials.or_else(|| Credentials::from_auth_files(&location.registry));
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))

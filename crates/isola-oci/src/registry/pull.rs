@@ -4,7 +4,7 @@
 //! verified blobs that the next pull reuses.
 
 use super::client::Client;
-use super::{Credentials, Location, RegistryError};
+use super::{Credentials, RegistryError};
 use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::store::{descriptor_digest, parse_manifest, Store};
@@ -118,12 +118,12 @@ pub fn pull(
     opts: &PullOptions,
     progress: &mut dyn FnMut(PullEvent),
 ) -> Result<Pulled, RegistryError> {
-    let location = Location::of(&reference.name, opts.insecure);
-    let credentials = opts
-        .credentials
-        .clone()
-        .or_else(|| Credentials::from_auth_files(&location.registry));
-    let mut client = Client::new(location, credentials, "pull");
+    let mut client = Client::for_repository(
+        &reference.name,
+        opts.insecure,
+        opts.credentials.clone(),
+        "pull",
+    );
     let wanted = match &reference.digest {
         Some(d) => d.to_string(),
         None => reference.tag.clone(),
@@ -188,13 +188,7 @@ pub fn pull(
     // fetched (and before a tag points at the image).
     fetch(manifest.config(), progress)?;
     let (_, config) = store.image_config(&manifest, &digest)?;
-    let diff_ids = config
-        .rootfs()
-        .diff_ids()
-        .iter()
-        .map(|d| d.parse())
-        .collect::<Result<Vec<Digest>, _>>()
-        .map_err(|e| RegistryError::Invalid(format!("image config: {e}")))?;
+    let diff_ids = crate::rootfs::config_diff_ids(&config)?;
     progress(PullEvent::Layers {
         diff_ids: &diff_ids,
     });

@@ -3,7 +3,7 @@
 //! under the tag, so the registry's digest is the store's.
 
 use super::client::Client;
-use super::{Credentials, Location, RegistryError};
+use super::{Credentials, RegistryError};
 use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::store::{descriptor_digest, Image, Store};
@@ -44,16 +44,17 @@ pub fn push(
     progress: &mut dyn FnMut(PushEvent),
 ) -> Result<Pushed, RegistryError> {
     if destination.digest.is_some() {
-        return Err(RegistryError::Invalid(format!(
-            "{destination}: push to a tag (NAME:TAG); the registry gives the digest"
-        )));
+        // (The caller names the destination.)
+        return Err(RegistryError::Invalid(
+            "push to NAME[:TAG]; the registry gives the digest".to_string(),
+        ));
     }
-    let location = Location::of(&destination.name, opts.insecure);
-    let credentials = opts
-        .credentials
-        .clone()
-        .or_else(|| Credentials::from_auth_files(&location.registry));
-    let mut client = Client::new(location, credentials, "pull,push");
+    let mut client = Client::for_repository(
+        &destination.name,
+        opts.insecure,
+        opts.credentials.clone(),
+        "pull,push",
+    );
     let manifest_bytes = store.read_blob(&image.manifest_digest)?;
     let mut uploaded = 0;
     for (i, desc) in std::iter::once(image.manifest.config())

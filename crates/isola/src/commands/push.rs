@@ -22,9 +22,6 @@ pub fn push(paths: &Paths, a: PushArgs) -> Result<i32> {
             r
         }
     };
-    if destination.digest.is_some() {
-        bail!("{destination}: push to NAME[:TAG]; the registry gives the digest");
-    }
     let store = Store::open(paths.images())?;
     let image = store.resolve(&source)?;
     let opts = PushOptions {
