@@ -234,14 +234,13 @@ pub fn vm_capable(env: &Env) -> bool {
 /// Cgroup directories of the container whose ID starts with `short_id` (a cgroup cannot be
 /// removed while a process is in it, so none left also means no process left).
 pub fn cgroups_of(short_id: &str) -> Vec<PathBuf> {
+    let mut tops = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        tops.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
     let mut found = Vec::new();
-    for top in [
-        "/sys/fs/cgroup",
-        "/sys/fs/cgroup/memory",
-        "/sys/fs/cgroup/pids",
-        "/sys/fs/cgroup/cpu",
-    ] {
-        if let Ok(rd) = std::fs::read_dir(Path::new(top).join("isola")) {
+    for top in tops {
+        if let Ok(rd) = std::fs::read_dir(top.join("isola")) {
             for e in rd.filter_map(|e| e.ok()) {
                 if e.file_name().to_string_lossy().starts_with(short_id) {
                     found.push(e.path());

@@ -99,6 +99,15 @@ pub fn load_spec(bundle: &Path) -> Result<Spec, ContainerError> {
 pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
     let spec = load_spec(o.bundle)?;
     let flags = clone_flags(&spec)?;
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::compile)
+        .transpose()
+        .map_err(|e| {
+            ContainerError::Config(format!("{}: {e}", o.bundle.join("config.json").display()))
+        })?;
     let hier = Hierarchies::detect()?;
     std::fs::create_dir_all(o.state_root)
         .map_err(|e| ContainerError::Io(format!("{}: {e}", o.state_root.display())))?;
@@ -133,7 +142,7 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
         let _ = cgroup.remove();
         let _ = std::fs::remove_dir_all(&state_dir);
     };
-    let spawned = spawn_init(&spec, o, &hier, flags);
+    let spawned = spawn_init(&spec, o, &hier, flags, seccomp.as_ref());
     let (pid, channel) = match spawned {
         Ok(x) => x,
         Err(e) => {
@@ -218,6 +227,7 @@ fn spawn_init(
     o: &CreateOptions,
     hier: &Hierarchies,
     flags: libc::c_int,
+    seccomp: Option<&crate::seccomp::Filter>,
 ) -> Result<(i32, Channel), ContainerError> {
     let (parent_end, init_end) =
         channel::pair().map_err(|e| ContainerError::Io(format!("socketpair: {e}")))?;
@@ -261,6 +271,7 @@ fn spawn_init(
             hier,
             channel: &init_end,
             stdin: stdin_null.as_ref().map(|f| f.as_raw_fd()),
+            seccomp,
         });
     }
     drop(init_end);

@@ -8,7 +8,7 @@
 
 use crate::cgroups::Hierarchies;
 use crate::channel::{Channel, Message};
-use crate::{devices, exec, identity, network, rootfs};
+use crate::{devices, exec, identity, network, rootfs, seccomp};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
@@ -21,6 +21,8 @@ pub struct InitArgs<'a> {
     pub channel: &'a Channel,
     /// Becomes fd 0 when there is no console (e.g. /dev/null without `-i`); `None` inherits.
     pub stdin: Option<RawFd>,
+    /// `linux.seccomp`, compiled by the parent before clone.
+    pub seccomp: Option<&'a seccomp::Filter>,
 }
 
 struct Failure {
@@ -111,6 +113,14 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
     let cwd = process.cwd();
     std::fs::create_dir_all(cwd).map_err(|e| format!("creating cwd {}: {e}", cwd.display()))?;
     nix::unistd::chdir(cwd).map_err(|e| format!("chdir {}: {e}", cwd.display()))?;
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    if !no_new_privs {
+        // Without no_new_privs only CAP_SYS_ADMIN may install a filter: do it while root still
+        // has it (the few calls left before exec must then pass the profile, as with runc).
+        if let Some(f) = a.seccomp {
+            f.install()?;
+        }
+    }
     identity::become_user(process)?;
     // The user may not be allowed into a directory root could create: docker reports that too.
     nix::unistd::chdir(cwd)
@@ -142,6 +152,12 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
         message: f.message,
     })?;
     reset_signals();
+    if no_new_privs {
+        // The last step before exec: from here every call of the workload meets the filter.
+        if let Some(f) = a.seccomp {
+            f.install()?;
+        }
+    }
     let f = exec::exec(&path, &args, &env);
     Err(Failure {
         code: f.code,

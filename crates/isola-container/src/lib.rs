@@ -18,6 +18,7 @@ pub mod monitor;
 mod mount_options;
 mod network;
 mod rootfs;
+pub mod seccomp;
 pub mod state;
 
 pub use container::{clean_stale, create, load_spec, Container, CreateOptions};

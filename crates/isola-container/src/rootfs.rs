@@ -63,6 +63,9 @@ pub fn enter_rootfs(spec: &Spec, bundle: &Path, hier: &Hierarchies) -> Result<()
         ),
         || format!("binding rootfs {}", rootfs.display()),
     )?;
+    // Device nodes in the rootfs (from a layer, or a runc-style bundle's directory) stay inert:
+    // only the /dev the runtime builds below is mounted without nodev.
+    remount_with(&rootfs, MsFlags::MS_NODEV)?;
     let root = ctx(Root::open(&rootfs), || {
         format!("opening rootfs {}", rootfs.display())
     })?;
@@ -342,15 +345,22 @@ fn make_readonly(path: &Path) -> Result<()> {
 }
 
 fn remount_readonly(path: &Path) -> Result<()> {
+    remount_with(path, MsFlags::MS_RDONLY)
+}
+
+/// Remounts the bind mount at `path` adding `extra`, keeping the flags it has (a bind remount
+/// that dropped nosuid, nodev or noexec would be refused, or worse, succeed).
+fn remount_with(path: &Path, extra: MsFlags) -> Result<()> {
     let existing = nix::sys::statvfs::statvfs(path)
         .map(|s| s.flags())
         .map_err(|e| format!("statvfs {}: {e}", path.display()))?;
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra;
     use nix::sys::statvfs::FsFlags;
     for (f, m) in [
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
         (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
     ] {
         if existing.contains(f) {
             flags |= m;
@@ -358,7 +368,7 @@ fn remount_readonly(path: &Path) -> Result<()> {
     }
     ctx(
         mount(None::<&str>, path, None::<&str>, flags, None::<&str>),
-        || format!("read-only {}", path.display()),
+        || format!("remounting {} ({extra:?})", path.display()),
     )
 }
 

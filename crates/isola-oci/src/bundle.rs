@@ -2,11 +2,13 @@
 //! conversion rules: Entrypoint + Cmd → args, Env merged, WorkingDir → cwd, User resolved from
 //! the rootfs's own /etc/passwd and /etc/group.
 
+use crate::seccomp_profile::default_profile;
 use crate::store::Image;
 use crate::users::resolve_user;
 use isola_inroot::Root;
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources, Spec, User,
+    Capability, LinuxCapabilities, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory,
+    LinuxPids, LinuxResources, Spec, User,
 };
 use std::collections::HashSet;
 use std::path::Path;
@@ -31,6 +33,19 @@ pub struct RunSettings {
     /// Cgroup path relative to each hierarchy's root, e.g. `/isola/<id>` (`None`: the
     /// runtime's default).
     pub cgroups_path: Option<String>,
+    pub seccomp: Seccomp,
+}
+
+/// Which seccomp filter the workload runs under (`--security-opt seccomp=...`).
+#[derive(Clone, Debug, Default)]
+pub enum Seccomp {
+    /// isola's default profile.
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A profile file's contents (Docker's JSON format).
+    Profile(crate::seccomp_profile::Profile),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +60,10 @@ pub enum BundleError {
     Invalid(String),
 }
 
-/// The capabilities a container's root keeps: the default set of Docker and containerd,
-/// less CAP_MKNOD (isola does not filter device access by cgroup, so no device nodes may be made).
+/// The capabilities a container's root keeps: the default set of Docker and containerd.
+/// CAP_MKNOD is safe with the device allowlist: a node can be made, but not opened.
 pub const DEFAULT_CAPABILITIES: &[Capability] = &[
+    Capability::Mknod,
     Capability::Chown,
     Capability::DacOverride,
     Capability::Fsetid,
@@ -64,6 +80,44 @@ pub const DEFAULT_CAPABILITIES: &[Capability] = &[
 ];
 
 const PERIOD_US: u64 = 100_000;
+
+/// The devices a container may open, after denying all: the nodes the runtime spec puts in
+/// every container's /dev (null, zero, full, random, urandom, tty, console, ptmx, its ptys).
+/// Making a node (mknod) of any device is allowed; opening one not listed here is not, whatever
+/// a layer or the workload put where.
+const ALLOWED_DEVICES: &[(LinuxDeviceType, i64, i64, &str)] = &[
+    (LinuxDeviceType::C, -1, -1, "m"),
+    (LinuxDeviceType::B, -1, -1, "m"),
+    (LinuxDeviceType::C, 1, 3, "rwm"),
+    (LinuxDeviceType::C, 1, 5, "rwm"),
+    (LinuxDeviceType::C, 1, 7, "rwm"),
+    (LinuxDeviceType::C, 1, 8, "rwm"),
+    (LinuxDeviceType::C, 1, 9, "rwm"),
+    (LinuxDeviceType::C, 5, 0, "rwm"),
+    (LinuxDeviceType::C, 5, 1, "rwm"),
+    (LinuxDeviceType::C, 5, 2, "rwm"),
+    (LinuxDeviceType::C, 136, -1, "rwm"),
+];
+
+/// `linux.resources.devices`: deny everything, then allow `ALLOWED_DEVICES`.
+pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
+    let rule = |allow: bool, typ: LinuxDeviceType, major: i64, minor: i64, access: &str| {
+        let mut d = LinuxDeviceCgroup::default();
+        d.set_allow(allow);
+        d.set_typ(Some(typ));
+        d.set_major((major >= 0).then_some(major));
+        d.set_minor((minor >= 0).then_some(minor));
+        d.set_access(Some(access.to_string()));
+        d
+    };
+    std::iter::once(rule(false, LinuxDeviceType::A, -1, -1, "rwm"))
+        .chain(
+            ALLOWED_DEVICES
+                .iter()
+                .map(|(t, major, minor, acc)| rule(true, *t, *major, *minor, acc)),
+        )
+        .collect()
+}
 
 fn env_key(kv: &str) -> &str {
     kv.split_once('=').map_or(kv, |(k, _)| k)
@@ -164,6 +218,11 @@ pub fn runtime_spec(
     }
     process.set_user(u);
     let caps: HashSet<Capability> = DEFAULT_CAPABILITIES.iter().copied().collect();
+    let seccomp = match &settings.seccomp {
+        Seccomp::Default => Some(default_profile().resolve(&caps)),
+        Seccomp::Unconfined => None,
+        Seccomp::Profile(p) => Some(p.resolve(&caps)),
+    };
     let mut c = LinuxCapabilities::default();
     c.set_bounding(Some(caps.clone()));
     c.set_effective(Some(caps.clone()));
@@ -177,6 +236,7 @@ pub fn runtime_spec(
     let mut linux = spec.linux().clone().unwrap_or_default();
     linux.set_cgroups_path(settings.cgroups_path.clone().map(Into::into));
     let mut resources = LinuxResources::default();
+    resources.set_devices(Some(default_device_rules()));
     if let Some(limit) = settings.memory {
         let mut m = LinuxMemory::default();
         m.set_limit(Some(limit));
@@ -195,6 +255,7 @@ pub fn runtime_spec(
         resources.set_pids(Some(pids));
     }
     linux.set_resources(Some(resources));
+    linux.set_seccomp(seccomp);
     spec.set_linux(Some(linux));
 
     let mut annotations = spec.annotations().clone().unwrap_or_default();

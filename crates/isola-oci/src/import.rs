@@ -183,14 +183,52 @@ fn append_sorted<W: io::Write>(
         let child_rel = rel.join(&name);
         let child = src.join(&child_rel);
         let meta = std::fs::symlink_metadata(&child)?;
-        builder
-            .append_path_with_name(&child, &child_rel)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", child.display())))?;
+        let appended = if is_special(&meta) {
+            append_special(builder, &meta, &child_rel)
+        } else {
+            builder.append_path_with_name(&child, &child_rel)
+        };
+        appended.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", child.display())))?;
         if meta.is_dir() {
             append_sorted(builder, src, &child_rel)?;
         }
     }
     Ok(())
+}
+
+fn is_special(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    t.is_char_device() || t.is_block_device() || t.is_fifo() || t.is_socket()
+}
+
+/// A device node or FIFO, under its name relative to the root (the tar crate's own
+/// `append_path_with_name` writes these under their absolute host path). A socket is skipped,
+/// as tar and docker do: it cannot be archived, and means nothing without its server.
+fn append_special<W: io::Write>(
+    builder: &mut tar::Builder<W>,
+    meta: &std::fs::Metadata,
+    name: &Path,
+) -> io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let t = meta.file_type();
+    let kind = if t.is_char_device() {
+        tar::EntryType::Char
+    } else if t.is_block_device() {
+        tar::EntryType::Block
+    } else if t.is_fifo() {
+        tar::EntryType::Fifo
+    } else {
+        return Ok(());
+    };
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+    header.set_entry_type(kind);
+    header.set_size(0);
+    let rdev = meta.rdev();
+    header.set_device_major(libc::major(rdev))?;
+    header.set_device_minor(libc::minor(rdev))?;
+    builder.append_data(&mut header, name, io::empty())
 }
 
 /// Stores a tar or tar.gz as a layer; computes its diff_id and checks it is a readable tar.

@@ -8,6 +8,7 @@ pub mod overlay;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;
+pub mod seccomp_profile;
 pub mod store;
 pub mod unpack;
 pub mod users;

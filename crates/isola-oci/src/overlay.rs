@@ -12,7 +12,8 @@ fn c(p: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
 }
 
-/// Mounts `lower` + `upper` (with `work`) at `target`.
+/// Mounts `lower` + `upper` (with `work`) at `target`, `nodev`: a device node a layer carries
+/// is never a door to the host's device (the container's own /dev is a separate tmpfs).
 pub fn mount(lower: &Path, upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
     for p in [lower, upper, work] {
         if p.as_os_str().as_bytes().iter().any(|b| b",:\\".contains(b)) {
@@ -40,7 +41,7 @@ pub fn mount(lower: &Path, upper: &Path, work: &Path, target: &Path) -> io::Resu
             c"overlay".as_ptr(),
             target_c.as_ptr(),
             c"overlay".as_ptr(),
-            0,
+            libc::MS_NODEV,
             data.as_ptr().cast(),
         )
     };

@@ -124,6 +124,9 @@ pub struct ProcessArgs {
     /// Maximum number of processes (0 or -1: unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]
     pub pids_limit: Option<String>,
+    /// Security options: seccomp=unconfined, seccomp=PROFILE.json (Docker's format)
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -2,6 +2,7 @@
 //! pure v2 (unified), pure v1 (one hierarchy per controller) and hybrid (v1 controllers plus an
 //! almost empty v2 mount, as on these machines). The layout is read from /proc/self/mountinfo.
 
+mod device_filter;
 mod hierarchy;
 mod v1;
 mod v2;
@@ -24,6 +25,38 @@ pub enum CgroupError {
     Io { path: PathBuf, source: io::Error },
     #[error("no cgroup filesystem is mounted")]
     NoCgroupFs,
+    #[error("cgroup {} is still busy after every process in it was killed; remove it with rmdir once they are gone", path.display())]
+    Busy { path: PathBuf },
+}
+
+/// The workload's cgroup, below the container's.
+pub const WORKLOAD: &str = "workload";
+
+/// The controllers `res` needs, with the flag that asked for each.
+pub(crate) fn wanted_controllers(res: &LinuxResources) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    if res.memory().as_ref().and_then(|m| m.limit()).is_some() {
+        out.push(("memory", "--memory"));
+    }
+    if res.cpu().as_ref().and_then(|c| c.quota()).is_some() {
+        out.push(("cpu", "--cpus"));
+    }
+    if res.pids().is_some() {
+        out.push(("pids", "--pids-limit"));
+    }
+    if res.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        out.push(("devices", "the device allowlist"));
+    }
+    out
+}
+
+/// pids.max for an OCI pids limit (0 or less: no limit).
+pub(crate) fn pids_max(limit: i64) -> String {
+    if limit > 0 {
+        limit.to_string()
+    } else {
+        "max".to_string()
+    }
 }
 
 pub(crate) fn io_err(path: &std::path::Path, source: io::Error) -> CgroupError {
@@ -107,7 +140,12 @@ impl Cgroup {
                 Err(e) => return Err(e),
             }
         }
-        self.try_rmdir()
+        self.try_rmdir().map_err(|e| match e {
+            CgroupError::Io { path, source } if source.raw_os_error() == Some(libc::EBUSY) => {
+                CgroupError::Busy { path }
+            }
+            e => e,
+        })
     }
 
     fn try_rmdir(&self) -> Result<(), CgroupError> {
@@ -130,18 +168,39 @@ pub(crate) fn write_file(path: &std::path::Path, value: &str) -> Result<(), Cgro
     std::fs::write(path, value).map_err(|e| io_err(path, e))
 }
 
-pub(crate) fn read_pids(path: &std::path::Path) -> Vec<i32> {
-    std::fs::read_to_string(path)
+/// The cgroup directories directly below `dir` (the workload may have made its own).
+pub(crate) fn subdirs(dir: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pids in `dir` and every cgroup below it.
+pub(crate) fn tree_pids(dir: &std::path::Path) -> Vec<i32> {
+    let mut out: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().parse().ok())
-        .collect()
+        .collect();
+    for sub in subdirs(dir) {
+        out.extend(tree_pids(&sub));
+    }
+    out
 }
 
-pub(crate) fn rmdir(path: &std::path::Path) -> Result<(), CgroupError> {
-    match std::fs::remove_dir(path) {
+/// Removes `dir` and every cgroup below it, deepest first.
+pub(crate) fn remove_tree(dir: &std::path::Path) -> Result<(), CgroupError> {
+    for sub in subdirs(dir) {
+        remove_tree(&sub)?;
+    }
+    match std::fs::remove_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(path, e)),
+        Err(e) => Err(io_err(dir, e)),
     }
 }

@@ -1,25 +1,29 @@
-//! cgroup v1: one directory per controller hierarchy.
+//! cgroup v1: one directory per hierarchy. A container joins every mounted hierarchy (one it did
+//! not join would have the host's root cgroup as its cgroup-namespace root, as seen from inside),
+//! and the `devices` controller carries its device allowlist.
 
-use super::{io_err, read_pids, rmdir, write_file, CgroupError, Hierarchies};
+use super::{io_err, remove_tree, tree_pids, write_file, CgroupError, Hierarchies, Layout};
+use super::WORKLOAD;
 use oci_spec::runtime::LinuxResources;
 use std::path::{Path, PathBuf};
 
-/// The controllers a container joins, and the limit each one carries.
-const JOINED: &[&str] = &["memory", "cpu", "pids"];
-
 #[derive(Debug)]
 pub struct V1Cgroup {
-    /// controller → directory (co-mounted controllers share a directory).
+    /// (the hierarchy's controllers, e.g. "cpu,cpuacct"; the container's directory in it).
     dirs: Vec<(String, PathBuf)>,
 }
 
 impl V1Cgroup {
     fn dirs_for(hier: &Hierarchies, rel: &str) -> Vec<(String, PathBuf)> {
-        let mut dirs: Vec<(String, PathBuf)> = Vec::new();
-        for ctrl in JOINED {
-            if let Some(mount) = hier.v1.get(*ctrl) {
-                dirs.push((ctrl.to_string(), mount.join(rel.trim_start_matches('/'))));
-            }
+        let rel = rel.trim_start_matches('/');
+        let mut dirs: Vec<(String, PathBuf)> = hier
+            .v1_mounts
+            .iter()
+            .map(|(mount, ctrls)| (ctrls.clone(), mount.join(rel)))
+            .collect();
+        // Hybrid: the cgroup2 mount beside them is a hierarchy too (without controllers here).
+        if let (Layout::Hybrid, Some(v2)) = (hier.layout, &hier.v2) {
+            dirs.push(("cgroup2".to_string(), v2.join(rel)));
         }
         dirs
     }
@@ -35,15 +39,8 @@ impl V1Cgroup {
         rel: &str,
         res: &LinuxResources,
     ) -> Result<V1Cgroup, CgroupError> {
-        let wants_memory = res.memory().as_ref().and_then(|m| m.limit()).is_some();
-        let wants_cpu = res.cpu().as_ref().and_then(|c| c.quota()).is_some();
-        let wants_pids = res.pids().is_some();
-        for (ctrl, wanted, why) in [
-            ("memory", wants_memory, "--memory"),
-            ("cpu", wants_cpu, "--cpus"),
-            ("pids", wants_pids, "--pids-limit"),
-        ] {
-            if wanted && !hier.v1.contains_key(ctrl) {
+        for (ctrl, why) in super::wanted_controllers(res) {
+            if !hier.v1.contains_key(ctrl) {
                 return Err(CgroupError::MissingController {
                     controller: ctrl,
                     why,
@@ -54,10 +51,28 @@ impl V1Cgroup {
             dirs: Self::dirs_for(hier, rel),
         };
         let result = (|| {
-            for dir in cg.unique_dirs() {
-                std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+            for (ctrls, dir) in &cg.dirs {
+                make_dirs(dir, ctrls)?;
             }
-            cg.apply(res)
+            // Devices first, on the container's cgroup: the workload's cgroup below it starts
+            // with a copy of that list and can never widen it.
+            if let Some(dir) = cg.dir("devices") {
+                for d in res.devices().as_deref().unwrap_or_default() {
+                    let file = if d.allow() {
+                        "devices.allow"
+                    } else {
+                        "devices.deny"
+                    };
+                    write_file(&dir.join(file), &d.to_string())?;
+                }
+            }
+            cg.apply(res, |d| d.to_path_buf())?;
+            for (ctrls, dir) in &cg.dirs {
+                make_dirs(&dir.join(WORKLOAD), ctrls)?;
+            }
+            // The same limits on the workload's own cgroup, which is all it sees: a workload
+            // that raised them there would still meet the ones above.
+            cg.apply(res, |d| d.join(WORKLOAD))
         })();
         if let Err(e) = result {
             let _ = cg.rmdir();
@@ -69,13 +84,14 @@ impl V1Cgroup {
     fn dir(&self, ctrl: &str) -> Option<&Path> {
         self.dirs
             .iter()
-            .find(|(c, _)| c == ctrl)
+            .find(|(c, _)| c.split(',').any(|c| c == ctrl))
             .map(|(_, d)| d.as_path())
     }
 
-    fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+    fn apply(&self, res: &LinuxResources, at: impl Fn(&Path) -> PathBuf) -> Result<(), CgroupError> {
         if let Some(mem) = res.memory() {
             if let (Some(limit), Some(dir)) = (mem.limit(), self.dir("memory")) {
+                let dir = at(dir);
                 write_file(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
                 let memsw = dir.join("memory.memsw.limit_in_bytes");
                 if memsw.exists() {
@@ -86,6 +102,7 @@ impl V1Cgroup {
         }
         if let Some(cpu) = res.cpu() {
             if let (Some(quota), Some(dir)) = (cpu.quota(), self.dir("cpu")) {
+                let dir = at(dir);
                 let period = cpu.period().unwrap_or(100_000);
                 write_file(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
                 write_file(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
@@ -93,40 +110,44 @@ impl V1Cgroup {
         }
         if let Some(pids) = res.pids() {
             if let Some(dir) = self.dir("pids") {
-                let v = if pids.limit() > 0 {
-                    pids.limit().to_string()
-                } else {
-                    "max".to_string()
-                };
-                write_file(&dir.join("pids.max"), &v)?;
+                write_file(&at(dir).join("pids.max"), &super::pids_max(pids.limit()))?;
             }
         }
         Ok(())
     }
 
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
-        for dir in self.unique_dirs() {
-            write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
+        for (_, dir) in &self.dirs {
+            write_file(&dir.join(WORKLOAD).join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
     }
 
+    /// v1 counts an OOM kill only in the memory cgroup of the killed task: the workload's, or
+    /// one it made below it.
     pub fn oom_killed(&self) -> bool {
-        self.dir("memory")
-            .and_then(|d| std::fs::read_to_string(d.join("memory.oom_control")).ok())
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("oom_kill ").map(|v| v.trim() != "0"))
-            })
-            .unwrap_or(false)
+        let Some(dir) = self.dir("memory") else {
+            return false;
+        };
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let killed = std::fs::read_to_string(d.join("memory.oom_control"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("oom_kill ").map(|v| v.trim() != "0"))
+                })
+                .unwrap_or(false);
+            if killed {
+                return true;
+            }
+            stack.extend(super::subdirs(&d));
+        }
+        false
     }
 
     pub fn pids(&self) -> Vec<i32> {
-        let mut all: Vec<i32> = self
-            .unique_dirs()
-            .into_iter()
-            .flat_map(|d| read_pids(&d.join("cgroup.procs")))
-            .collect();
+        let mut all: Vec<i32> = self.dirs.iter().flat_map(|(_, d)| tree_pids(d)).collect();
         all.sort_unstable();
         all.dedup();
         all
@@ -134,8 +155,8 @@ impl V1Cgroup {
 
     pub fn rmdir(&self) -> Result<(), CgroupError> {
         let mut first_err = None;
-        for dir in self.unique_dirs() {
-            if let Err(e) = rmdir(dir) {
+        for (_, dir) in &self.dirs {
+            if let Err(e) = remove_tree(dir) {
                 first_err.get_or_insert(e);
             }
         }
@@ -143,19 +164,35 @@ impl V1Cgroup {
     }
 
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.unique_dirs()
-            .into_iter()
-            .map(Path::to_path_buf)
-            .collect()
+        self.dirs.iter().map(|(_, d)| d.clone()).collect()
     }
+}
 
-    fn unique_dirs(&self) -> Vec<&Path> {
-        let mut out: Vec<&Path> = Vec::new();
-        for (_, d) in &self.dirs {
-            if !out.contains(&d.as_path()) {
-                out.push(d);
+/// Creates `dir` and any missing parents. A new cpuset cgroup starts with no CPUs and no memory
+/// nodes (no task could join it): each level copies its parent's.
+fn make_dirs(dir: &Path, ctrls: &str) -> Result<(), CgroupError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        make_dirs(parent, ctrls)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err(dir, e)),
+    }
+    if ctrls.split(',').any(|c| c == "cpuset") {
+        if let Some(parent) = dir.parent() {
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                let mine = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+                if mine.trim().is_empty() {
+                    let theirs = std::fs::read_to_string(parent.join(file))
+                        .map_err(|e| io_err(&parent.join(file), e))?;
+                    write_file(&dir.join(file), theirs.trim())?;
+                }
             }
         }
-        out
     }
+    Ok(())
 }

@@ -1,6 +1,8 @@
-//! cgroup v2: one unified tree; controllers are enabled top-down through cgroup.subtree_control.
+//! cgroup v2: one unified tree; controllers are enabled top-down through cgroup.subtree_control,
+//! and the device allowlist is an eBPF program attached to the container's cgroup.
 
-use super::{io_err, read_pids, rmdir, write_file, CgroupError, Hierarchies};
+use super::{device_filter, io_err, remove_tree, tree_pids, write_file, CgroupError, Hierarchies};
+use super::WORKLOAD;
 use oci_spec::runtime::LinuxResources;
 use std::path::{Path, PathBuf};
 
@@ -30,87 +32,74 @@ impl V2Cgroup {
     ) -> Result<V2Cgroup, CgroupError> {
         let root = hier.v2.clone().ok_or(CgroupError::NoCgroupFs)?;
         let available = hier.controllers();
-        let mut wanted: Vec<&'static str> = Vec::new();
-        for (ctrl, asked, why) in [
-            (
-                "memory",
-                res.memory().as_ref().and_then(|m| m.limit()).is_some(),
-                "--memory",
-            ),
-            (
-                "cpu",
-                res.cpu().as_ref().and_then(|c| c.quota()).is_some(),
-                "--cpus",
-            ),
-            ("pids", res.pids().is_some(), "--pids-limit"),
-        ] {
-            if available.iter().any(|a| a == ctrl) {
-                wanted.push(ctrl);
-            } else if asked {
+        for (ctrl, why) in super::wanted_controllers(res) {
+            if ctrl != "devices" && !available.iter().any(|a| a == ctrl) {
                 return Err(CgroupError::MissingController {
                     controller: ctrl,
                     why,
                 });
             }
         }
+        let wanted: Vec<&str> = ["memory", "cpu", "pids"]
+            .into_iter()
+            .filter(|c| available.iter().any(|a| a == c))
+            .collect();
         let path = Self::path_for(hier, rel);
-        // Enable the controllers on every level between the root and the container's parent.
-        let mut level = root.clone();
+        // Enable the controllers on every level from the root down to the container's own
+        // cgroup, whose child (the workload's) then has them too.
         let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
-        if let Ok(rest) = path.parent().unwrap_or(&root).strip_prefix(&root) {
-            if !enable.is_empty() {
-                write_file(&level.join("cgroup.subtree_control"), enable.trim())?;
-            }
-            for comp in rest.components() {
-                level = level.join(comp);
+        let enable = enable.trim();
+        let rest = path
+            .strip_prefix(&root)
+            .map_err(|_| io_err(&path, std::io::Error::other("not below the cgroup2 root")))?;
+        if !enable.is_empty() {
+            write_file(&root.join("cgroup.subtree_control"), enable)?;
+        }
+        let mut level = root.clone();
+        let last = rest.components().count();
+        for (i, comp) in rest.components().enumerate() {
+            level = level.join(comp);
+            if i + 1 == last {
+                std::fs::create_dir(&level).map_err(|e| io_err(&level, e))?;
+            } else {
                 std::fs::create_dir_all(&level).map_err(|e| io_err(&level, e))?;
-                if !enable.is_empty() {
-                    write_file(&level.join("cgroup.subtree_control"), enable.trim())?;
+            }
+            if !enable.is_empty() {
+                if let Err(e) = write_file(&level.join("cgroup.subtree_control"), enable) {
+                    if i + 1 == last {
+                        let _ = std::fs::remove_dir(&level);
+                    }
+                    return Err(e);
                 }
             }
         }
-        std::fs::create_dir(&path).map_err(|e| io_err(&path, e))?;
         let cg = V2Cgroup { path };
-        if let Err(e) = cg.apply(res) {
+        let result = (|| {
+            if let Some(devices) = res.devices().as_deref().filter(|d| !d.is_empty()) {
+                device_filter::attach(&cg.path, devices)?;
+            }
+            apply(&cg.path, res)?;
+            let leaf = cg.path.join(WORKLOAD);
+            std::fs::create_dir(&leaf).map_err(|e| io_err(&leaf, e))?;
+            // The same limits on the workload's own cgroup, which is all it sees: a workload
+            // that raised them there would still meet the ones above.
+            apply(&leaf, res)
+        })();
+        if let Err(e) = result {
             let _ = cg.rmdir();
             return Err(e);
         }
         Ok(cg)
     }
 
-    fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
-        if let Some(mem) = res.memory() {
-            if let Some(limit) = mem.limit() {
-                write_file(&self.path.join("memory.max"), &limit.to_string())?;
-                let swap_max = self.path.join("memory.swap.max");
-                if swap_max.exists() {
-                    // OCI's swap is memory+swap; v2's swap.max is swap alone.
-                    let swap = mem.swap().unwrap_or(limit).max(limit) - limit;
-                    write_file(&swap_max, &swap.to_string())?;
-                }
-            }
-        }
-        if let Some(cpu) = res.cpu() {
-            if let Some(quota) = cpu.quota() {
-                let period = cpu.period().unwrap_or(100_000);
-                write_file(&self.path.join("cpu.max"), &format!("{quota} {period}"))?;
-            }
-        }
-        if let Some(pids) = res.pids() {
-            let v = if pids.limit() > 0 {
-                pids.limit().to_string()
-            } else {
-                "max".to_string()
-            };
-            write_file(&self.path.join("pids.max"), &v)?;
-        }
-        Ok(())
-    }
-
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
-        write_file(&self.path.join("cgroup.procs"), &pid.to_string())
+        write_file(
+            &self.path.join(WORKLOAD).join("cgroup.procs"),
+            &pid.to_string(),
+        )
     }
 
+    /// memory.events counts OOM kills anywhere below.
     pub fn oom_killed(&self) -> bool {
         std::fs::read_to_string(self.path.join("memory.events"))
             .ok()
@@ -122,14 +111,38 @@ impl V2Cgroup {
     }
 
     pub fn pids(&self) -> Vec<i32> {
-        read_pids(&self.path.join("cgroup.procs"))
+        tree_pids(&self.path)
     }
 
     pub fn rmdir(&self) -> Result<(), CgroupError> {
-        rmdir(&self.path)
+        remove_tree(&self.path)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+fn apply(dir: &Path, res: &LinuxResources) -> Result<(), CgroupError> {
+    if let Some(mem) = res.memory() {
+        if let Some(limit) = mem.limit() {
+            write_file(&dir.join("memory.max"), &limit.to_string())?;
+            let swap_max = dir.join("memory.swap.max");
+            if swap_max.exists() {
+                // OCI's swap is memory+swap; v2's swap.max is swap alone.
+                let swap = mem.swap().unwrap_or(limit).max(limit) - limit;
+                write_file(&swap_max, &swap.to_string())?;
+            }
+        }
+    }
+    if let Some(cpu) = res.cpu() {
+        if let Some(quota) = cpu.quota() {
+            let period = cpu.period().unwrap_or(100_000);
+            write_file(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
+        }
+    }
+    if let Some(pids) = res.pids() {
+        write_file(&dir.join("pids.max"), &super::pids_max(pids.limit()))?;
+    }
+    Ok(())
 }

@@ -6,7 +6,8 @@ use crate::records::{self, Record};
 use crate::{limits, Exit};
 use anyhow::{bail, Context, Result};
 use isola_container::{monitor, CreateOptions};
-use isola_oci::bundle::{runtime_spec, write_config, RunSettings};
+use isola_oci::bundle::{runtime_spec, write_config, RunSettings, Seccomp};
+use isola_oci::seccomp_profile::Profile;
 use isola_oci::rootfs::RootfsCache;
 use isola_oci::{overlay, Image, Reference, Store};
 use std::path::Path;
@@ -51,6 +52,19 @@ pub fn settings(
             bail!("--env {kv:?}: expected KEY=VALUE or KEY");
         }
     }
+    let mut seccomp = Seccomp::Default;
+    for opt in &p.security_opt {
+        seccomp = match opt.split_once(['=', ':']) {
+            Some(("seccomp", "unconfined")) => Seccomp::Unconfined,
+            Some(("seccomp", path)) if !path.is_empty() => Seccomp::Profile(
+                Profile::load(Path::new(path)).map_err(|e| anyhow::anyhow!("--security-opt: {e}"))?,
+            ),
+            _ if opt == "no-new-privileges" || opt == "no-new-privileges=true" => seccomp,
+            _ => bail!(
+                "--security-opt {opt:?}: expected seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges"
+            ),
+        };
+    }
     Ok(RunSettings {
         cmd: command.to_vec(),
         entrypoint: p.entrypoint.as_ref().map(|e| vec![e.clone()]),
@@ -63,6 +77,7 @@ pub fn settings(
         cpus,
         pids_limit,
         cgroups_path: None,
+        seccomp,
     })
 }
 
