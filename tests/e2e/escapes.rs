@@ -51,8 +51,8 @@ fn image_with_device_nodes(env: &Env, dir: &Path) {
         ("loop0", libc::S_IFBLK, 7, 0),
         ("null", libc::S_IFCHR, 1, 3),
     ] {
-        let path = std::ffi::CString::new(root.join("hostdev").join(name).to_str().unwrap())
-            .unwrap();
+        let path =
+            std::ffi::CString::new(root.join("hostdev").join(name).to_str().unwrap()).unwrap();
         // SAFETY: mknod with a NUL-terminated path that lives across the call.
         let r = unsafe { libc::mknod(path.as_ptr(), kind | 0o666, libc::makedev(major, minor)) };
         assert_eq!(r, 0, "mknod {name}: {}", std::io::Error::last_os_error());
@@ -135,7 +135,17 @@ fn the_default_seccomp_profile_blocks_escape_calls() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "keyctl ok\nunshare_user ok\nio_uring_setup ok\n");
-    let r = run(&env, &["--security-opt", "seccomp=unconfined", "sample", "grep", "^Seccomp:", "/proc/self/status"]);
+    let r = run(
+        &env,
+        &[
+            "--security-opt",
+            "seccomp=unconfined",
+            "sample",
+            "grep",
+            "^Seccomp:",
+            "/proc/self/status",
+        ],
+    );
     assert_eq!(r.stdout, "Seccomp:\t0\n");
     env.assert_clean();
 }
@@ -154,7 +164,14 @@ fn seccomp_profiles_from_files_and_their_errors() {
     let opt = format!("seccomp={}", profile.display());
     let r = run(
         &env,
-        &["--security-opt", &opt, "sample", "sh", "-c", "mkdir /tmp/d; touch /tmp/f && echo touched"],
+        &[
+            "--security-opt",
+            &opt,
+            "sample",
+            "sh",
+            "-c",
+            "mkdir /tmp/d; touch /tmp/f && echo touched",
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "touched\n");
@@ -163,12 +180,18 @@ fn seccomp_profiles_from_files_and_their_errors() {
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_SOMETIMES"}"#).unwrap();
     for (opt, wants) in [
-        (format!("seccomp={}", bad.display()), vec!["bad.json", "SCMP_ACT_SOMETIMES"]),
+        (
+            format!("seccomp={}", bad.display()),
+            vec!["bad.json", "SCMP_ACT_SOMETIMES"],
+        ),
         (
             format!("seccomp={}", dir.path().join("absent.json").display()),
             vec!["absent.json", "No such file"],
         ),
-        ("apparmor=unconfined".to_string(), vec!["--security-opt", "apparmor=unconfined"]),
+        (
+            "apparmor=unconfined".to_string(),
+            vec!["--security-opt", "apparmor=unconfined"],
+        ),
     ] {
         let r = run(&env, &["--security-opt", &opt, "sample", "true"]);
         assert_eq!(r.code, 125, "{opt}: {}", r.stderr);
@@ -186,7 +209,14 @@ fn runc_enforces_the_bundles_seccomp_profile_and_device_list_too() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("b");
     let script = "sysprobe keyctl unshare_user; mknod /dev/k c 1 11; head -c1 /dev/k";
-    let r = env.isola(&["bundle", "sample", bundle.to_str().unwrap(), "sh", "-c", script]);
+    let r = env.isola(&[
+        "bundle",
+        "sample",
+        bundle.to_str().unwrap(),
+        "sh",
+        "-c",
+        script,
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let config = std::fs::read_to_string(bundle.join("config.json")).unwrap();
     assert!(config.contains("\"seccomp\"") && config.contains("\"devices\""));
@@ -205,15 +235,27 @@ fn runc_enforces_the_bundles_seccomp_profile_and_device_list_too() {
         "{}",
         String::from_utf8_lossy(&runc.stderr)
     );
-    assert!(ours.stderr.contains("Operation not permitted"), "{}", ours.stderr);
+    assert!(
+        ours.stderr.contains("Operation not permitted"),
+        "{}",
+        ours.stderr
+    );
 }
 
 #[test]
 fn a_user_namespace_cannot_lift_limits_or_see_host_cgroups() {
     let env = Env::new();
     // With the profile, the attack stops at its first step.
-    let r = run(&env, &["--memory", "32m", "sample", "sysprobe", "cgroup_escape"]);
-    assert!(r.stdout.contains("unshare(CLONE_NEWUSER): Operation not permitted"), "{}", r.stdout);
+    let r = run(
+        &env,
+        &["--memory", "32m", "sample", "sysprobe", "cgroup_escape"],
+    );
+    assert!(
+        r.stdout
+            .contains("unshare(CLONE_NEWUSER): Operation not permitted"),
+        "{}",
+        r.stdout
+    );
 
     // Without it (the user's choice), the cgroup wall holds by itself: every hierarchy the
     // workload can mount is rooted at its own cgroup (only its own 2 processes), and lifting the
@@ -222,17 +264,148 @@ fn a_user_namespace_cannot_lift_limits_or_see_host_cgroups() {
     let script = "hostname; sysprobe cgroup_escape; memhog 100";
     let r = run(
         &env,
-        &["--memory", "32m", "--security-opt", "seccomp=unconfined", "sample", "sh", "-c", script],
+        &[
+            "--memory",
+            "32m",
+            "--security-opt",
+            "seccomp=unconfined",
+            "sample",
+            "sh",
+            "-c",
+            script,
+        ],
     );
-    assert_eq!(r.code, 137, "memhog outgrew the limit: {}{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code, 137,
+        "memhog outgrew the limit: {}{}",
+        r.stdout, r.stderr
+    );
     let mut lines = r.stdout.lines();
     let short = lines.next().unwrap().to_string();
     let mut hierarchies = 0;
     for line in lines.filter(|l| l.starts_with("cgroup ")) {
         hierarchies += 1;
-        assert!(line.contains(" procs=2 "), "a hierarchy not rooted at the container: {line}");
+        assert!(
+            line.contains(" procs=2 "),
+            "a hierarchy not rooted at the container: {line}"
+        );
     }
     assert!(hierarchies >= 1, "{}", r.stdout);
-    assert!(cgroups_of(&short).is_empty(), "left: {:?}", cgroups_of(&short));
+    assert!(
+        cgroups_of(&short).is_empty(),
+        "left: {:?}",
+        cgroups_of(&short)
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn host_users_cannot_reach_a_containers_files() {
+    let env = Env::new();
+    // A setuid-root shell planted by the container in its upper directory, while it runs.
+    let mut child = env
+        .cmd(&[
+            "run",
+            "--rm",
+            "sample",
+            "sh",
+            "-c",
+            "cp /bin/busybox /tmp/rootshell && chmod 4755 /tmp/rootshell && echo ready && sleep 60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut ready).unwrap();
+    let planted: Vec<_> = std::fs::read_dir(env.root.join("containers"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .flat_map(|e| {
+            [
+                e.path().join("upper/tmp/rootshell"),
+                e.path().join("rootfs/tmp/rootshell"),
+            ]
+        })
+        .collect();
+    let as_nobody = |args: &[&std::ffi::OsStr]| {
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let mut outcomes = Vec::new();
+    for p in &planted {
+        assert!(
+            p.exists(),
+            "{} is not where the test expects it",
+            p.display()
+        );
+        let stat = as_nobody(&["stat".as_ref(), p.as_os_str()]);
+        let exec = as_nobody(&[p.as_os_str(), "cat".as_ref(), "/etc/shadow".as_ref()]);
+        outcomes.push((p.clone(), stat, exec));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    for (p, stat, exec) in outcomes {
+        assert!(
+            !stat.status.success()
+                && String::from_utf8_lossy(&stat.stderr).contains("Permission denied"),
+            "a host user can see {}: {}",
+            p.display(),
+            String::from_utf8_lossy(&stat.stderr)
+        );
+        assert!(
+            !exec.status.success() && !String::from_utf8_lossy(&exec.stdout).contains("root:"),
+            "a host user ran the container's setuid shell {}",
+            p.display()
+        );
+    }
+    for sub in ["images", "rootfs", "containers", "vm", "run"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(env.root.join(sub)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o700, "{sub}");
+    }
+}
+
+#[test]
+fn the_workload_gets_its_own_session_keyring() {
+    let env = Env::new();
+    // Only visible with the profile off (it refuses every keyring call).
+    let r = run(
+        &env,
+        &[
+            "--security-opt",
+            "seccomp=unconfined",
+            "sample",
+            "sysprobe",
+            "session_keyring",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with("session_keyring keyring;0;0;") && r.stdout.ends_with(";isola\n"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn out_of_range_user_ids_are_refused() {
+    let env = Env::new();
+    for (user, what) in [
+        ("4294967295", "uid 4294967295"),
+        ("2147483648", "uid 2147483648"),
+        ("0:4294967295", "gid 4294967295"),
+    ] {
+        let r = run(&env, &["-u", user, "sample", "id"]);
+        assert_eq!(r.code, 125, "-u {user}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains(what) && r.stderr.contains("out of range"),
+            "{}",
+            r.stderr
+        );
+    }
     env.assert_clean();
 }

@@ -9,6 +9,29 @@ use std::str::FromStr;
 
 type Result<T> = std::result::Result<T, String>;
 
+/// A new, empty session keyring named `isola`: keys in the session keyring of whoever ran
+/// isola are not the workload's (runc does the same). The default seccomp profile also refuses
+/// every keyring call; this matters when the profile is off.
+pub fn join_new_session_keyring() -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl with a NUL-terminated name that lives across the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            c"isola".as_ptr(),
+        )
+    };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        // A kernel without keyrings has nothing to leak.
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(format!("joining a new session keyring: {e}"));
+        }
+    }
+    Ok(())
+}
+
 pub fn apply_rlimits(process: &Process) -> Result<()> {
     for r in process.rlimits().as_deref().unwrap_or_default() {
         let name = r.typ().to_string();

@@ -109,6 +109,7 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
         nix::unistd::dup2(fd, 0).map_err(|e| format!("dup2 stdin: {e}"))?;
     }
 
+    identity::join_new_session_keyring()?;
     identity::apply_rlimits(process)?;
     let cwd = process.cwd();
     std::fs::create_dir_all(cwd).map_err(|e| format!("creating cwd {}: {e}", cwd.display()))?;

@@ -12,8 +12,8 @@
 
 use oci_spec::runtime::{
     Capability, LinuxSeccomp, LinuxSeccompAction as Action, LinuxSeccompArg,
-    LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompFilterFlag, LinuxSeccompOperator as Op,
-    LinuxSyscall, LinuxSyscallBuilder,
+    LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompFilterFlag,
+    LinuxSeccompOperator as Op, LinuxSyscall, LinuxSyscallBuilder,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -126,9 +126,7 @@ impl Profile {
             }
             let mut names = r.names.clone();
             names.extend(r.name.clone());
-            let mut b = LinuxSyscallBuilder::default()
-                .names(names)
-                .action(r.action);
+            let mut b = LinuxSyscallBuilder::default().names(names).action(r.action);
             if let Some(e) = r.errno_ret {
                 b = b.errno_ret(e);
             }
@@ -342,7 +340,14 @@ mod tests {
         let s = default_profile().resolve(&plain);
         let n = names(&s);
         assert!(n.contains(&"chroot".to_string()));
-        for blocked in ["mount", "unshare", "bpf", "keyctl", "io_uring_setup", "setns"] {
+        for blocked in [
+            "mount",
+            "unshare",
+            "bpf",
+            "keyctl",
+            "io_uring_setup",
+            "setns",
+        ] {
             assert!(!n.contains(&blocked.to_string()), "{blocked} allowed");
         }
         let admin: HashSet<Capability> = [Capability::SysAdmin].into();

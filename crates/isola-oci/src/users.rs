@@ -20,6 +20,9 @@ pub struct UserError {
     pub why: String,
 }
 
+/// The largest uid or gid a workload may have.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
 struct PasswdEntry {
     name: String,
     uid: u32,
@@ -125,6 +128,13 @@ pub fn resolve_user_in(passwd: &str, group: &str, spec: &str) -> Result<ExecUser
                 .ok_or_else(|| err(format!("no group named {g:?} in the image's /etc/group")))?,
         };
     }
+    // (uid_t)-1 means "no change" to setresuid: 4294967295 would leave the workload root.
+    // Docker's range for both is 0 to 2^31-1.
+    for (what, id) in [("uid", uid), ("gid", gid)] {
+        if id > MAX_ID {
+            return Err(err(format!("{what} {id} is out of range (0 to {MAX_ID})")));
+        }
+    }
     let mut additional_gids: Vec<u32> = match (&name, group_part) {
         (Some(n), None) => groups
             .iter()
@@ -133,7 +143,7 @@ pub fn resolve_user_in(passwd: &str, group: &str, spec: &str) -> Result<ExecUser
             .collect(),
         _ => Vec::new(),
     };
-    additional_gids.retain(|g| *g != gid);
+    additional_gids.retain(|g| *g != gid && *g <= MAX_ID);
     additional_gids.sort_unstable();
     additional_gids.dedup();
     Ok(ExecUser {

@@ -38,6 +38,7 @@ fn main() {
         }
     };
     let paths = paths::Paths::from_env();
+    paths.secure();
     let result = match cli.command {
         Command::Run(a) => commands::run::run(&paths, a),
         Command::Import(a) => commands::images::import(&paths, a),

@@ -223,7 +223,12 @@ mod tests {
         }
     }
 
-    fn rule(allow: bool, typ: LinuxDeviceType, mm: Option<(i64, i64)>, acc: &str) -> LinuxDeviceCgroup {
+    fn rule(
+        allow: bool,
+        typ: LinuxDeviceType,
+        mm: Option<(i64, i64)>,
+        acc: &str,
+    ) -> LinuxDeviceCgroup {
         let mut b = LinuxDeviceCgroupBuilder::default()
             .allow(allow)
             .typ(typ)
@@ -248,11 +253,23 @@ mod tests {
         assert_eq!(decide(&p, DEV_CHAR, ACC_READ, 1, 11), 0, "/dev/kmsg");
         assert_eq!(decide(&p, DEV_CHAR, rw, 10, 232), 0, "/dev/kvm");
         assert_eq!(decide(&p, DEV_BLOCK, ACC_READ, 7, 5), 0, "a loop device");
-        assert_eq!(decide(&p, DEV_CHAR, ACC_MKNOD, 10, 232), 1, "mknod of any char");
-        assert_eq!(decide(&p, DEV_BLOCK, ACC_MKNOD, 7, 5), 0, "mknod of a block device");
+        assert_eq!(
+            decide(&p, DEV_CHAR, ACC_MKNOD, 10, 232),
+            1,
+            "mknod of any char"
+        );
+        assert_eq!(
+            decide(&p, DEV_BLOCK, ACC_MKNOD, 7, 5),
+            0,
+            "mknod of a block device"
+        );
         assert_eq!(decide(&p, DEV_CHAR, rw, 136, 7), 1, "a pty (any minor)");
         assert_eq!(decide(&p, DEV_CHAR, ACC_MKNOD, 136, 7), 1);
-        assert_eq!(decide(&p, DEV_CHAR, rw | ACC_MKNOD, 136, 7), 0, "more than the rule");
+        assert_eq!(
+            decide(&p, DEV_CHAR, rw | ACC_MKNOD, 136, 7),
+            0,
+            "more than the rule"
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! not join would have the host's root cgroup as its cgroup-namespace root, as seen from inside),
 //! and the `devices` controller carries its device allowlist.
 
-use super::{io_err, remove_tree, tree_pids, write_file, CgroupError, Hierarchies, Layout};
 use super::WORKLOAD;
+use super::{io_err, remove_tree, tree_pids, write_file, CgroupError, Hierarchies, Layout};
 use oci_spec::runtime::LinuxResources;
 use std::path::{Path, PathBuf};
 
@@ -88,7 +88,11 @@ impl V1Cgroup {
             .map(|(_, d)| d.as_path())
     }
 
-    fn apply(&self, res: &LinuxResources, at: impl Fn(&Path) -> PathBuf) -> Result<(), CgroupError> {
+    fn apply(
+        &self,
+        res: &LinuxResources,
+        at: impl Fn(&Path) -> PathBuf,
+    ) -> Result<(), CgroupError> {
         if let Some(mem) = res.memory() {
             if let (Some(limit), Some(dir)) = (mem.limit(), self.dir("memory")) {
                 let dir = at(dir);

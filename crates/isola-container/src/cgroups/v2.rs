@@ -1,8 +1,8 @@
 //! cgroup v2: one unified tree; controllers are enabled top-down through cgroup.subtree_control,
 //! and the device allowlist is an eBPF program attached to the container's cgroup.
 
-use super::{device_filter, io_err, remove_tree, tree_pids, write_file, CgroupError, Hierarchies};
 use super::WORKLOAD;
+use super::{device_filter, io_err, remove_tree, tree_pids, write_file, CgroupError, Hierarchies};
 use oci_spec::runtime::LinuxResources;
 use std::path::{Path, PathBuf};
 

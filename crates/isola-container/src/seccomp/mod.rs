@@ -53,12 +53,10 @@ fn ret_value(action: Action, errno: Option<u32>, default_errno: u32) -> Result<u
         Action::ScmpActTrace => 0x7ff0_0000 | (errno.unwrap_or(0) & 0xffff),
         Action::ScmpActLog => 0x7ffc_0000,
         Action::ScmpActAllow => 0x7fff_0000,
-        Action::ScmpActNotify => {
-            return Err(
-                "linux.seccomp: SCMP_ACT_NOTIFY needs a seccomp agent, which isola does not support"
-                    .into(),
-            )
-        }
+        Action::ScmpActNotify => return Err(
+            "linux.seccomp: SCMP_ACT_NOTIFY needs a seccomp agent, which isola does not support"
+                .into(),
+        ),
     })
 }
 
@@ -107,7 +105,11 @@ fn condition(a: &mut Assembler, arg: &LinuxSeccompArg, fail: usize) -> Result<()
             a.jump(JGT_K, hi(v), ok, next);
             a.jump(JEQ_K, hi(v), next, fail);
             a.load(off_arg_lo(i));
-            let code = if arg.op() == Op::ScmpCmpGt { JGT_K } else { JGE_K };
+            let code = if arg.op() == Op::ScmpCmpGt {
+                JGT_K
+            } else {
+                JGE_K
+            };
             a.jump(code, lo(v), ok, fail);
         }
         Op::ScmpCmpLt | Op::ScmpCmpLe => {
@@ -116,7 +118,11 @@ fn condition(a: &mut Assembler, arg: &LinuxSeccompArg, fail: usize) -> Result<()
             a.jump(JEQ_K, hi(v), next, fail);
             a.load(off_arg_lo(i));
             // lo < v is !(lo >= v); lo <= v is !(lo > v).
-            let code = if arg.op() == Op::ScmpCmpLt { JGE_K } else { JGT_K };
+            let code = if arg.op() == Op::ScmpCmpLt {
+                JGE_K
+            } else {
+                JGT_K
+            };
             a.jump(code, lo(v), fail, ok);
         }
     }
@@ -145,7 +151,12 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, String> {
     let mut a = Assembler::default();
     let native = a.label();
     a.load(OFF_ARCH);
-    a.jump(JEQ_K, AUDIT_ARCH_X86_64, Target::Label(native), Target::Next);
+    a.jump(
+        JEQ_K,
+        AUDIT_ARCH_X86_64,
+        Target::Label(native),
+        Target::Next,
+    );
     a.ret(default);
     a.place(native);
     a.load(OFF_NR);

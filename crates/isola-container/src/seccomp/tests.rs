@@ -6,7 +6,7 @@ use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscal
 
 /// Runs `prog` on a call the way the kernel would; returns the filter's verdict.
 fn run(prog: &[SockFilter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-    let mut data = vec![0u8; 64];
+    let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&nr.to_le_bytes());
     data[4..8].copy_from_slice(&arch.to_le_bytes());
     for (i, v) in args.iter().enumerate() {
@@ -80,20 +80,48 @@ fn plain_allow_and_default() {
     assert_eq!(run(&p, AUDIT_ARCH_X86_64, nr("keyctl"), [0; 6]), EPERM);
     // i386 calls and x32 calls get the default action, unknown future calls ENOSYS.
     assert_eq!(run(&p, 0x4000_0003, nr("read"), [0; 6]), EPERM);
-    assert_eq!(run(&p, AUDIT_ARCH_X86_64, nr("read") | X32_SYSCALL_BIT, [0; 6]), EPERM);
+    assert_eq!(
+        run(&p, AUDIT_ARCH_X86_64, nr("read") | X32_SYSCALL_BIT, [0; 6]),
+        EPERM
+    );
     assert_eq!(run(&p, AUDIT_ARCH_X86_64, 999, [0; 6]), 0x0005_0000 | 38);
 }
 
 #[test]
 fn argument_comparisons_use_all_64_bits() {
     let big = 0x1_0000_0005u64;
-    let cases: Vec<(Op, u64, Vec<(u64, bool)>)> = vec![
-        (Op::ScmpCmpEq, big, vec![(big, true), (5, false), (big + 1, false)]),
-        (Op::ScmpCmpNe, big, vec![(big, false), (5, true), (big + 1, true)]),
-        (Op::ScmpCmpGt, big, vec![(big, false), (big + 1, true), (5, false), (u64::MAX, true)]),
-        (Op::ScmpCmpGe, big, vec![(big, true), (big - 1, false), (1 << 40, true)]),
-        (Op::ScmpCmpLt, big, vec![(big, false), (big - 1, true), (6, true), (1 << 40, false)]),
-        (Op::ScmpCmpLe, big, vec![(big, true), (big + 1, false), (0, true)]),
+    type Case = (Op, u64, Vec<(u64, bool)>);
+    let cases: Vec<Case> = vec![
+        (
+            Op::ScmpCmpEq,
+            big,
+            vec![(big, true), (5, false), (big + 1, false)],
+        ),
+        (
+            Op::ScmpCmpNe,
+            big,
+            vec![(big, false), (5, true), (big + 1, true)],
+        ),
+        (
+            Op::ScmpCmpGt,
+            big,
+            vec![(big, false), (big + 1, true), (5, false), (u64::MAX, true)],
+        ),
+        (
+            Op::ScmpCmpGe,
+            big,
+            vec![(big, true), (big - 1, false), (1 << 40, true)],
+        ),
+        (
+            Op::ScmpCmpLt,
+            big,
+            vec![(big, false), (big - 1, true), (6, true), (1 << 40, false)],
+        ),
+        (
+            Op::ScmpCmpLe,
+            big,
+            vec![(big, true), (big + 1, false), (0, true)],
+        ),
     ];
     for (op, value, checks) in cases {
         let p = profile(vec![("ioctl", vec![arg(1, op, value, None)])]);
@@ -107,19 +135,31 @@ fn argument_comparisons_use_all_64_bits() {
 #[test]
 fn masked_eq_as_docker_filters_clone() {
     let ns_flags = 0x7E02_0000u64;
-    let p = profile(vec![("clone", vec![arg(0, Op::ScmpCmpMaskedEq, ns_flags, None)])]);
+    let p = profile(vec![(
+        "clone",
+        vec![arg(0, Op::ScmpCmpMaskedEq, ns_flags, None)],
+    )]);
     let clone = nr("clone");
     let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
-    assert_eq!(run(&p, AUDIT_ARCH_X86_64, clone, [thread, 0, 0, 0, 0, 0]), ALLOW);
+    assert_eq!(
+        run(&p, AUDIT_ARCH_X86_64, clone, [thread, 0, 0, 0, 0, 0]),
+        ALLOW
+    );
     let userns = libc::CLONE_NEWUSER as u64;
-    assert_eq!(run(&p, AUDIT_ARCH_X86_64, clone, [userns, 0, 0, 0, 0, 0]), EPERM);
+    assert_eq!(
+        run(&p, AUDIT_ARCH_X86_64, clone, [userns, 0, 0, 0, 0, 0]),
+        EPERM
+    );
 }
 
 #[test]
 fn conditions_on_one_argument_are_alternatives() {
     let p = profile(vec![(
         "personality",
-        vec![arg(0, Op::ScmpCmpEq, 0, None), arg(0, Op::ScmpCmpEq, 8, None)],
+        vec![
+            arg(0, Op::ScmpCmpEq, 0, None),
+            arg(0, Op::ScmpCmpEq, 8, None),
+        ],
     )]);
     let n = nr("personality");
     assert_eq!(run(&p, AUDIT_ARCH_X86_64, n, [0; 6]), ALLOW);
@@ -128,7 +168,10 @@ fn conditions_on_one_argument_are_alternatives() {
     // Distinct arguments: all must hold.
     let p = profile(vec![(
         "socket",
-        vec![arg(0, Op::ScmpCmpNe, 40, None), arg(1, Op::ScmpCmpEq, 1, None)],
+        vec![
+            arg(0, Op::ScmpCmpNe, 40, None),
+            arg(1, Op::ScmpCmpEq, 1, None),
+        ],
     )]);
     let s = nr("socket");
     assert_eq!(run(&p, AUDIT_ARCH_X86_64, s, [2, 1, 0, 0, 0, 0]), ALLOW);

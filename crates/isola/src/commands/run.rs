@@ -7,8 +7,8 @@ use crate::{limits, Exit};
 use anyhow::{bail, Context, Result};
 use isola_container::{monitor, CreateOptions};
 use isola_oci::bundle::{runtime_spec, write_config, RunSettings, Seccomp};
-use isola_oci::seccomp_profile::Profile;
 use isola_oci::rootfs::RootfsCache;
+use isola_oci::seccomp_profile::Profile;
 use isola_oci::{overlay, Image, Reference, Store};
 use std::path::Path;
 

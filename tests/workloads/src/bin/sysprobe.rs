@@ -80,9 +80,26 @@ const PROBES: &[Probe] = &[
         sys(libc::SYS_init_module, &[0, 0, ptr(&p)])
     }),
     ("setns", || sys(libc::SYS_setns, &[0, 0])),
-    ("personality_linux32", || sys(libc::SYS_personality, &[0x0040_0000])),
+    ("personality_linux32", || {
+        sys(libc::SYS_personality, &[0x0040_0000])
+    }),
     ("getpid", || sys(libc::SYS_getpid, &[])),
 ];
+
+/// `session_keyring DESCRIPTION`: what the session keyring is (KEYCTL_DESCRIBE of @s).
+fn session_keyring() -> String {
+    let mut buf = [0u8; 256];
+    // KEYCTL_DESCRIBE = 6, KEY_SPEC_SESSION_KEYRING = -3
+    let n = sys(
+        libc::SYS_keyctl,
+        &[6, -3i64 as u64, buf.as_mut_ptr() as u64, buf.len() as u64],
+    );
+    if n < 0 {
+        return format!("session_keyring {}", errno_name(-n as i32));
+    }
+    let text = String::from_utf8_lossy(&buf[..(n as usize).min(buf.len())]);
+    format!("session_keyring {}", text.trim_end_matches('\0'))
+}
 
 /// The cgroup attack: in a user namespace of its own (root mapped to root) and a new cgroup and
 /// mount namespace, mount every hierarchy the process is in, count the processes its root
@@ -94,16 +111,27 @@ fn cgroup_escape() -> Result<(), String> {
     if sys(libc::SYS_unshare, &[libc::CLONE_NEWUSER as u64]) < 0 {
         return Err(fail("unshare(CLONE_NEWUSER)"));
     }
-    for (file, text) in [("setgroups", "deny"), ("uid_map", "0 0 1"), ("gid_map", "0 0 1")] {
+    for (file, text) in [
+        ("setgroups", "deny"),
+        ("uid_map", "0 0 1"),
+        ("gid_map", "0 0 1"),
+    ] {
         std::fs::write(format!("/proc/self/{file}"), text)
             .map_err(|e| format!("cgroup_escape /proc/self/{file}: {e}"))?;
     }
-    if sys(libc::SYS_unshare, &[(libc::CLONE_NEWNS | libc::CLONE_NEWCGROUP) as u64]) < 0 {
+    if sys(
+        libc::SYS_unshare,
+        &[(libc::CLONE_NEWNS | libc::CLONE_NEWCGROUP) as u64],
+    ) < 0
+    {
         return Err(fail("unshare(CLONE_NEWNS|CLONE_NEWCGROUP)"));
     }
     for line in hierarchies.lines() {
         let ctrls = line.split(':').nth(1).unwrap_or_default();
-        let dir = format!("/tmp/isola-probe-cg{}", line.split(':').next().unwrap_or("x"));
+        let dir = format!(
+            "/tmp/isola-probe-cg{}",
+            line.split(':').next().unwrap_or("x")
+        );
         let _ = std::fs::create_dir_all(&dir);
         let (fstype, opts) = if ctrls.is_empty() {
             ("cgroup2", String::new())
@@ -115,8 +143,15 @@ fn cgroup_escape() -> Result<(), String> {
         let c = |s: &str| std::ffi::CString::new(s).unwrap();
         let (src, target, t, o) = (c(fstype), c(&dir), c(fstype), c(&opts));
         let data = if opts.is_empty() { 0 } else { ptr(&o) };
-        if sys(libc::SYS_mount, &[ptr(&src), ptr(&target), ptr(&t), 0, data]) < 0 {
-            println!("cgroup {fstype}:{ctrls} mount={}", errno_name(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)));
+        if sys(
+            libc::SYS_mount,
+            &[ptr(&src), ptr(&target), ptr(&t), 0, data],
+        ) < 0
+        {
+            println!(
+                "cgroup {fstype}:{ctrls} mount={}",
+                errno_name(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+            );
             continue;
         }
         let procs = std::fs::read_to_string(format!("{dir}/cgroup.procs"))
@@ -142,7 +177,10 @@ fn cgroup_escape() -> Result<(), String> {
         let child = format!("{dir}/escape-child");
         let moved = std::fs::create_dir(&child)
             .and_then(|()| std::fs::write(format!("{child}/cgroup.procs"), "0"))
-            .map_or_else(|e| errno_name(e.raw_os_error().unwrap_or(0)), |()| "ok".into());
+            .map_or_else(
+                |e| errno_name(e.raw_os_error().unwrap_or(0)),
+                |()| "ok".into(),
+            );
         println!("cgroup {fstype}:{ctrls} procs={procs} lift={lift} child={moved}");
     }
     Ok(())
@@ -191,6 +229,10 @@ fn main() {
         return;
     }
     for name in names {
+        if name == "session_keyring" {
+            println!("{}", session_keyring());
+            continue;
+        }
         if name == "cgroup_escape" {
             if let Err(e) = cgroup_escape() {
                 println!("{e}");
