@@ -409,3 +409,31 @@ fn out_of_range_user_ids_are_refused() {
     }
     env.assert_clean();
 }
+
+#[test]
+fn the_workload_cannot_reach_the_file_isolas_stdout_goes_to() {
+    let env = Env::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    std::fs::write(&log, "kept\n").unwrap();
+    let out = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    // Reopening its stdout would truncate the host's file, if stdout were that file.
+    let status = env
+        .cmd(&[
+            "run",
+            "--rm",
+            "sample",
+            "sh",
+            "-c",
+            "echo new > /proc/self/fd/1; for fd in 1 2 0; do readlink /proc/$$/fd/$fd | cut -d: -f1; done",
+        ])
+        .stdout(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "kept\nnew\npipe\npipe\n/dev/null\n"
+    );
+    env.assert_clean();
+}

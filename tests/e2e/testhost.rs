@@ -37,6 +37,18 @@ fn runner_returns_status_and_separate_streams() {
 }
 
 #[test]
+fn runner_names_a_missing_input() {
+    let missing = format!("/tmp/isola-testhost-absent-{}", std::process::id());
+    let out = testhost(&["--include", &missing, "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains(&missing),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn runner_stops_a_hang_at_its_timeout() {
     let started = std::time::Instant::now();
     let out = testhost(&["--timeout", "25", "--", "sleep", "600"]);
@@ -169,6 +181,14 @@ fn suite_inside_the_testhost_with(
 fn container_suite_passes_on_pure_cgroup_v2() {
     let stdout = suite_inside_the_testhost("container", "2");
     assert!(stdout.contains("test result: ok. 16 passed"), "{stdout}");
+}
+
+/// The attacks of tests/e2e/escapes.rs on pure cgroup v2, where the device allowlist is an
+/// eBPF program rather than the v1 devices controller.
+#[test]
+fn escapes_suite_passes_on_pure_cgroup_v2() {
+    let stdout = suite_inside_the_testhost("escapes", "2");
+    assert!(stdout.contains("test result: ok. 9 passed"), "{stdout}");
 }
 
 /// The VM parity suite, where KVM runs unmodified guests: every test must really run.

@@ -7,6 +7,7 @@ use crate::channel::{self, Channel, Message};
 use crate::init::{init_main, InitArgs};
 use crate::monitor;
 use crate::state::{self, State};
+use crate::stdio_relay::{self, StdioRelay};
 use crate::ContainerError;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -18,7 +19,7 @@ pub struct CreateOptions<'a> {
     pub bundle: &'a Path,
     /// Directory holding one state directory per container (e.g. /run/isola/containers).
     pub state_root: &'a Path,
-    /// Keep isola's stdin as the workload's stdin (`-i`); otherwise it reads /dev/null.
+    /// Relay isola's stdin to the workload's (`-i`); otherwise it reads /dev/null.
     pub interactive: bool,
 }
 
@@ -29,6 +30,8 @@ pub struct Container {
     pub state_dir: PathBuf,
     pub cgroup: Cgroup,
     pub console: Option<OwnedFd>,
+    /// The pipes carrying the workload's stdio when it has no terminal.
+    stdio: Option<StdioRelay>,
     channel: Channel,
     state: State,
 }
@@ -162,7 +165,7 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
         let _ = std::fs::remove_dir_all(&state_dir);
     };
     let spawned = spawn_init(&spec, o, &hier, flags, seccomp.as_ref());
-    let (pid, channel) = match spawned {
+    let (pid, channel, stdio) = match spawned {
         Ok(x) => x,
         Err(e) => {
             undo(&cgroup, None);
@@ -228,6 +231,7 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
                 state_dir,
                 cgroup,
                 console,
+                stdio,
                 channel,
                 state,
             })
@@ -247,7 +251,7 @@ fn spawn_init(
     hier: &Hierarchies,
     flags: libc::c_int,
     seccomp: Option<&crate::seccomp::Filter>,
-) -> Result<(i32, Channel), ContainerError> {
+) -> Result<(i32, Channel, Option<StdioRelay>), ContainerError> {
     let (parent_end, init_end) =
         channel::pair().map_err(|e| ContainerError::Io(format!("socketpair: {e}")))?;
     let terminal = spec
@@ -255,14 +259,16 @@ fn spawn_init(
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    let stdin_null = if o.interactive || terminal {
-        None
+    // Without a terminal the workload's stdio are pipes isola relays (see stdio_relay).
+    let (relay, workload_stdio) = if terminal {
+        (None, None)
     } else {
-        Some(
-            std::fs::File::open("/dev/null")
-                .map_err(|e| ContainerError::Io(format!("/dev/null: {e}")))?,
-        )
+        let (r, w) = stdio_relay::pipes(o.interactive)
+            .map_err(|e| ContainerError::Io(format!("pipe: {e}")))?;
+        (Some(r), Some(w))
     };
+    let dev_null = std::fs::File::open("/dev/null")
+        .map_err(|e| ContainerError::Io(format!("/dev/null: {e}")))?;
     // SAFETY: clone(2) without CLONE_VM behaves like fork(2): the child gets a copy of this
     // single-threaded process (isola starts no threads) and runs only `init_main`, which ends
     // in execve or _exit and never returns into the caller.
@@ -289,12 +295,21 @@ fn spawn_init(
             bundle: o.bundle,
             hier,
             channel: &init_end,
-            stdin: stdin_null.as_ref().map(|f| f.as_raw_fd()),
+            stdio: workload_stdio.as_ref().map(|w| {
+                [
+                    w.stdin
+                        .as_ref()
+                        .map_or(dev_null.as_raw_fd(), |f| f.as_raw_fd()),
+                    w.stdout.as_raw_fd(),
+                    w.stderr.as_raw_fd(),
+                ]
+            }),
             seccomp,
         });
     }
     drop(init_end);
-    Ok((pid as i32, parent_end))
+    drop(workload_stdio);
+    Ok((pid as i32, parent_end, relay))
 }
 
 impl Container {
@@ -325,7 +340,15 @@ impl Container {
 
     /// Supervises the running workload until it exits; returns docker's exit code.
     pub fn wait(&mut self, interactive: bool) -> Result<i32, ContainerError> {
-        let code = monitor::supervise(self.pid, self.console.take(), interactive)
+        let relay = match (self.console.take(), self.stdio.take()) {
+            (Some(master), _) => Some(monitor::Relay::Console(
+                crate::console_relay::ConsoleRelay::new(master, interactive)
+                    .map_err(|e| ContainerError::Io(format!("console: {e}")))?,
+            )),
+            (None, Some(pipes)) => Some(monitor::Relay::Pipes(pipes)),
+            (None, None) => None,
+        };
+        let code = monitor::supervise(self.pid, relay)
             .map_err(|e| ContainerError::Io(format!("waiting for the container: {e}")))?;
         self.state.status = "stopped".into();
         let _ = self.state.save(&self.state_dir);

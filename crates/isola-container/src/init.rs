@@ -19,8 +19,9 @@ pub struct InitArgs<'a> {
     pub bundle: &'a Path,
     pub hier: &'a Hierarchies,
     pub channel: &'a Channel,
-    /// Becomes fd 0 when there is no console (e.g. /dev/null without `-i`); `None` inherits.
-    pub stdin: Option<RawFd>,
+    /// Become fds 0, 1 and 2 when there is no console: the relay's pipes (stdin: /dev/null
+    /// without `-i`).
+    pub stdio: Option<[RawFd; 3]>,
     /// `linux.seccomp`, compiled by the parent before clone.
     pub seccomp: Option<&'a seccomp::Filter>,
 }
@@ -105,8 +106,10 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
             nix::unistd::dup2(slave.as_raw_fd(), target)
                 .map_err(|e| format!("dup2 console: {e}"))?;
         }
-    } else if let Some(fd) = a.stdin {
-        nix::unistd::dup2(fd, 0).map_err(|e| format!("dup2 stdin: {e}"))?;
+    } else if let Some(fds) = a.stdio {
+        for (target, fd) in fds.into_iter().enumerate() {
+            nix::unistd::dup2(fd, target as RawFd).map_err(|e| format!("dup2 stdio: {e}"))?;
+        }
     }
 
     identity::join_new_session_keyring()?;

@@ -20,6 +20,7 @@ mod network;
 mod rootfs;
 pub mod seccomp;
 pub mod state;
+mod stdio_relay;
 
 pub use container::{clean_stale, create, load_spec, Container, CreateOptions};
 

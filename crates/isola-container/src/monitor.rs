@@ -2,11 +2,12 @@
 //! the console when there is one, reap the init and turn its wait status into docker's exit code.
 
 use crate::console_relay::ConsoleRelay;
+use crate::stdio_relay::StdioRelay;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 
 /// Signals isola passes on to the workload.
 pub const FORWARDED: &[Signal] = &[
@@ -43,13 +44,47 @@ pub fn exit_code(status: WaitStatus) -> i32 {
     }
 }
 
-/// Waits for `pid` to exit, forwarding signals and relaying the console. Returns the exit code.
-pub fn supervise(pid: i32, console: Option<OwnedFd>, interactive: bool) -> std::io::Result<i32> {
+/// What carries the workload's stdio: its terminal, or pipes.
+pub(crate) enum Relay {
+    Console(ConsoleRelay),
+    Pipes(StdioRelay),
+}
+
+impl Relay {
+    fn poll_fds(&self) -> Vec<nix::poll::PollFd<'_>> {
+        match self {
+            Relay::Console(c) => c.poll_fds(),
+            Relay::Pipes(p) => p.poll_fds(),
+        }
+    }
+
+    fn pump(&mut self, ready: &[bool]) -> std::io::Result<()> {
+        match self {
+            Relay::Console(c) => c.pump(ready),
+            Relay::Pipes(p) => {
+                p.pump(ready);
+                Ok(())
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        match self {
+            Relay::Console(c) => c.drain(),
+            Relay::Pipes(p) => p.drain(),
+        }
+    }
+
+    fn copy_window_size(&self) {
+        if let Relay::Console(c) = self {
+            c.copy_window_size();
+        }
+    }
+}
+
+/// Waits for `pid` to exit, forwarding signals and relaying its stdio. Returns the exit code.
+pub(crate) fn supervise(pid: i32, mut relay: Option<Relay>) -> std::io::Result<i32> {
     let sfd = SignalFd::with_flags(&handled(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-    let mut relay = match console {
-        Some(master) => Some(ConsoleRelay::new(master, interactive)?),
-        None => None,
-    };
     let child = Pid::from_raw(pid);
     loop {
         if let Some(status) = reap(child)? {
