@@ -434,6 +434,22 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
             "--pids-limit \"many\"",
         ),
         (
+            &["run", "--rm", "--pids-limit", "0", "sample", "true"],
+            "--pids-limit \"0\": expected a positive number of processes, or -1",
+        ),
+        (
+            &["run", "--rm", "--memory", "1e20", "sample", "true"],
+            "--memory \"1e20\"",
+        ),
+        (
+            &["run", "--rm", "--memory", "99999999t", "sample", "true"],
+            "more than the largest limit",
+        ),
+        (
+            &["run", "--rm", "sample", ""],
+            "the command is an empty string",
+        ),
+        (
             &["run", "--rm", "-w", "relative", "sample", "true"],
             "--workdir \"relative\"",
         ),

@@ -437,3 +437,31 @@ fn the_workload_cannot_reach_the_file_isolas_stdout_goes_to() {
     );
     env.assert_clean();
 }
+
+#[test]
+fn a_fork_bomb_stops_at_the_default_pids_limit() {
+    let env = Env::new();
+    let r = run(
+        &env,
+        &[
+            "sample",
+            "cat",
+            "/sys/fs/cgroup/pids.max",
+            "/sys/fs/cgroup/pids/pids.max",
+        ],
+    );
+    assert!(r.stdout.contains("2048\n"), "{}{}", r.stdout, r.stderr);
+    let r = run(
+        &env,
+        &[
+            "--pids-limit",
+            "-1",
+            "sample",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null",
+        ],
+    );
+    assert_eq!(r.stdout, "max\n", "{}", r.stderr);
+    env.assert_clean();
+}

@@ -52,6 +52,8 @@ pub enum Seccomp {
 pub enum BundleError {
     #[error("no command: the image has no Entrypoint or Cmd, so give one after the image name")]
     NoCommand,
+    #[error("the command is an empty string: give the program to run")]
+    EmptyCommand,
     #[error("--workdir {0:?}: must be an absolute path")]
     RelativeWorkdir(String),
     #[error(transparent)]
@@ -153,8 +155,10 @@ pub fn runtime_spec(
         settings.cmd.clone()
     };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if args.is_empty() || args[0].is_empty() {
-        return Err(BundleError::NoCommand);
+    match args.first() {
+        None => return Err(BundleError::NoCommand),
+        Some(first) if first.is_empty() => return Err(BundleError::EmptyCommand),
+        Some(_) => {}
     }
 
     let root = Root::open(rootfs)

@@ -121,7 +121,7 @@ pub struct ProcessArgs {
     /// CPU quota in CPUs, e.g. 1.5
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub cpus: Option<String>,
-    /// Maximum number of processes (0 or -1: unlimited)
+    /// Maximum number of processes (default 2048; -1: unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]
     pub pids_limit: Option<String>,
     /// Security options: seccomp=unconfined, seccomp=PROFILE.json (Docker's format)

@@ -45,10 +45,21 @@ impl Registry {
     }
 
     pub fn start_with(auth: Auth) -> Registry {
+        // A port free when chosen may be taken by another test's server before the registry
+        // binds it: then the registry exits at once while the other server answers. Try again.
+        for _ in 0..5 {
+            if let Some(r) = Registry::try_start(&auth) {
+                return r;
+            }
+        }
+        panic!("docker-registry did not stay up on any of 5 ports");
+    }
+
+    fn try_start(auth: &Auth) -> Option<Registry> {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         let port = free_port();
-        let auth_section = match &auth {
+        let auth_section = match auth {
             Auth::Anonymous => String::new(),
             Auth::Htpasswd { user, password } => {
                 let file = dir.path().join("htpasswd");
@@ -94,15 +105,23 @@ impl Registry {
             storage,
             _dir: dir,
         };
+        let mut r = r;
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "docker-registry did not listen on {port}"
             );
+            if r.child.try_wait().unwrap().is_some() {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        r
+        std::thread::sleep(Duration::from_millis(150));
+        if r.child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        Some(r)
     }
 
     /// `127.0.0.1:PORT/REPO[:TAG]`.

@@ -26,12 +26,7 @@ pub fn settings(
         .as_deref()
         .map(|c| limits::parse_cpus(c, cpu_range))
         .transpose()?;
-    let pids_limit = p
-        .pids_limit
-        .as_deref()
-        .map(limits::parse_pids)
-        .transpose()?
-        .flatten();
+    let pids_limit = limits::parse_pids(p.pids_limit.as_deref())?;
     if let Some(w) = &p.workdir {
         if !w.starts_with('/') {
             bail!("--workdir {w:?}: must be an absolute path");
