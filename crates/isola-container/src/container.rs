@@ -9,6 +9,7 @@ use crate::monitor;
 use crate::state::{self, State};
 use crate::stdio_relay::{self, StdioRelay};
 use crate::ContainerError;
+use nix::fcntl::{Flock, FlockArg};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub struct Container {
     pub console: Option<OwnedFd>,
     /// The pipes carrying the workload's stdio when it has no terminal.
     stdio: Option<StdioRelay>,
+    /// Held for the container's life: `clean_stale` leaves a locked state directory alone.
+    _lock: Flock<std::fs::File>,
     channel: Channel,
     state: State,
 }
@@ -134,13 +137,7 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
     std::fs::create_dir_all(o.state_root)
         .map_err(|e| ContainerError::Io(format!("{}: {e}", o.state_root.display())))?;
     let state_dir = o.state_root.join(o.id);
-    match std::fs::create_dir(&state_dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(ContainerError::Exists(o.id.to_string()))
-        }
-        Err(e) => return Err(ContainerError::Io(format!("{}: {e}", state_dir.display()))),
-    }
+    let lock = claim_state_dir(&state_dir, o.id)?;
     let cgroups_path = spec
         .linux()
         .as_ref()
@@ -226,6 +223,7 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
             state.status = "created".into();
             let _ = state.save(&state_dir);
             Ok(Container {
+                _lock: lock,
                 id: o.id.to_string(),
                 pid,
                 state_dir,
@@ -241,6 +239,43 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
             Err(e)
         }
     }
+}
+
+/// Makes the state directory and takes its lock. Another isola's `clean_stale` may find the
+/// directory between the two (empty, so it looks like a dead create) and remove it: then the
+/// lock is on a removed directory, and we make it again.
+fn claim_state_dir(dir: &Path, id: &str) -> Result<Flock<std::fs::File>, ContainerError> {
+    let io = |e: std::io::Error| ContainerError::Io(format!("{}: {e}", dir.display()));
+    for _ in 0..10 {
+        match std::fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(ContainerError::Exists(id.to_string()))
+            }
+            Err(e) => return Err(io(e)),
+        }
+        let Ok(lock) = std::fs::File::open(dir) else {
+            continue; // removed already
+        };
+        let Ok(lock) = Flock::lock(lock, FlockArg::LockExclusive) else {
+            continue;
+        };
+        let ours = std::os::unix::fs::MetadataExt::ino(&lock.metadata().map_err(io)?);
+        match std::fs::metadata(dir) {
+            Ok(m) if std::os::unix::fs::MetadataExt::ino(&m) == ours => return Ok(lock),
+            _ => continue,
+        }
+    }
+    Err(io(std::io::Error::other(
+        "kept being removed while it was made",
+    )))
+}
+
+/// Takes the lock of a state directory unless another process (its owner, alive) holds it.
+/// The cleaner holds it while it removes the directory, so a create that raced it sees that.
+fn lock_if_unowned(dir: &Path) -> Option<Flock<std::fs::File>> {
+    let f = std::fs::File::open(dir).ok()?;
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).ok()
 }
 
 /// Clones the init into its new namespaces. Returns its pid (in our namespace) and our end of
@@ -376,6 +411,9 @@ impl Container {
 /// Removes what a container left behind when its owner died (kill -9 of isola): kills its init
 /// if still alive, removes its cgroups and its state directory. Returns the state it had.
 pub fn clean_stale(state_dir: &Path) -> Result<Option<State>, ContainerError> {
+    let Some(_lock) = lock_if_unowned(state_dir) else {
+        return Ok(None); // its isola is alive, perhaps still creating it
+    };
     let st = match State::load(state_dir) {
         Ok(s) => s,
         Err(_) => {
