@@ -539,16 +539,7 @@ fn runc_runs_the_same_bundle_with_the_same_result() {
         script,
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let runc = Command::new("runc")
-        .args([
-            "run",
-            "-b",
-            bundle.to_str().unwrap(),
-            &format!("isola-e2e-{}", std::process::id()),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("runc is installed by scripts/test");
+    let runc = isola_e2e::runc_run(&bundle, "container");
     let ours = env.isola(&[
         "run",
         "--rm",

@@ -220,12 +220,7 @@ fn runc_enforces_the_bundles_seccomp_profile_and_device_list_too() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let config = std::fs::read_to_string(bundle.join("config.json")).unwrap();
     assert!(config.contains("\"seccomp\"") && config.contains("\"devices\""));
-    let runc = Command::new("runc")
-        .args(["run", "-b", bundle.to_str().unwrap()])
-        .arg(format!("isola-e2e-escapes-{}", std::process::id()))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("runc is installed by scripts/test");
+    let runc = isola_e2e::runc_run(&bundle, "escapes");
     let ours = run(&env, &["sample", "sh", "-c", script]);
     let theirs = String::from_utf8_lossy(&runc.stdout);
     assert_eq!(theirs, "keyctl EPERM\nunshare_user EPERM\n");

@@ -217,6 +217,18 @@ impl Env {
     }
 }
 
+/// `runc run` of `bundle` as container `isola-e2e-NAME-PID`, stdin /dev/null: the peer that
+/// runs the same bundle.
+pub fn runc_run(bundle: &Path, name: &str) -> Output {
+    Command::new("runc")
+        .args(["run", "-b"])
+        .arg(bundle)
+        .arg(format!("isola-e2e-{name}-{}", std::process::id()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("runc is installed by scripts/test")
+}
+
 /// Whether this host runs VM isolation; when not, says so loudly (the test host runs the
 /// tests that need it: tests/e2e/testhost.rs fails a suite that prints this there).
 pub fn vm_capable(env: &Env) -> bool {

@@ -299,11 +299,9 @@ fn spawn_init(
         (None, None)
     } else {
         let (r, w) = stdio_relay::pipes(o.interactive)
-            .map_err(|e| ContainerError::Io(format!("pipe: {e}")))?;
+            .map_err(|e| ContainerError::Io(format!("the workload's stdio pipes: {e}")))?;
         (Some(r), Some(w))
     };
-    let dev_null = std::fs::File::open("/dev/null")
-        .map_err(|e| ContainerError::Io(format!("/dev/null: {e}")))?;
     // SAFETY: clone(2) without CLONE_VM behaves like fork(2): the child gets a copy of this
     // single-threaded process (isola starts no threads) and runs only `init_main`, which ends
     // in execve or _exit and never returns into the caller.
@@ -332,9 +330,7 @@ fn spawn_init(
             channel: &init_end,
             stdio: workload_stdio.as_ref().map(|w| {
                 [
-                    w.stdin
-                        .as_ref()
-                        .map_or(dev_null.as_raw_fd(), |f| f.as_raw_fd()),
+                    w.stdin.as_raw_fd(),
                     w.stdout.as_raw_fd(),
                     w.stderr.as_raw_fd(),
                 ]

@@ -10,8 +10,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// The workload's ends of the pipes, for the init to put at 0, 1 and 2.
 pub struct WorkloadStdio {
-    /// `None`: /dev/null (no `-i`).
-    pub stdin: Option<OwnedFd>,
+    /// A pipe from the relay with `-i`, else /dev/null.
+    pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
 }
@@ -49,9 +49,9 @@ pub fn pipes(interactive: bool) -> io::Result<(StdioRelay, WorkloadStdio)> {
     let (in_relay, in_workload) = if interactive {
         let (r, w) = pipe()?;
         set_nonblocking(w.as_raw_fd());
-        (Some(std::fs::File::from(w)), Some(r))
+        (Some(std::fs::File::from(w)), r)
     } else {
-        (None, None)
+        (None, std::fs::File::open("/dev/null")?.into())
     };
     set_nonblocking(out_r.as_raw_fd());
     set_nonblocking(err_r.as_raw_fd());

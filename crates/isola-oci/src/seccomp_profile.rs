@@ -82,11 +82,11 @@ fn kernel_at_least(min: &str) -> bool {
             .map(|p| p.parse().unwrap_or(0))
             .collect()
     };
-    let release = nix_release();
+    let release = kernel_release();
     parse(&release) >= parse(min)
 }
 
-fn nix_release() -> String {
+fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
         .trim()

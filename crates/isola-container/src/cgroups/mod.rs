@@ -182,25 +182,50 @@ pub(crate) fn subdirs(dir: &std::path::Path) -> Vec<PathBuf> {
 
 /// The pids in `dir` and every cgroup below it.
 pub(crate) fn tree_pids(dir: &std::path::Path) -> Vec<i32> {
-    let mut out: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    for sub in subdirs(dir) {
-        out.extend(tree_pids(&sub));
+    tree(dir)
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// Whether the `oom_kill` counter in a memory events file (v2 memory.events, v1
+/// memory.oom_control) is above zero.
+pub(crate) fn oom_kill_counted(file: &std::path::Path) -> bool {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ").map(|v| v.trim() != "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `dir` and every cgroup below it, parents first.
+pub(crate) fn tree(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let below = subdirs(&out[i]);
+        out.extend(below);
+        i += 1;
     }
     out
 }
 
 /// Removes `dir` and every cgroup below it, deepest first.
 pub(crate) fn remove_tree(dir: &std::path::Path) -> Result<(), CgroupError> {
-    for sub in subdirs(dir) {
-        remove_tree(&sub)?;
+    for d in tree(dir).iter().rev() {
+        match std::fs::remove_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(d, e)),
+        }
     }
-    match std::fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(dir, e)),
-    }
+    Ok(())
 }

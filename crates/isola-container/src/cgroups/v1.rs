@@ -130,24 +130,11 @@ impl V1Cgroup {
     /// v1 counts an OOM kill only in the memory cgroup of the killed task: the workload's, or
     /// one it made below it.
     pub fn oom_killed(&self) -> bool {
-        let Some(dir) = self.dir("memory") else {
-            return false;
-        };
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let killed = std::fs::read_to_string(d.join("memory.oom_control"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find_map(|l| l.strip_prefix("oom_kill ").map(|v| v.trim() != "0"))
-                })
-                .unwrap_or(false);
-            if killed {
-                return true;
-            }
-            stack.extend(super::subdirs(&d));
-        }
-        false
+        self.dir("memory").is_some_and(|dir| {
+            super::tree(dir)
+                .iter()
+                .any(|d| super::oom_kill_counted(&d.join("memory.oom_control")))
+        })
     }
 
     pub fn pids(&self) -> Vec<i32> {

@@ -101,13 +101,7 @@ impl V2Cgroup {
 
     /// memory.events counts OOM kills anywhere below.
     pub fn oom_killed(&self) -> bool {
-        std::fs::read_to_string(self.path.join("memory.events"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("oom_kill ").map(|v| v.trim() != "0"))
-            })
-            .unwrap_or(false)
+        super::oom_kill_counted(&self.path.join("memory.events"))
     }
 
     pub fn pids(&self) -> Vec<i32> {

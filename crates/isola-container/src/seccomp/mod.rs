@@ -16,7 +16,7 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction as Action, LinuxSeccompArg,
     LinuxSeccompFilterFlag as Flag, LinuxSeccompOperator as Op,
 };
-pub use syscalls_x86_64::SYSCALLS;
+use syscalls_x86_64::SYSCALLS;
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
@@ -39,7 +39,9 @@ pub struct Filter {
     flags: libc::c_ulong,
 }
 
-/// The number of a system call on x86-64.
+/// The number of a system call on x86-64 (a linear search: for tests and single look-ups;
+/// `compile` builds a map once).
+#[cfg(test)]
 pub fn syscall_number(name: &str) -> Option<u32> {
     SYSCALLS.iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
 }
@@ -147,6 +149,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, String> {
     let default_errno = s.default_errno_ret().unwrap_or(libc::EPERM as u32);
     let default = ret_value(s.default_action(), None, default_errno)?;
     let max_known = SYSCALLS.iter().map(|(_, nr)| *nr).max().unwrap_or(0);
+    let numbers: std::collections::HashMap<&str, u32> = SYSCALLS.iter().copied().collect();
 
     let mut a = Assembler::default();
     let native = a.label();
@@ -185,7 +188,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, String> {
             vec![args]
         };
         for name in rule.names() {
-            let Some(nr) = syscall_number(name) else {
+            let Some(&nr) = numbers.get(name.as_str()) else {
                 continue;
             };
             for conds in &groups {
@@ -249,14 +252,6 @@ impl Filter {
             ));
         }
         Ok(())
-    }
-
-    pub fn len(&self) -> usize {
-        self.program.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.program.is_empty()
     }
 }
 
