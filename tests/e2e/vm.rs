@@ -749,3 +749,150 @@ fn vm_runs_are_listed_named_and_removed_like_containers() {
     assert!(!env.isola(&["ps", "-a"]).stdout.contains("vm-up"));
     env.assert_clean();
 }
+
+/// The host processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+        if status.lines().any(|l| l == format!("PPid:\t{pid}")) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in {status}"))
+        .trim()
+        .to_string()
+}
+
+/// The VMM is not isola: it is a child process in its own namespaces, as a uid of its own,
+/// without capabilities, under seccomp in every thread, in an empty root, bounded by a cgroup,
+/// holding no host file but the read-only root disk.
+#[test]
+fn the_vmm_runs_jailed() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let script = "trap 'exit 143' TERM; echo ready; sleep 120 & wait";
+    let mut isola = env
+        .cmd(&[
+            "run",
+            "--rm",
+            "--isolation",
+            "vm",
+            "sample",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = isola.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    stdout.read_exact(&mut ready).unwrap();
+    assert_eq!(&ready, b"ready\n");
+
+    let vmm = children_of(isola.id());
+    assert_eq!(vmm.len(), 1, "isola has one child, the VMM: {vmm:?}");
+    let vmm = vmm[0];
+    let proc = |p: &str| format!("/proc/{vmm}/{p}");
+    let status = std::fs::read_to_string(proc("status")).unwrap();
+    let id = (0x4000_0000 + isola.id()).to_string();
+    for key in ["Uid", "Gid"] {
+        let ids: Vec<String> = status_field(&status, key)
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(ids, vec![id.clone(); 4], "{key}: {status}");
+    }
+    assert_eq!(status_field(&status, "Groups"), "");
+    for key in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(status_field(&status, key), "0000000000000000", "{key}");
+    }
+    assert_eq!(status_field(&status, "NoNewPrivs"), "1");
+    // PID 1 of its own PID namespace.
+    assert_eq!(
+        status_field(&status, "NSpid"),
+        format!("{vmm}\t1"),
+        "{status}"
+    );
+    // Every thread (supervisor, vCPU, input) under its seccomp filter.
+    let tasks: Vec<_> = std::fs::read_dir(proc("task"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert!(tasks.len() >= 3, "{} threads", tasks.len());
+    for t in &tasks {
+        let s = std::fs::read_to_string(t.path().join("status")).unwrap();
+        assert_eq!(status_field(&s, "Seccomp"), "2", "{:?}", t.path());
+    }
+    for ns in ["mnt", "pid", "net", "ipc", "uts"] {
+        let theirs = std::fs::read_link(proc(&format!("ns/{ns}"))).unwrap();
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_ne!(theirs, ours, "{ns} namespace shared with the host");
+    }
+    let root: Vec<_> = std::fs::read_dir(proc("root")).unwrap().collect();
+    assert!(root.is_empty(), "the VMM's root is not empty: {root:?}");
+    // What it holds: KVM's VM and vCPU descriptors (not /dev/kvm), eventfds, pipes, epoll and
+    // a timer, /dev/null, and the root disk read-only. No terminal, no socket, no other file.
+    for fd in std::fs::read_dir(proc("fd"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+    {
+        let target = std::fs::read_link(fd.path()).unwrap();
+        let target = target.to_string_lossy();
+        let flags = std::fs::read_to_string(proc(&format!(
+            "fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        )))
+        .unwrap();
+        let flags = u32::from_str_radix(&status_field(&flags, "flags"), 8).unwrap();
+        let allowed = target.starts_with("anon_inode:")
+            || target.starts_with("pipe:")
+            || target == "/null"
+            || (target.ends_with(".ext4") && flags & 3 == 0);
+        assert!(
+            allowed && !target.contains(":kvm]") && target != "/kvm",
+            "the VMM holds {target} (flags {flags:o})"
+        );
+    }
+    // Bounded by its cgroup: guest memory plus headroom, a few threads.
+    let cgroup = std::fs::read_to_string(proc("cgroup")).unwrap();
+    let rel = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap()
+        .to_string();
+    assert!(rel.starts_with("/isola/"), "{cgroup}");
+    let dir = format!("/sys/fs/cgroup{rel}");
+    let memory_max: u64 = std::fs::read_to_string(format!("{dir}/memory.max"))
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("memory.max is a number");
+    assert_eq!(memory_max, (256 + 64) << 20);
+    let pids_max = std::fs::read_to_string(format!("{dir}/pids.max")).unwrap();
+    assert_eq!(pids_max.trim(), "5");
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &isola.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(isola.wait().unwrap().code(), Some(143));
+    assert!(
+        !std::path::Path::new(&dir).exists(),
+        "the VMM's cgroup {dir} is left"
+    );
+    env.assert_clean();
+}

@@ -18,7 +18,7 @@ pub mod monitor;
 mod mount_options;
 mod network;
 mod rootfs;
-pub mod seccomp;
+pub use isola_seccomp as seccomp;
 pub mod state;
 mod stdio_relay;
 

@@ -1,6 +1,7 @@
 //! isola's VM isolation level: a small KVM virtual machine monitor built on the rust-vmm crates.
 //!
-//! Read `vm.rs` first (one VM from start to end), then `boot.rs` (loading Linux), `cpu.rs`
+//! Read `vm.rs` first (one VM from start to end), then `vmm_process.rs` and `jail/` (the VMM as
+//! its own jailed process, and what it may still do), then `boot.rs` (loading Linux), `cpu.rs`
 //! (a vCPU's boot state), `long_mode.rs`, `devices/`. `probe.rs` is what `isola doctor` runs
 //! to tell whether this host's KVM can run an unmodified guest at all.
 
@@ -9,7 +10,9 @@ pub mod channel;
 mod cpu;
 pub mod devices;
 mod host_input;
+pub mod host_relay;
 pub mod initramfs;
+pub mod jail;
 pub mod layout;
 mod long_mode;
 mod mptable;
@@ -17,3 +20,4 @@ pub mod probe;
 mod vcpus;
 pub mod virtio;
 pub mod vm;
+pub mod vmm_process;

@@ -6,6 +6,8 @@
 use crate::devices::boot_timer::BootTimer;
 use crate::devices::i8042::I8042;
 use crate::devices::serial::Uart;
+use crate::jail::filters::ThreadKind;
+use crate::jail::Jail;
 use crate::layout::*;
 use crate::virtio::mmio::MmioTransport;
 use crate::vm::VmExit;
@@ -80,6 +82,7 @@ pub fn run_all<'scope, 'env>(
     bus: &'scope Bus<'env>,
     timeout: Option<Duration>,
     boot_timeout: Duration,
+    jail: Option<&'scope Jail>,
 ) -> Result<VmExit, String> {
     install_handlers(timeout);
     let handles: Vec<_> = vcpus
@@ -88,12 +91,21 @@ pub fn run_all<'scope, 'env>(
             scope.spawn(move || {
                 // SAFETY: pthread_self has no preconditions.
                 lock(&bus.threads).push(unsafe { libc::pthread_self() });
-                let exit = run_vcpu(&mut vcpu, bus);
+                let exit = match jail.map(|j| j.confine_thread(ThreadKind::Vcpu)) {
+                    Some(Err(e)) => Err(e),
+                    _ => run_vcpu(&mut vcpu, bus),
+                };
                 lock(&bus.ending).get_or_insert(exit);
                 bus.stop.store(true, Ordering::SeqCst);
             })
         })
         .collect();
+    if let Some(jail) = jail {
+        if let Err(e) = jail.confine_thread(ThreadKind::Supervisor) {
+            lock(&bus.ending).get_or_insert(Err(e));
+            bus.stop.store(true, Ordering::SeqCst);
+        }
+    }
     while !bus.stop.load(Ordering::SeqCst) {
         if TIMED_OUT.load(Ordering::SeqCst) {
             lock(&bus.ending).get_or_insert(Ok(VmExit::Timeout));

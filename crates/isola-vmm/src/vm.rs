@@ -2,7 +2,8 @@
 //! memory, the kernel and initramfs loaded, legacy devices on I/O ports, virtio devices on
 //! MMIO (the channel console, the root disk), one vCPU run on the calling thread until the
 //! guest resets the machine, triple-faults, or the time limit passes — and beside it a thread
-//! forwarding the host's stdin and signals to the guest.
+//! moving the front end's input frames into the guest. This runs inside the VMM process
+//! (`vmm_process.rs` starts it, jailed, and relays for it).
 
 use crate::boot::load_linux;
 use crate::cpu;
@@ -11,6 +12,8 @@ use crate::devices::i8042::I8042;
 use crate::devices::serial::{Sink, Uart};
 use crate::devices::EventFdTrigger;
 use crate::host_input;
+use crate::jail::filters::ThreadKind;
+use crate::jail::Jail;
 use crate::layout::*;
 use crate::mptable;
 pub use crate::mptable::MAX_CPUS;
@@ -30,11 +33,8 @@ use std::time::{Duration, Instant};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
-/// Reads the host terminal's (rows, columns), if it has one.
-pub type WindowSize = fn() -> Option<(u16, u16)>;
-
-/// What to boot and where its output goes.
-pub struct VmConfig {
+/// What to boot.
+pub struct Machine {
     pub kernel: PathBuf,
     pub initrd: Option<Vec<u8>>,
     /// The kernel command line; isola appends the virtio-mmio device declarations.
@@ -42,22 +42,21 @@ pub struct VmConfig {
     pub mem_mib: u64,
     /// vCPUs, 1 to `MAX_CPUS`.
     pub cpus: u8,
+    /// The root filesystem image, served read-only as /dev/vda.
+    pub root_disk: Option<std::fs::File>,
+    pub timeout: Option<Duration>,
+    /// How long the kernel may take to start guest init.
+    pub boot_timeout: Duration,
+}
+
+/// Where the VM's output goes and where its input comes from, inside the VMM process.
+pub struct VmIo {
     /// Where COM1 (the kernel console) goes.
     pub console: Sink,
     /// Receives what the guest sends on the host channel (a virtio console).
     pub channel: crate::virtio::console::ByteSink,
-    /// The root filesystem image, served read-only as /dev/vda.
-    pub root_disk: Option<std::fs::File>,
-    /// Forwarded to the guest as stdin frames until its end of file.
-    pub stdin: Option<RawFd>,
-    /// Signals forwarded to the guest while the VM runs (blocked in isola for good).
-    pub forward_signals: Vec<i32>,
-    /// With a terminal in the guest: reads the host terminal's (rows, columns); SIGWINCH then
-    /// sends the new size instead of the signal.
-    pub window_size: Option<WindowSize>,
-    pub timeout: Option<Duration>,
-    /// How long the kernel may take to start guest init.
-    pub boot_timeout: Duration,
+    /// Channel frames for the guest (stdin, signals, window sizes), already encoded.
+    pub control: Option<RawFd>,
 }
 
 /// How the VM ended.
@@ -84,6 +83,14 @@ pub struct VmOutcome {
     pub guest_entry: Duration,
     /// VM exits isola handled: (port I/O, MMIO).
     pub exits: (u64, u64),
+    /// The VMM process's peak RSS in bytes (guest memory it touched included); 0 if unknown.
+    pub vmm_peak_rss: u64,
+}
+
+/// A line on the kernel console from the VMM itself.
+fn say(console: &Sink, what: &str) {
+    let mut log = console.clone();
+    let _ = std::io::Write::write_all(&mut log, format!("isola: {what}\n").as_bytes());
 }
 
 /// Bytes of `len` at `addr` (one mapping of ours) that are resident.
@@ -99,8 +106,14 @@ fn resident_bytes(addr: *mut u8, len: usize) -> u64 {
     vec.iter().filter(|b| *b & 1 != 0).count() as u64 * page as u64
 }
 
-pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
-    let started = Instant::now();
+/// Runs `cfg` to its end. With a `jail`, the process enters it once every descriptor exists,
+/// and each thread confines itself as it starts. `started` is when the front end began.
+pub fn run(
+    cfg: Machine,
+    io: VmIo,
+    jail: Option<&Jail>,
+    started: Instant,
+) -> Result<VmOutcome, String> {
     let mem_size = cfg.mem_mib << 20;
     if mem_size < (16 << 20) {
         return Err(format!(
@@ -142,7 +155,7 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
     // window at VIRTIO_MMIO_BASE + i * 4 KiB and IRQ VIRTIO_FIRST_IRQ + i.
     let input: Input = Default::default();
     let mut devices: Vec<Box<dyn crate::virtio::VirtioDevice>> =
-        vec![Box::new(Console::new(cfg.channel, input.clone()))];
+        vec![Box::new(Console::new(io.channel, input.clone()))];
     if let Some(disk) = cfg.root_disk {
         devices.push(Box::new(Block::new(Box::new(disk))));
     }
@@ -164,7 +177,7 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
     vm.register_irqfd(&irq.0, COM_IRQS[0])
         .map_err(|e| format!("KVM_IRQFD: {e}"))?;
     let bus = Bus {
-        uart: Mutex::new(Uart::new(COM_PORTS[0], irq, cfg.console.clone())),
+        uart: Mutex::new(Uart::new(COM_PORTS[0], irq, io.console.clone())),
         i8042: Mutex::new(I8042::new(
             EventFdTrigger::new().map_err(|e| format!("eventfd: {e}"))?,
         )),
@@ -203,25 +216,43 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
         vcpus.push(vcpu);
     }
 
-    let signals = host_input::block_signals(&cfg.forward_signals)?;
     let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
+    drop(kvm); // /dev/kvm itself: every VM and vCPU descriptor exists now
+    if let Some(jail) = jail {
+        jail.enter().map_err(|e| format!("jailing the VMM: {e}"))?;
+    }
     let guest_entry = started.elapsed();
     let exit = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            vcpus::keep_vcpu_signals_away();
-            let guest = host_input::Guest {
-                console: &bus.virtio[0],
-                input: &input,
-                mem: &mem,
-            };
-            if let Err(e) = host_input::forward(cfg.stdin, &signals, cfg.window_size, guest, &stop)
-            {
-                // Without it the workload gets no stdin or signals; say so on the console.
-                let mut log = cfg.console.clone();
-                let _ = std::io::Write::write_all(&mut log, format!("isola: {e}\n").as_bytes());
-            }
-        });
-        let exit = vcpus::run_all(scope, vcpus, &bus, cfg.timeout, cfg.boot_timeout);
+        if let Some(control) = io.control {
+            let (console, input, mem, stop, bus) = (&io.console, &input, &mem, &stop, &bus);
+            scope.spawn(move || {
+                vcpus::keep_vcpu_signals_away();
+                if let Some(jail) = jail {
+                    if let Err(e) = jail.confine_thread(ThreadKind::Input) {
+                        say(console, &e);
+                        return;
+                    }
+                }
+                let guest = host_input::Guest {
+                    console: &bus.virtio[0],
+                    input,
+                    mem,
+                };
+                match host_input::forward(control, guest, stop) {
+                    Ok(host_input::Ended::Stopped) => {}
+                    Ok(host_input::Ended::FrontEndGone) => {
+                        // isola is gone (killed before the parent-death signal was armed):
+                        // nobody is left to read the output, so the VM ends too.
+                        vcpus::lock(&bus.ending)
+                            .get_or_insert(Err("isola (the front end) is gone".into()));
+                        bus.stop.store(true, Ordering::SeqCst);
+                    }
+                    // Without it the workload gets no stdin or signals; say so on the console.
+                    Err(e) => say(console, &e),
+                }
+            });
+        }
+        let exit = vcpus::run_all(scope, vcpus, &bus, cfg.timeout, cfg.boot_timeout, jail);
         let _ = stop.write(1);
         exit
     });
@@ -240,5 +271,6 @@ pub fn run(cfg: VmConfig) -> Result<VmOutcome, String> {
             bus.io_exits.load(Ordering::Relaxed),
             bus.mmio_exits.load(Ordering::Relaxed),
         ),
+        vmm_peak_rss: 0,
     })
 }

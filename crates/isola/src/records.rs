@@ -108,6 +108,13 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
             continue;
         }
         let _ = isola_oci::overlay::unmount(&r.dir(paths).join("rootfs"));
+        if r.isolation == "vm" {
+            // The VMM died with its isola (parent-death signal); its cgroup did not.
+            if let Ok(hier) = isola_container::cgroups::Hierarchies::detect() {
+                let path = crate::commands::run_vm::vmm_cgroup_path(&r.id);
+                let _ = isola_container::cgroups::Cgroup::existing(&hier, &path).remove();
+            }
+        }
         if r.auto_remove || r.status == "creating" {
             let _ = remove_bundle(paths, &r.id);
         } else {

@@ -8,13 +8,16 @@ use crate::paths::Paths;
 use crate::records::Record;
 use crate::{terminal, Exit};
 use anyhow::{bail, Context, Result};
+use isola_container::cgroups::{Cgroup, Hierarchies};
 use isola_oci::bundle::RunSettings;
 use isola_oci::rootfs::chain_id;
 use isola_oci::Image;
 use isola_vmm::channel::{Decoder, Frame};
 use isola_vmm::devices::serial::Sink;
+use isola_vmm::host_relay::{HostIo, WindowSize};
 use isola_vmm::initramfs::Cpio;
-use isola_vmm::vm::{self, VmConfig, VmExit};
+use isola_vmm::vm::{Machine, VmExit};
+use isola_vmm::vmm_process::{self, JailConfig};
 use oci_spec::runtime::Spec;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -140,6 +143,41 @@ fn kvm_key() -> Option<String> {
     ))
 }
 
+/// What the VMM process may use beyond guest memory (its own code, heap, page tables, the root
+/// disk's page cache) before its cgroup's memory bound stops it.
+const VMM_HEADROOM_MIB: u64 = 64;
+/// Threads the VMM process may have: a vCPU each, the input thread, the supervisor, spare.
+const VMM_THREADS_BEYOND_VCPUS: i64 = 4;
+
+/// The cgroup that bounds the VMM process, `/isola/<id>` as a container's would be.
+fn vmm_cgroup(id: &str, mem_mib: u64, cpus: u8) -> Result<Arc<Cgroup>> {
+    use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
+    let memory = ((mem_mib + VMM_HEADROOM_MIB) << 20) as i64;
+    let resources = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(memory)
+                .swap(memory)
+                .build()?,
+        )
+        .pids(
+            LinuxPidsBuilder::default()
+                .limit(i64::from(cpus) + VMM_THREADS_BEYOND_VCPUS)
+                .build()?,
+        )
+        .build()?;
+    let hier = Hierarchies::detect()
+        .map_err(|e| Exit(125, format!("--isolation vm: the VMM's cgroup: {e}")))?;
+    let cgroup = Cgroup::create(&hier, &vmm_cgroup_path(id), Some(&resources))
+        .map_err(|e| Exit(125, format!("--isolation vm: the VMM's cgroup: {e}")))?;
+    Ok(Arc::new(cgroup))
+}
+
+/// Where a VM's VMM process is bounded (removed again by `records::cleanup` if isola dies).
+pub fn vmm_cgroup_path(id: &str) -> String {
+    format!("/isola/{id}")
+}
+
 /// Runs the bundle's process in a new VM; `record` is marked running once the VM starts.
 pub fn run_vm(
     paths: &Paths,
@@ -227,23 +265,51 @@ pub fn run_vm(
     let _raw = (a.tty && a.interactive)
         .then(terminal::RawMode::enter)
         .flatten();
-    let outcome = vm::run(VmConfig {
+    let machine = Machine {
         kernel,
         initrd: Some(initrd),
         cmdline,
         mem_mib,
         cpus,
+        root_disk: Some(root_disk),
+        timeout: a.timeout.map(Duration::from_secs),
+        boot_timeout: boot_timeout()?,
+    };
+    let host = HostIo {
         console: Sink::Buffer(console.clone()),
         channel,
-        root_disk: Some(root_disk),
         stdin: a.interactive.then_some(0),
         forward_signals: FORWARDED_SIGNALS.to_vec(),
         // With -t, a window size change becomes the pty's new size, not a bare SIGWINCH.
-        window_size: a.tty.then_some(terminal::window_size as vm::WindowSize),
-        timeout: a.timeout.map(Duration::from_secs),
-        boot_timeout: boot_timeout()?,
-    })
-    .map_err(|e| Exit(125, format!("--isolation vm: {e}")))?;
+        window_size: a.tty.then_some(terminal::window_size as WindowSize),
+    };
+    let cgroup = vmm_cgroup(&record.id, mem_mib, cpus)?;
+    let placed = cgroup.clone();
+    let jail = JailConfig {
+        // The jail's empty root is mounted on the run directory, in the VMM's own mount
+        // namespace.
+        dir: paths.run.clone(),
+        place: Box::new(move |pid| {
+            placed
+                .add_pid(pid)
+                .map_err(|e| format!("placing the VMM in its cgroup: {e}"))
+        }),
+    };
+    let outcome = vmm_process::run(machine, host, jail);
+    let oom = cgroup.oom_killed();
+    if let Err(e) = cgroup.remove() {
+        eprintln!("isola: warning: removing the VMM's cgroup: {e}");
+    }
+    if oom {
+        bail!(Exit(
+            125,
+            format!(
+                "--isolation vm: the VMM went over its memory bound ({} MiB: guest memory plus {VMM_HEADROOM_MIB} MiB) and the kernel killed it",
+                mem_mib + VMM_HEADROOM_MIB
+            )
+        ));
+    }
+    let outcome = outcome.map_err(|e| Exit(125, format!("--isolation vm: {e}")))?;
 
     let log =
         String::from_utf8_lossy(&console.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
@@ -279,13 +345,8 @@ pub fn run_vm(
             "timings: exits to isola: {} port I/O, {} MMIO",
             outcome.exits.0, outcome.exits.1
         );
-        // Peak RSS of this process (the VMM) and how much of it is guest memory.
-        // SAFETY: getrusage fills the struct we pass.
-        let peak = unsafe {
-            let mut u: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_SELF, &mut u);
-            u.ru_maxrss as u64 * 1024
-        };
+        // Peak RSS of the VMM process and how much of it is guest memory.
+        let peak = outcome.vmm_peak_rss;
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
         eprintln!(
             "timings: memory: peak RSS {:.1} MiB, guest memory touched {:.1} MiB, VMM overhead {:.1} MiB",

@@ -4,32 +4,8 @@ use super::bpf::*;
 use super::*;
 use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder};
 
-/// Runs `prog` on a call the way the kernel would; returns the filter's verdict.
 fn run(prog: &[SockFilter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-    let mut data = [0u8; 64];
-    data[0..4].copy_from_slice(&nr.to_le_bytes());
-    data[4..8].copy_from_slice(&arch.to_le_bytes());
-    for (i, v) in args.iter().enumerate() {
-        data[16 + 8 * i..24 + 8 * i].copy_from_slice(&v.to_le_bytes());
-    }
-    let (mut pc, mut acc) = (0usize, 0u32);
-    loop {
-        let f = prog[pc];
-        pc += 1;
-        let jump = |cond: bool| if cond { f.jt } else { f.jf } as usize;
-        match f.code {
-            LD_W_ABS => {
-                let o = f.k as usize;
-                acc = u32::from_le_bytes(data[o..o + 4].try_into().unwrap());
-            }
-            ALU_AND_K => acc &= f.k,
-            JEQ_K => pc += jump(acc == f.k),
-            JGT_K => pc += jump(acc > f.k),
-            JGE_K => pc += jump(acc >= f.k),
-            RET_K => return f.k,
-            c => panic!("unexpected instruction {c:#x}"),
-        }
-    }
+    interpret(prog, arch, nr, args)
 }
 
 const ALLOW: u32 = 0x7fff_0000;

@@ -1,7 +1,8 @@
-//! Seccomp: the second wall after capabilities. `linux.seccomp` of the bundle's config.json
-//! (the OCI runtime spec's form, which isola's default profile is also written in) is compiled
-//! into a classic BPF program before the init is cloned, and installed by the init as its last
-//! step before exec, so every system call of the workload passes through it.
+//! Seccomp: the second wall after capabilities. Rules in the OCI runtime spec's form
+//! (`linux.seccomp` of a bundle's config.json, which isola's default profile is also written in,
+//! and the jailed VMM's per-thread allowlists) are compiled into a classic BPF program. The
+//! container init installs its filter as its last step before exec, so every system call of the
+//! workload passes through it; each VMM thread installs its own as it starts.
 //!
 //! The program, top to bottom: a foreign architecture (32-bit `int 0x80` calls) or an x32 call
 //! gets the default action; a call number above every call isola knows gets ENOSYS (so a libc
@@ -41,9 +42,16 @@ pub struct Filter {
 
 /// The number of a system call on x86-64 (a linear search: for tests and single look-ups;
 /// `compile` builds a map once).
-#[cfg(test)]
 pub fn syscall_number(name: &str) -> Option<u32> {
     SYSCALLS.iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
+}
+
+/// The name of an x86-64 system call number.
+pub fn syscall_name(nr: u32) -> Option<&'static str> {
+    SYSCALLS
+        .iter()
+        .find(|(_, n)| *n == nr)
+        .map(|(name, _)| *name)
 }
 
 fn ret_value(action: Action, errno: Option<u32>, default_errno: u32) -> Result<u32, String> {
@@ -228,8 +236,14 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, String> {
 }
 
 impl Filter {
-    /// Installs the filter on the calling thread (the container's init, which is single
-    /// threaded and about to exec). Needs no_new_privs or CAP_SYS_ADMIN.
+    /// What the kernel would answer for this x86-64 call: the program run through a small
+    /// classic-BPF interpreter (for tests of the filters isola builds).
+    pub fn verdict(&self, nr: u32, args: [u64; 6]) -> u32 {
+        bpf::interpret(&self.program, AUDIT_ARCH_X86_64, nr, args)
+    }
+
+    /// Installs the filter on the calling thread only (the container's init, single threaded
+    /// and about to exec; a VMM thread as it starts). Needs no_new_privs or CAP_SYS_ADMIN.
     pub fn install(&self) -> Result<(), String> {
         let prog = libc::sock_fprog {
             len: self.program.len() as u16,

@@ -1,0 +1,188 @@
+//! The front end's side of a jailed VMM: isola keeps every host descriptor (its stdin, stdout,
+//! stderr, terminal, signals) and the VMM gets pipes. What isola receives — stdin with -i, the
+//! signals it forwards, the terminal's new size — is encoded here as channel frames and written
+//! to the control pipe; what the guest sends (the channel) and the kernel log come back on
+//! their own pipes, and the VMM's last words on the report pipe. One poll loop, until the VMM
+//! has closed all three.
+
+use crate::channel::{encode, RESIZE, SIGNAL, STDIN};
+use crate::devices::serial::Sink;
+use crate::virtio::console::ByteSink;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Reads the host terminal's (rows, columns), if it has one.
+pub type WindowSize = fn() -> Option<(u16, u16)>;
+
+/// Frames not yet taken by the VMM; past this, stdin is not read (back-pressure).
+const BACKLOG: usize = 1 << 20;
+
+/// Where the VM's output goes and what the host sends in, on isola's side.
+pub struct HostIo {
+    /// Where COM1 (the kernel console) goes.
+    pub console: Sink,
+    /// Receives what the guest sends on the host channel (a virtio console).
+    pub channel: ByteSink,
+    /// Forwarded to the guest as stdin frames until its end of file.
+    pub stdin: Option<RawFd>,
+    /// Signals forwarded to the guest while the VM runs (blocked in isola for good).
+    pub forward_signals: Vec<i32>,
+    /// With a terminal in the guest: reads the host terminal's (rows, columns); SIGWINCH then
+    /// sends the new size instead of the signal.
+    pub window_size: Option<WindowSize>,
+}
+
+/// isola's ends of the pipes to the VMM.
+pub struct FrontEnd {
+    pub control: OwnedFd,
+    pub channel: OwnedFd,
+    pub console: OwnedFd,
+    pub report: OwnedFd,
+}
+
+/// Blocks `signals` in the calling thread (and the processes and threads it starts from now
+/// on), so that they queue for a signalfd instead of ending isola. They stay blocked: isola
+/// forwards them to the guest while the VM runs and exits right after it.
+pub fn block_signals(signals: &[i32]) -> Result<OwnedFd, String> {
+    let set = vmm_sys_util::signal::create_sigset(signals)
+        .map_err(|e| format!("signals {signals:?}: {e}"))?;
+    // SAFETY: pthread_sigmask and signalfd with a valid set and no old-set pointer; the new
+    // descriptor is owned right away.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return Err(format!("signalfd: {}", std::io::Error::last_os_error()));
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// The next queued signal's number, if any.
+fn next_signal(fd: RawFd) -> Option<i32> {
+    // SAFETY: signalfd_siginfo is plain data; read(2) fills at most its size.
+    unsafe {
+        let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        let n = libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size);
+        (n as usize == size).then_some(info.ssi_signo as i32)
+    }
+}
+
+/// One read(2): Some(bytes read, 0 at end of file), None when it would block or was interrupted.
+fn read_some(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: read into a live buffer of its own length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n >= 0 {
+        return Some(n as usize);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EINTR) => None,
+        _ => Some(0),
+    }
+}
+
+/// Relays until the VMM has closed its channel, console and report pipes (it has ended);
+/// returns what it wrote on the report pipe.
+pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
+    // SAFETY: fcntl on a pipe end we own.
+    unsafe {
+        let fd = pipes.control.as_raw_fd();
+        libc::fcntl(
+            fd,
+            libc::F_SETFL,
+            libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+        );
+    }
+    let mut control = Some(pipes.control);
+    let mut stdin = io.stdin;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut report = Vec::new();
+    let mut open = [true; 3]; // channel, console, report
+    let outputs = [&pipes.channel, &pipes.console, &pipes.report].map(|p| p.as_raw_fd());
+    let mut buf = vec![0u8; 64 << 10];
+    while open.iter().any(|o| *o) {
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(6);
+        let poll = |fd, events| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        for (i, fd) in outputs.iter().enumerate() {
+            fds.push(poll(if open[i] { *fd } else { -1 }, libc::POLLIN));
+        }
+        fds.push(poll(signals.as_raw_fd(), libc::POLLIN));
+        let read_stdin = stdin.filter(|_| pending.len() < BACKLOG && control.is_some());
+        fds.push(poll(read_stdin.unwrap_or(-1), libc::POLLIN));
+        let write_control = control.as_ref().filter(|_| !pending.is_empty());
+        fds.push(poll(
+            write_control.map_or(-1, |c| c.as_raw_fd()),
+            libc::POLLOUT,
+        ));
+        // SAFETY: poll over our own array of pollfds, its true length given.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            continue; // EINTR
+        }
+        for i in 0..3 {
+            if fds[i].revents == 0 {
+                continue;
+            }
+            match read_some(outputs[i], &mut buf) {
+                Some(0) => open[i] = false,
+                Some(n) => match i {
+                    0 => (io.channel)(&buf[..n]),
+                    1 => {
+                        let _ = io.console.write_all(&buf[..n]);
+                    }
+                    _ => report.extend_from_slice(&buf[..n]),
+                },
+                None => {}
+            }
+        }
+        if fds[3].revents != 0 {
+            while let Some(sig) = next_signal(signals.as_raw_fd()) {
+                match io.window_size {
+                    Some(size) if sig == libc::SIGWINCH => {
+                        if let Some((rows, cols)) = size() {
+                            let mut b = rows.to_le_bytes().to_vec();
+                            b.extend_from_slice(&cols.to_le_bytes());
+                            pending.extend(encode(RESIZE, &b));
+                        }
+                    }
+                    _ => pending.extend(encode(SIGNAL, &sig.to_le_bytes())),
+                }
+            }
+        }
+        if let (Some(fd), true) = (stdin, fds[4].revents != 0) {
+            match read_some(fd, &mut buf) {
+                Some(0) => {
+                    pending.extend(encode(STDIN, &[]));
+                    stdin = None;
+                }
+                Some(n) => pending.extend(encode(STDIN, &buf[..n])),
+                None => {}
+            }
+        }
+        if let Some(c) = &control {
+            if !pending.is_empty() {
+                // SAFETY: write from our live buffer to the control pipe (non-blocking).
+                let n =
+                    unsafe { libc::write(c.as_raw_fd(), pending.as_ptr().cast(), pending.len()) };
+                if n > 0 {
+                    pending.drain(..n as usize);
+                } else if n < 0
+                    && !matches!(
+                        std::io::Error::last_os_error().raw_os_error(),
+                        Some(libc::EAGAIN) | Some(libc::EINTR)
+                    )
+                {
+                    // The VMM is gone (EPIPE): nothing more goes in.
+                    control = None;
+                    pending.clear();
+                }
+            }
+        }
+    }
+    report
+}

@@ -1,0 +1,260 @@
+//! What each kind of VMM thread may still ask of the host kernel once the guest runs: one
+//! seccomp allowlist per thread kind, in the OCI rule form `isola-seccomp` compiles. Anything
+//! else traps (SIGSYS: the VMM reports the call and exits). None of them may open, exec, fork,
+//! map executable memory, make sockets, or issue any ioctl but KVM_RUN.
+
+use isola_seccomp::Filter;
+use oci_spec::runtime::{
+    LinuxSeccompAction as Action, LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator as Op, LinuxSyscall, LinuxSyscallBuilder,
+};
+
+/// The kinds of thread in a running VMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadKind {
+    /// Runs one vCPU: KVM_RUN, and the device work its exits cause (disk reads, interrupts
+    /// as eventfd writes, output to the front end's pipes).
+    Vcpu,
+    /// Moves the front end's frames (stdin, signals, window sizes) into the guest's console.
+    Input,
+    /// The main thread: watches the time limits, kicks vCPUs out of KVM_RUN, writes the report.
+    Supervisor,
+}
+
+/// KVM_RUN: `_IO(KVMIO, 0x80)`.
+pub const KVM_RUN: u64 = 0xae80;
+
+/// Every thread: memory (never executable), locks, time, its own end, writes to descriptors
+/// it already holds (eventfds, the front end's pipes).
+const COMMON: &[&str] = &[
+    "brk",
+    "clock_gettime",
+    "clock_nanosleep",
+    "close",
+    "exit",
+    "exit_group",
+    "futex",
+    "getpid",
+    "getrandom",
+    "gettid",
+    "madvise",
+    "mremap",
+    "munmap",
+    "nanosleep",
+    "restart_syscall",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sched_yield",
+    "sigaltstack",
+    "write",
+];
+
+const VCPU: &[&str] = &["pread64"];
+const INPUT: &[&str] = &[
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_pwait",
+    "epoll_wait",
+    "read",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_settime",
+];
+const SUPERVISOR: &[&str] = &["alarm", "mincore"];
+
+fn rule(names: &[&str], args: Vec<LinuxSeccompArg>) -> LinuxSyscall {
+    LinuxSyscallBuilder::default()
+        .names(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        .action(Action::ScmpActAllow)
+        .args(args)
+        .build()
+        .expect("every field of the rule is set")
+}
+
+fn arg(index: usize, op: Op, value: u64, value_two: u64) -> LinuxSeccompArg {
+    LinuxSeccompArgBuilder::default()
+        .index(index)
+        .op(op)
+        .value(value)
+        .value_two(value_two)
+        .build()
+        .expect("every field of the argument is set")
+}
+
+/// The signal that kicks a vCPU out of KVM_RUN (see vcpus.rs).
+fn kick_signal() -> u64 {
+    libc::SIGRTMIN() as u64 + 1
+}
+
+/// The rules for one thread kind.
+pub fn rules(kind: ThreadKind) -> Vec<LinuxSyscall> {
+    let prot_exec = libc::PROT_EXEC as u64;
+    let mut rules = vec![
+        rule(COMMON, vec![]),
+        // Memory, but never executable: arg 2 is `prot` for both.
+        rule(
+            &["mmap", "mprotect"],
+            vec![arg(2, Op::ScmpCmpMaskedEq, prot_exec, 0)],
+        ),
+        // abort() raises SIGABRT at itself; in its own PID namespace the VMM reaches no one else.
+        rule(
+            &["tgkill"],
+            vec![arg(2, Op::ScmpCmpEq, libc::SIGABRT as u64, 0)],
+        ),
+    ];
+    match kind {
+        ThreadKind::Vcpu => {
+            rules.push(rule(VCPU, vec![]));
+            rules.push(rule(&["ioctl"], vec![arg(1, Op::ScmpCmpEq, KVM_RUN, 0)]));
+        }
+        ThreadKind::Input => rules.push(rule(INPUT, vec![])),
+        ThreadKind::Supervisor => {
+            rules.push(rule(SUPERVISOR, vec![]));
+            rules.push(rule(
+                &["tgkill"],
+                vec![arg(2, Op::ScmpCmpEq, kick_signal(), 0)],
+            ));
+        }
+    }
+    rules
+}
+
+/// Compiles the allowlist of one thread kind; anything not on it traps.
+pub fn compile(kind: ThreadKind) -> Result<Filter, String> {
+    let spec = LinuxSeccompBuilder::default()
+        .default_action(Action::ScmpActTrap)
+        .syscalls(rules(kind))
+        .build()
+        .map_err(|e| format!("the VMM's seccomp rules: {e}"))?;
+    isola_seccomp::compile(&spec).map_err(|e| format!("the VMM's {kind:?} seccomp filter: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALLOW: u32 = 0x7fff_0000;
+    const TRAP: u32 = 0x0003_0000;
+    const KINDS: [ThreadKind; 3] = [ThreadKind::Vcpu, ThreadKind::Input, ThreadKind::Supervisor];
+
+    fn nr(name: &str) -> u32 {
+        isola_seccomp::syscall_number(name).unwrap_or_else(|| panic!("{name}: no such call"))
+    }
+
+    #[test]
+    fn every_listed_call_exists_on_x86_64() {
+        for kind in KINDS {
+            for r in rules(kind) {
+                for name in r.names() {
+                    nr(name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_thread_can_open_exec_fork_or_connect() {
+        for kind in KINDS {
+            let f = compile(kind).unwrap();
+            for call in [
+                "open",
+                "openat",
+                "openat2",
+                "execve",
+                "execveat",
+                "fork",
+                "vfork",
+                "clone",
+                "clone3",
+                "socket",
+                "connect",
+                "ptrace",
+                "kill",
+                "mount",
+                "unshare",
+                "setns",
+                "bpf",
+                "keyctl",
+                "pivot_root",
+                "chroot",
+                "prctl",
+                "seccomp",
+                "setuid",
+                "memfd_create",
+                "process_vm_writev",
+                "io_uring_setup",
+                "userfaultfd",
+            ] {
+                assert_eq!(f.verdict(nr(call), [0; 6]), TRAP, "{kind:?} may {call}");
+            }
+            // Executable memory, by any of the ways to ask for it.
+            for call in ["mmap", "mprotect"] {
+                let exec = [0, 4096, (libc::PROT_READ | libc::PROT_EXEC) as u64, 0, 0, 0];
+                assert_eq!(
+                    f.verdict(nr(call), exec),
+                    TRAP,
+                    "{kind:?} may {call} PROT_EXEC"
+                );
+                let rw = [
+                    0,
+                    4096,
+                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                    0,
+                    0,
+                    0,
+                ];
+                assert_eq!(f.verdict(nr(call), rw), ALLOW, "{kind:?} may not {call} RW");
+            }
+            // Signals only at itself, and only abort's (or the supervisor's kick).
+            let kill = [1, 1, libc::SIGKILL as u64, 0, 0, 0];
+            assert_eq!(f.verdict(nr("tgkill"), kill), TRAP);
+        }
+    }
+
+    #[test]
+    fn only_vcpu_threads_may_ioctl_and_only_kvm_run() {
+        let ioctl = nr("ioctl");
+        let vcpu = compile(ThreadKind::Vcpu).unwrap();
+        assert_eq!(vcpu.verdict(ioctl, [5, KVM_RUN, 0, 0, 0, 0]), ALLOW);
+        // Upper bits set: the kernel would see KVM_RUN, the filter sees another number.
+        assert_eq!(
+            vcpu.verdict(ioctl, [5, KVM_RUN | 1 << 32, 0, 0, 0, 0]),
+            TRAP
+        );
+        for other in [
+            0xae01u64,   // KVM_CREATE_VM
+            0xae41,      // KVM_CREATE_VCPU
+            0x4020_ae46, // KVM_SET_USER_MEMORY_REGION
+            0x5412,      // TIOCSTI
+            0x5421,      // FIONBIO
+        ] {
+            assert_eq!(
+                vcpu.verdict(ioctl, [5, other, 0, 0, 0, 0]),
+                TRAP,
+                "{other:#x}"
+            );
+        }
+        for kind in [ThreadKind::Input, ThreadKind::Supervisor] {
+            let f = compile(kind).unwrap();
+            assert_eq!(f.verdict(ioctl, [5, KVM_RUN, 0, 0, 0, 0]), TRAP, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn each_kind_keeps_what_its_work_needs() {
+        let v = compile(ThreadKind::Vcpu).unwrap();
+        let i = compile(ThreadKind::Input).unwrap();
+        let s = compile(ThreadKind::Supervisor).unwrap();
+        assert_eq!(v.verdict(nr("pread64"), [0; 6]), ALLOW);
+        assert_eq!(i.verdict(nr("pread64"), [0; 6]), TRAP);
+        assert_eq!(i.verdict(nr("epoll_wait"), [0; 6]), ALLOW);
+        assert_eq!(v.verdict(nr("epoll_wait"), [0; 6]), TRAP);
+        let kick = [1, 2, kick_signal(), 0, 0, 0];
+        assert_eq!(s.verdict(nr("tgkill"), kick), ALLOW);
+        assert_eq!(v.verdict(nr("tgkill"), kick), TRAP);
+        for f in [&v, &i, &s] {
+            assert_eq!(f.verdict(nr("write"), [1, 0, 1, 0, 0, 0]), ALLOW);
+            assert_eq!(f.verdict(nr("futex"), [0; 6]), ALLOW);
+        }
+    }
+}
