@@ -137,6 +137,34 @@ const CASES: &[(&[&str], i32, &str, &str)] = &[
         "PID   USER     COMMAND\n    1 root     ps\n",
         "",
     ),
+    // The same seccomp profile (isola's default) in both: the guest init installs the filter
+    // the host compiled from config.json, as the container init does.
+    (
+        &[
+            "sample",
+            "sh",
+            "-c",
+            "sysprobe keyctl unshare_user mount personality_linux32 bpf getpid; \
+             grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
+        ],
+        0,
+        "keyctl EPERM\nunshare_user EPERM\nmount EPERM\npersonality_linux32 EPERM\nbpf EPERM\n\
+         getpid ok\nNoNewPrivs:\t1\nSeccomp:\t2\n",
+        "",
+    ),
+    (
+        &[
+            "--security-opt",
+            "seccomp=unconfined",
+            "sample",
+            "sh",
+            "-c",
+            "sysprobe personality_linux32; grep '^Seccomp:' /proc/self/status",
+        ],
+        0,
+        "personality_linux32 ok\nSeccomp:\t0\n",
+        "",
+    ),
     // As PID 1, a signal without a handler does not end it — in both.
     (
         &["sample", "sh", "-c", "kill -TERM $$; echo alive"],

@@ -1,7 +1,7 @@
 //! The compiled programs run through a small classic-BPF interpreter on made-up calls.
 
-use super::bpf::*;
 use super::*;
+use crate::bpf::*;
 use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder};
 
 fn run(prog: &[SockFilter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
@@ -168,4 +168,29 @@ fn bad_profiles_are_named() {
         .build()
         .unwrap();
     assert!(compile(&s).unwrap_err().contains("SCMP_ACT_NOTIFY"));
+}
+
+#[test]
+fn the_byte_form_round_trips_and_rejects_partial_programs() {
+    let s = LinuxSeccompBuilder::default()
+        .default_action(Action::ScmpActErrno)
+        .flags(vec![Flag::SeccompFilterFlagLog])
+        .syscalls(vec![LinuxSyscallBuilder::default()
+            .names(vec!["read".to_string()])
+            .action(Action::ScmpActAllow)
+            .build()
+            .unwrap()])
+        .build()
+        .unwrap();
+    let f = compile(&s).unwrap();
+    let bytes = f.to_bytes();
+    assert_eq!(bytes.len(), 8 + 8 * f.program.len());
+    let back = Filter::from_bytes(&bytes).unwrap();
+    assert_eq!(back.program, f.program);
+    assert_eq!(back.flags, libc::SECCOMP_FILTER_FLAG_LOG);
+    assert_eq!(back.verdict(nr("read"), [0; 6]), ALLOW);
+    for bad in [&bytes[..8], &bytes[..bytes.len() - 3], &[][..]] {
+        let e = Filter::from_bytes(bad).unwrap_err();
+        assert!(e.contains(&format!("{} bytes", bad.len())), "{e}");
+    }
 }

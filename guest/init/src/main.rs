@@ -46,7 +46,9 @@ fn main() {
 
 fn run(channel: &mut channel::Channel) -> Result<i32, String> {
     let spec = setup::read_spec()?;
+    // Read from the initramfs before the image's root filesystem replaces it.
+    let seccomp = process::seccomp_filter()?;
     let stdin = setup::kernel_flag("isola.stdin=1");
     setup::enter_rootfs(&spec)?;
-    process::run_workload(&spec, stdin, channel)
+    process::run_workload(&spec, seccomp.as_ref(), stdin, channel)
 }

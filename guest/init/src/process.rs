@@ -67,8 +67,25 @@ fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
     })
 }
 
+/// The bundle's seccomp filter, if it has one.
+pub fn seccomp_filter() -> Result<Option<isola_seccomp::Filter>, String> {
+    const PATH: &str = isola_seccomp::IN_GUEST_INITRAMFS;
+    match std::fs::read(PATH) {
+        Ok(b) => isola_seccomp::Filter::from_bytes(&b)
+            .map(Some)
+            .map_err(|e| format!("{PATH}: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{PATH}: {e}")),
+    }
+}
+
 /// Forks the workload and waits for it, reaping everything else meanwhile (we are PID 1).
-pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<i32, String> {
+pub fn run_workload(
+    spec: &Value,
+    seccomp: Option<&isola_seccomp::Filter>,
+    with_stdin: bool,
+    ch: &mut Channel,
+) -> Result<i32, String> {
     let process = spec.get("process").ok_or("config.json has no process")?;
     let args = strings(process.get("args"));
     let env = strings(process.get("env"));
@@ -96,6 +113,7 @@ pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<
         })
         .unwrap_or_default();
     let cmd = args.first().ok_or("process.args is empty")?.clone();
+    let no_new_privileges = process.get("noNewPrivileges").and_then(Value::as_bool) == Some(true);
     let _ = std::fs::create_dir_all(&cwd);
     let rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)> = process
         .get("rlimits")
@@ -255,6 +273,13 @@ pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<
                 };
                 libc::setrlimit(*res, &l);
             }
+            // The bundle's seccomp filter, as the container init installs it: last before exec
+            // with no_new_privs; otherwise while still root (installing needs CAP_SYS_ADMIN).
+            if let (Some(f), false) = (seccomp, no_new_privileges) {
+                if let Err(e) = f.install() {
+                    fail(125, &e);
+                }
+            }
             if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                 || libc::setgid(gid) != 0
                 || libc::setuid(uid) != 0
@@ -278,6 +303,14 @@ pub fn run_workload(spec: &Value, with_stdin: bool, ch: &mut Channel) -> Result<
                 Err((code, msg)) => fail(code, &msg),
             };
             let cpath = c(&path.to_string_lossy());
+            if no_new_privileges {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    fail(125, &format!("no_new_privs: {}", err()));
+                }
+                if let Some(Err(e)) = seccomp.map(|f| f.install()) {
+                    fail(125, &e);
+                }
+            }
             libc::execve(cpath.as_ptr(), argv.as_ptr(), envp.as_ptr());
             let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
             // The same words as the container level, so both report identically.

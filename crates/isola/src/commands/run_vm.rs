@@ -217,11 +217,18 @@ pub fn run_vm(
     // guest memory stays small (see --timings' memory line).
     let init_bytes = std::fs::read(&init).with_context(|| init.display().to_string())?;
     let config = serde_json::to_vec(&spec)?;
-    let mut initrd = Cpio::with_capacity(init_bytes.len() + config.len() + 4096);
+    let mut initrd = Cpio::with_capacity(init_bytes.len() + config.len() + 16384);
     initrd.file("/init", 0o755, &init_bytes);
     drop(init_bytes);
     initrd.dir("/isola", 0o755);
     initrd.file("/isola/config.json", 0o644, &config);
+    // The bundle's seccomp filter, compiled here: the guest init installs it as the container
+    // init does (one compiler, one reading of linux.seccomp).
+    if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        let filter =
+            isola_seccomp::compile(s).map_err(|e| Exit(125, format!("config.json: {e}")))?;
+        initrd.file(isola_seccomp::IN_GUEST_INITRAMFS, 0o644, &filter.to_bytes());
+    }
     let initrd = initrd.finish();
     isola_oci::bundle::write_config(&record.dir(paths), &spec)?;
 
