@@ -28,7 +28,7 @@ impl Filter {
     /// The byte form (see the module's documentation).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + 8 * self.program.len());
-        out.extend_from_slice(&(self.flags as u64).to_le_bytes());
+        out.extend_from_slice(&self.flags.to_le_bytes());
         for f in &self.program {
             out.extend_from_slice(&f.code.to_le_bytes());
             out.extend_from_slice(&[f.jt, f.jf]);
@@ -41,7 +41,7 @@ impl Filter {
     /// or more than the kernel takes, is an error.
     pub fn from_bytes(b: &[u8]) -> Result<Filter, String> {
         let n = b.len().saturating_sub(8) / 8;
-        if b.len() < 16 || b.len() % 8 != 0 || n > BPF_MAXINSNS {
+        if n == 0 || 8 + 8 * n != b.len() || n > BPF_MAXINSNS {
             return Err(format!(
                 "a seccomp program of {} bytes (expected 8 bytes of flags and 1 to {BPF_MAXINSNS} instructions of 8)",
                 b.len()

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::bpf::*;
+use crate::{syscall_number, Filter};
 use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder};
 
 fn run(prog: &[SockFilter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
