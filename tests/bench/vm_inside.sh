@@ -86,6 +86,23 @@ awk -v a="$mi" -v b="$mq" 'BEGIN { printf "  ratio isola/QEMU: %.2fx   (target <
 echo "  guest init started, from the VMM process's start: isola median $ii ms (${isola_init[*]}), QEMU median $qi ms (${qemu_init[*]})"
 awk -v a="$ii" -v b="$qi" 'BEGIN { printf "  ratio isola/QEMU to guest init: %.2fx\n", a / b }'
 
+if [ -n "${ISOLA_BASELINE:-}" ]; then
+    # The same guest artifacts for both, so only the host side differs.
+    export ISOLA_GUEST_DIR="$repo/target/guest"
+    this=(); base=()
+    for _ in $(seq "$runs"); do
+        t0=$(now); isola run --rm --isolation vm --timeout 300 sample true; t1=$(now); this+=("$(ms "$t0" "$t1")")
+        t0=$(now); "$ISOLA_BASELINE" run --rm --isolation vm --timeout 300 sample true; t1=$(now); base+=("$(ms "$t0" "$t1")")
+    done
+    mt=$(printf '%s\n' "${this[@]}" | median)
+    mb=$(printf '%s\n' "${base[@]}" | median)
+    echo "VM start-to-exit of \`true\` against a baseline build ($ISOLA_BASELINE), $runs runs each, alternating"
+    echo "  this tree : median $mt ms  (${this[*]})"
+    echo "  baseline  : median $mb ms  (${base[*]})"
+    awk -v a="$mt" -v b="$mb" 'BEGIN { printf "  ratio this/baseline: %.2fx\n", a / b }'
+    unset ISOLA_GUEST_DIR
+fi
+
 echo "VMM memory overhead (peak RSS minus guest memory touched), ${mem} MiB guest"
 line=$(isola run --rm --isolation vm --timeout 300 --timings sample true 2>&1 | sed -n 's/^timings: memory: //p')
 echo "  isola: $line"
