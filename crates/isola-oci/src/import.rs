@@ -39,6 +39,8 @@ pub fn import(
     reference: &Reference,
     overrides: &ConfigOverrides,
 ) -> Result<Imported, StoreError> {
+    // Held until the tag is written: a prune meanwhile would see the new blobs as unreachable.
+    let _writing = store.lock_writing()?;
     let path = Path::new(source);
     let (layout_dir, layout_ref) = split_layout_source(source);
     if layout_dir.join("oci-layout").is_file() {

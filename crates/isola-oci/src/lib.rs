@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod digest;
 pub mod import;
+pub mod lock;
 pub mod overlay;
 pub mod reference;
 pub mod registry;
