@@ -1,6 +1,7 @@
 //! isola's image side: references, the OCI image-layout store, import, safe layer unpacking,
 //! the unpacked-rootfs cache, and the conversion of an image config into a runtime bundle.
 
+pub mod archive_kind;
 pub mod bundle;
 pub mod digest;
 pub mod import;
