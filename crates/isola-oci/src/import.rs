@@ -166,6 +166,8 @@ fn layer_from_dir(store: &Store, dir: &Path) -> Result<(Digest, Digest, MediaTyp
     let (digest, _) = store.put_blob_from_writer(|w| {
         let mut builder = tar::Builder::new(w);
         builder.follow_symlinks(false);
+        // Sparse files as plain data: unpack (as docker's) takes no GNU sparse entries.
+        builder.sparse(false);
         append_sorted(&mut builder, dir, Path::new(""))?;
         builder.finish()
     })?;
