@@ -399,7 +399,7 @@ fn extended_attributes_are_kept_but_not_overlayfs_ones() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
-    for root in [bundle.join("rootfs"), cached[0].clone()] {
+    for root in [bundle.join("rootfs"), cached[0].join("fs")] {
         let d = root.join("d");
         let f = d.join("ping");
         assert_eq!(

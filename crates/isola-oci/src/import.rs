@@ -1,6 +1,7 @@
-//! `isola import`: a directory, a tar or tar.gz of a root filesystem, or an OCI image layout
-//! becomes a tagged image in the store.
+//! `isola import`: a directory, a tar, tar.gz or tar.zst of a root filesystem, or an OCI image
+//! layout becomes a tagged image in the store.
 
+use crate::archive_kind::{dir_kind, unsupported_compression, TarWatch};
 use crate::digest::{Digest, HashingReader};
 use crate::reference::Reference;
 use crate::store::{descriptor_digest, parse_manifest, Store};
@@ -39,6 +40,8 @@ pub fn import(
     reference: &Reference,
     overrides: &ConfigOverrides,
 ) -> Result<Imported, StoreError> {
+    // Held until the tag is written: a prune meanwhile would see the new blobs as unreachable.
+    let _writing = store.lock_writing()?;
     let path = Path::new(source);
     let (layout_dir, layout_ref) = split_layout_source(source);
     if layout_dir.join("oci-layout").is_file() {
@@ -46,6 +49,9 @@ pub fn import(
     }
     let meta = std::fs::metadata(path).map_err(|e| StoreError::io(path, e))?;
     let (layer, diff_id, media) = if meta.is_dir() {
+        if let Some(kind) = dir_kind(path) {
+            return Err(StoreError::Invalid(kind.refusal(path)));
+        }
         layer_from_dir(store, path)?
     } else {
         layer_from_tar(store, path)?
@@ -160,6 +166,8 @@ fn layer_from_dir(store: &Store, dir: &Path) -> Result<(Digest, Digest, MediaTyp
     let (digest, _) = store.put_blob_from_writer(|w| {
         let mut builder = tar::Builder::new(w);
         builder.follow_symlinks(false);
+        // Sparse files as plain data: unpack (as docker's) takes no GNU sparse entries.
+        builder.sparse(false);
         append_sorted(&mut builder, dir, Path::new(""))?;
         builder.finish()
     })?;
@@ -231,31 +239,41 @@ fn append_special<W: io::Write>(
     builder.append_data(&mut header, name, io::empty())
 }
 
-/// Stores a tar or tar.gz as a layer; computes its diff_id and checks it is a readable tar.
+/// Stores a tar, tar.gz or tar.zst as a layer; computes its diff_id and checks it is a readable
+/// tar of a root filesystem (not an image archive).
 fn layer_from_tar(store: &Store, path: &Path) -> Result<(Digest, Digest, MediaType), StoreError> {
     let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
-    let mut head = [0u8; 4];
-    let n = file.read(&mut head).map_err(|e| StoreError::io(path, e))?;
+    let mut head = [0u8; 6];
+    let n = read_head(&mut file, &mut head).map_err(|e| StoreError::io(path, e))?;
     file.rewind().map_err(|e| StoreError::io(path, e))?;
-    let gzip = n >= 2 && head[..2] == [0x1f, 0x8b];
-    if n >= 4 && head == [0x28, 0xb5, 0x2f, 0xfd] {
+    let head = &head[..n];
+    if let Some(format) = unsupported_compression(head) {
         return Err(StoreError::Invalid(format!(
-            "{}: zstd-compressed tar is not supported yet; use tar or tar.gz",
+            "{}: {format}-compressed tar is not supported; decompress it, or use tar, tar.gz \
+             or tar.zst",
             path.display()
         )));
     }
-    // First pass: parse and hash the uncompressed stream.
-    let reader: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
+    let (media, reader): (MediaType, Box<dyn Read>) = if head.starts_with(&[0x1f, 0x8b]) {
+        (
+            MediaType::ImageLayerGzip,
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+        )
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let decoder = zstd::stream::read::Decoder::new(file).map_err(|e| not_a_tar(path, e))?;
+        (MediaType::ImageLayerZstd, Box::new(decoder))
     } else {
-        Box::new(BufReader::new(file))
+        (MediaType::ImageLayer, Box::new(BufReader::new(file)))
     };
+    // First pass: parse and hash the uncompressed stream, watching for an image archive.
     let mut hashing = HashingReader::new(reader);
+    let mut watch = TarWatch::default();
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let mut count = 0usize;
         for entry in archive.entries().map_err(|e| not_a_tar(path, e))? {
-            entry.map_err(|e| not_a_tar(path, e))?;
+            let mut entry = entry.map_err(|e| not_a_tar(path, e))?;
+            watch.see(&mut entry);
             count += 1;
         }
         if count == 0 {
@@ -265,15 +283,25 @@ fn layer_from_tar(store: &Store, path: &Path) -> Result<(Digest, Digest, MediaTy
             )));
         }
     }
+    if let Some(kind) = watch.kind() {
+        return Err(StoreError::Invalid(kind.refusal(path)));
+    }
     let (diff_id, _) = hashing.finish().map_err(|e| not_a_tar(path, e))?;
     let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let (digest, _) = store.put_blob(BufReader::new(file))?;
-    let media = if gzip {
-        MediaType::ImageLayerGzip
-    } else {
-        MediaType::ImageLayer
-    };
     Ok((digest, diff_id, media))
+}
+
+/// Reads up to `buf.len()` bytes (fewer only at end of file).
+fn read_head(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 fn not_a_tar(path: &Path, e: io::Error) -> StoreError {
@@ -356,7 +384,7 @@ fn import_layout(
             .map_err(|e| StoreError::Invalid(format!("image config {config_digest}: {e}")))?;
     for layer in manifest.layers() {
         match layer.media_type() {
-            MediaType::ImageLayer | MediaType::ImageLayerGzip => {}
+            MediaType::ImageLayer | MediaType::ImageLayerGzip | MediaType::ImageLayerZstd => {}
             MediaType::Other(t) if t == "application/vnd.docker.image.rootfs.diff.tar.gzip" => {}
             other => {
                 return Err(StoreError::Invalid(format!(

@@ -1,9 +1,11 @@
 //! isola's image side: references, the OCI image-layout store, import, safe layer unpacking,
 //! the unpacked-rootfs cache, and the conversion of an image config into a runtime bundle.
 
+pub mod archive_kind;
 pub mod bundle;
 pub mod digest;
 pub mod import;
+pub mod lock;
 pub mod overlay;
 pub mod reference;
 pub mod registry;

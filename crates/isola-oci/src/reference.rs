@@ -17,8 +17,11 @@ pub struct Reference {
 #[error("invalid image reference {input:?}: {why}")]
 pub struct BadReference {
     pub input: String,
-    pub why: &'static str,
+    pub why: String,
 }
+
+/// The longest NAME (registry host and path, without tag or digest) accepted, as docker's.
+pub const MAX_NAME_LEN: usize = 255;
 
 impl Reference {
     /// `name:tag` as stored in the image index.
@@ -44,16 +47,22 @@ fn valid_name_component(c: &str) -> bool {
         && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
 }
 
+/// A registry host: dot-separated labels of letters, digits and inner '-' (so never `.` or
+/// `..`), with an optional numeric port.
 fn valid_host(h: &str) -> bool {
     let (host, port) = match h.rsplit_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (h, None),
     };
-    !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
-        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    host.split('.').all(label)
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn valid_tag(t: &str) -> bool {
@@ -68,9 +77,9 @@ fn valid_tag(t: &str) -> bool {
 impl FromStr for Reference {
     type Err = BadReference;
     fn from_str(input: &str) -> Result<Reference, BadReference> {
-        let bad = |why| BadReference {
+        let bad = |why: &str| BadReference {
             input: input.to_string(),
-            why,
+            why: why.to_string(),
         };
         let (rest, digest) = match input.split_once('@') {
             Some((rest, d)) => (
@@ -91,6 +100,12 @@ impl FromStr for Reference {
         if name.is_empty() {
             return Err(bad("empty name"));
         }
+        if name.len() > MAX_NAME_LEN {
+            return Err(bad(&format!(
+                "the name is {} characters long; at most {MAX_NAME_LEN} are allowed",
+                name.len()
+            )));
+        }
         if !valid_tag(tag) {
             return Err(bad(
                 "a tag is 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'",
@@ -99,7 +114,11 @@ impl FromStr for Reference {
         let mut parts = name.split('/').collect::<Vec<_>>();
         if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
             if !valid_host(parts[0]) {
-                return Err(bad("invalid registry host"));
+                return Err(bad(&format!(
+                    "registry host {:?} is not a host name: dot-separated labels of letters, \
+                     digits and '-', with an optional :PORT",
+                    parts[0]
+                )));
             }
             parts.remove(0);
         }
@@ -140,6 +159,17 @@ mod tests {
     }
 
     #[test]
+    fn names_are_at_most_255_characters() {
+        let ok = format!("{}/{}", "a".repeat(127), "b".repeat(127));
+        assert!(ok.parse::<Reference>().is_ok());
+        let long = format!("{ok}b");
+        let e = long.parse::<Reference>().unwrap_err();
+        assert!(e.why.contains("256") && e.why.contains("255"), "{e}");
+        let e = "../x".parse::<Reference>().unwrap_err();
+        assert!(e.why.contains("\"..\""), "{e}");
+    }
+
+    #[test]
     fn rejects_bad_ones() {
         for bad in [
             "",
@@ -150,6 +180,12 @@ mod tests {
             "a//b",
             "-a",
             "a:b:c",
+            "../x",
+            "./x",
+            "a..b/x",
+            "-a.com/x",
+            ".com/x",
+            "127.0.0.1:/x",
         ] {
             assert!(
                 bad.parse::<Reference>().is_err(),

@@ -1,8 +1,16 @@
-//! The unpacked-rootfs cache: each image's layers applied once, in order, into a directory named
-//! by the layers' chain ID, and shared read-only by every container (as an overlay lower layer)
-//! and later by the VM disk image builder.
+//! The unpacked-rootfs cache: each image's layers applied once, in order, and shared read-only
+//! by every container (as an overlay lower layer) and by the VM disk image builder.
+//!
+//! One entry per chain ID: `CACHE/CHAIN/fs` is the tree and `CACHE/CHAIN/complete` the marker
+//! that says every layer applied. An unpack builds the entry as `.tmp-SHORT-PID`, writes the
+//! marker last and renames the entry into place; a delete renames the entry to
+//! `.del-SHORT-PID-NANOS` first and removes it after, so a kill at any point never leaves a
+//! part of a tree under its chain's name. An entry without the marker (an older isola's cache,
+//! or a tree an older isola half deleted) is never used: it is removed and unpacked again.
+//! One unpack per chain at a time: the others wait on the chain's lock file, then find it done.
 
 use crate::digest::Digest;
+use crate::lock::{FileLock, Mode};
 use crate::store::{Image, Store};
 use crate::unpack::apply_layer_blob;
 use crate::StoreError;
@@ -16,7 +24,13 @@ use std::path::{Path, PathBuf};
 /// Where unpacked image root filesystems live.
 pub struct RootfsCache {
     dir: PathBuf,
+    locks: PathBuf,
 }
+
+/// The marker an entry holds once its tree is complete.
+const COMPLETE: &str = "complete";
+/// The tree inside an entry.
+const TREE: &str = "fs";
 
 /// The OCI chain ID of an image's layers: the identity of the filesystem they build.
 pub fn chain_id(image: &Image) -> Result<Digest, StoreError> {
@@ -57,12 +71,40 @@ pub fn config_diff_ids(config: &ImageConfiguration) -> Result<Vec<Digest>, Store
 }
 
 impl RootfsCache {
-    pub fn new(dir: impl Into<PathBuf>) -> RootfsCache {
-        RootfsCache { dir: dir.into() }
+    /// The cache in `dir`, with its per-chain lock files in `locks`.
+    pub fn new(dir: impl Into<PathBuf>, locks: impl Into<PathBuf>) -> RootfsCache {
+        RootfsCache {
+            dir: dir.into(),
+            locks: locks.into(),
+        }
     }
 
-    pub fn path_for(&self, chain: &Digest) -> PathBuf {
+    /// The entry (tree and marker) of chain ID `chain`.
+    pub fn entry_for(&self, chain: &Digest) -> PathBuf {
         self.dir.join(chain.hex())
+    }
+
+    /// The unpacked tree of chain ID `chain` (there only once `is_complete`).
+    pub fn path_for(&self, chain: &Digest) -> PathBuf {
+        self.entry_for(chain).join(TREE)
+    }
+
+    /// Whether the entry at `entry` holds a complete tree.
+    pub fn is_complete(entry: &Path) -> bool {
+        entry.join(COMPLETE).is_file() && entry.join(TREE).is_dir()
+    }
+
+    fn lock_path(&self, chain_hex: &str) -> PathBuf {
+        self.locks.join(format!("rootfs-{chain_hex}.lock"))
+    }
+
+    fn lock(&self, chain: &Digest) -> Result<FileLock, StoreError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.locks)
+            .map_err(|e| StoreError::io(&self.locks, e))?;
+        FileLock::acquire(&self.lock_path(chain.hex()), Mode::Exclusive)
     }
 
     /// The image's unpacked rootfs, unpacking it first if it is not cached. Unpacking happens in
@@ -79,51 +121,139 @@ impl RootfsCache {
         unpacking.finish()
     }
 
-    /// Starts unpacking the rootfs of chain ID `chain` — or None when it is cached already.
+    /// Starts unpacking the rootfs of chain ID `chain` — or None when it is cached already
+    /// (after waiting for another isola that is unpacking it).
     pub fn begin(&self, chain: &Digest) -> Result<Option<Unpacking<'_>>, StoreError> {
-        let dest = self.path_for(chain);
-        if dest.is_dir() {
+        let entry = self.entry_for(chain);
+        if Self::is_complete(&entry) {
             return Ok(None);
         }
+        let lock = self.lock(chain)?;
+        if Self::is_complete(&entry) {
+            // Another isola unpacked it while this one waited.
+            return Ok(None);
+        }
+        // Not complete: whatever is there is no rootfs to trust.
+        self.remove_entry(&entry)?;
         fs::create_dir_all(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
         let tmp = self
             .dir
             .join(format!(".tmp-{}-{}", chain.short(), std::process::id()));
         self.remove_path(&tmp)?;
-        fs::DirBuilder::new()
-            .mode(0o755)
-            .create(&tmp)
-            .map_err(|e| StoreError::io(&tmp, e))?;
-        let root = match Root::open(&tmp) {
+        let tree = tmp.join(TREE);
+        for d in [&tmp, &tree] {
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(d)
+                .map_err(|e| StoreError::io(d, e))?;
+        }
+        let root = match Root::open(&tree) {
             Ok(r) => r,
             Err(e) => {
                 let _ = self.remove_path(&tmp);
-                return Err(StoreError::io(&tmp, e));
+                return Err(StoreError::io(&tree, e));
             }
         };
         Ok(Some(Unpacking {
             cache: self,
             tmp,
-            dest,
+            entry,
             root,
             finished: false,
+            _lock: lock,
         }))
     }
 
-    /// Removes a cached rootfs (never following symlinks inside it).
+    /// Removes a cached rootfs (rename first, then delete; never following symlinks inside),
+    /// waiting for an unpack of it to end, and its lock file.
     pub fn remove(&self, chain: &Digest) -> Result<(), StoreError> {
-        self.remove_path(&self.path_for(chain))
+        let lock = self.lock(chain)?;
+        self.remove_entry(&self.entry_for(chain))?;
+        lock.remove()
     }
 
-    /// Every cached chain ID, and leftover temp dirs of unpacks that died.
+    /// Removes the entry of a chain whose lock is held, or a dead unpack's leftover: renamed out
+    /// of its name first, so a kill midway leaves a `.del-` directory, never a half tree.
+    pub fn remove_entry(&self, entry: &Path) -> Result<(), StoreError> {
+        let name = entry.file_name().unwrap_or_default().to_string_lossy();
+        let short: String = name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(12)
+            .collect();
+        let doomed = self.dir.join(format!(
+            ".del-{short}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        match fs::rename(entry, &doomed) {
+            Ok(()) => self.remove_path(&doomed),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(entry, e)),
+        }
+    }
+
+    /// Removes the lock file of a chain that has no entry, unless an isola holds it.
+    pub fn remove_idle_lock(&self, chain_hex: &str) -> Result<(), StoreError> {
+        match FileLock::try_acquire(&self.lock_path(chain_hex), Mode::Exclusive)? {
+            Some(lock) => lock.remove(),
+            None => Ok(()),
+        }
+    }
+
+    /// The chain IDs (hex) that have a lock file.
+    pub fn locked_chains(&self) -> Vec<String> {
+        fs::read_dir(&self.locks)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        Some(
+                            n.strip_prefix("rootfs-")?
+                                .strip_suffix(".lock")?
+                                .to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every cached chain ID, and leftover temp dirs of unpacks and deletes that died.
     pub fn entries(&self) -> Vec<PathBuf> {
         fs::read_dir(&self.dir)
             .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
             .unwrap_or_default()
     }
 
+    /// The leftovers of unpacks and deletes whose isola is gone (`.tmp-SHORT-PID`,
+    /// `.del-SHORT-PID-NANOS`), for `remove_path`.
+    pub fn dead_leftovers(&self) -> Vec<PathBuf> {
+        self.entries()
+            .into_iter()
+            .filter(|path| {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let pid = if let Some(rest) = name.strip_prefix(".tmp-") {
+                    rest.rsplit('-').next()
+                } else if let Some(rest) = name.strip_prefix(".del-") {
+                    rest.split('-').nth(1)
+                } else {
+                    return false;
+                };
+                !crate::store::writer_alive(pid)
+            })
+            .collect()
+    }
+
     pub fn remove_path(&self, path: &Path) -> Result<(), StoreError> {
-        let parent = Root::open(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+        let parent = match Root::open(&self.dir) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io(&self.dir, e)),
+        };
         let name = path.file_name().unwrap_or(OsStr::new(""));
         remove_all_at(parent.fd(), name).map_err(|e| StoreError::io(path, e))
     }
@@ -131,12 +261,14 @@ impl RootfsCache {
 
 /// A rootfs being unpacked, layer by layer, in a temp directory; `finish` makes it the cached
 /// rootfs. Dropped unfinished (a layer failed, a pull broke off), the temp directory goes.
+/// It holds the chain's lock: other isolas wanting the same rootfs wait for it.
 pub struct Unpacking<'a> {
     cache: &'a RootfsCache,
     tmp: PathBuf,
-    dest: PathBuf,
+    entry: PathBuf,
     root: Root,
     finished: bool,
+    _lock: FileLock,
 }
 
 impl Unpacking<'_> {
@@ -150,19 +282,20 @@ impl Unpacking<'_> {
         Ok(apply_layer_blob(store, layer, diff_id, &self.root)?)
     }
 
-    /// Every layer applied: the rootfs takes its place in the cache.
+    /// Every layer applied: the marker is written, and the rootfs takes its place in the cache.
     pub fn finish(mut self) -> Result<PathBuf, StoreError> {
         self.finished = true;
-        match fs::rename(&self.tmp, &self.dest) {
-            Ok(()) => Ok(self.dest.clone()),
-            Err(_) if self.dest.is_dir() => {
-                // Another isola finished the same rootfs first; keep theirs.
-                self.cache.remove_path(&self.tmp)?;
-                Ok(self.dest.clone())
-            }
+        let marker = self.tmp.join(COMPLETE);
+        let published = fs::write(&marker, b"every layer applied and verified\n")
+            .map_err(|e| StoreError::io(&marker, e))
+            .and_then(|()| {
+                fs::rename(&self.tmp, &self.entry).map_err(|e| StoreError::io(&self.entry, e))
+            });
+        match published {
+            Ok(()) => Ok(self.entry.join(TREE)),
             Err(e) => {
                 let _ = self.cache.remove_path(&self.tmp);
-                Err(StoreError::io(&self.dest, e))
+                Err(e)
             }
         }
     }

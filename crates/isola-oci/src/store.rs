@@ -6,6 +6,7 @@
 //! `org.opencontainers.image.ref.name = NAME:TAG`.
 
 use crate::digest::{Digest, HashingReader, HashingWriter};
+use crate::lock::{FileLock, Mode};
 use crate::reference::Reference;
 use crate::StoreError;
 use oci_spec::image::{
@@ -14,7 +15,6 @@ use oci_spec::image::{
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The annotation naming a manifest in `index.json`.
@@ -62,14 +62,26 @@ pub fn descriptor_digest(d: &Descriptor) -> Result<Digest, StoreError> {
         .map_err(|e: crate::digest::BadDigest| StoreError::Invalid(e.to_string()))
 }
 
-/// An exclusive lock on the store's index, released on drop.
-struct IndexLock(File);
+/// The store held for writing (import, pull, tag): blobs written under it may not be reachable
+/// from a tag yet, so no deleter runs until it is dropped. Many writers may hold it at once.
+pub struct Writing(#[allow(dead_code)] FileLock);
 
-impl Drop for IndexLock {
-    fn drop(&mut self) {
-        // SAFETY: flock on a descriptor we own; failure to unlock only delays others until close.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
+/// The store held for deleting (rmi, prune): no writer has blobs in flight while it is held.
+pub struct Deleting(#[allow(dead_code)] FileLock);
+
+/// A tag whose image cannot be read (a blob missing, damaged or not what it claims to be).
+#[derive(Debug)]
+pub struct Damaged {
+    /// `name:tag`.
+    pub tag: String,
+    pub error: StoreError,
+}
+
+/// Every tagged image: those that read back whole, and those that do not.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub images: Vec<Image>,
+    pub damaged: Vec<Damaged>,
 }
 
 impl Store {
@@ -194,25 +206,37 @@ impl Store {
         write_atomic(&self.root.join("index.json"), &bytes)
     }
 
-    fn lock(&self) -> Result<IndexLock, StoreError> {
-        let path = self.root.join("index.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StoreError::io(&path, e))?;
-        // SAFETY: flock on a descriptor we own; it blocks until other isola processes finish
-        // their index update.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(StoreError::io(&path, io::Error::last_os_error()));
+    /// Serialises updates of `index.json`.
+    fn lock_index(&self) -> Result<FileLock, StoreError> {
+        FileLock::acquire(&self.root.join("index.lock"), Mode::Exclusive)
+    }
+
+    fn store_lock(&self) -> PathBuf {
+        self.root.join("store.lock")
+    }
+
+    /// Holds the store for writing blobs and then a tag; waits while a deleter runs.
+    pub fn lock_writing(&self) -> Result<Writing, StoreError> {
+        Ok(Writing(FileLock::acquire(
+            &self.store_lock(),
+            Mode::Shared,
+        )?))
+    }
+
+    /// Holds the store for deleting; `waiting` is called first if a writer holds it (the call
+    /// then blocks until every writer is done).
+    pub fn lock_deleting(&self, waiting: impl FnOnce()) -> Result<Deleting, StoreError> {
+        let path = self.store_lock();
+        if let Some(l) = FileLock::try_acquire(&path, Mode::Exclusive)? {
+            return Ok(Deleting(l));
         }
-        Ok(IndexLock(file))
+        waiting();
+        Ok(Deleting(FileLock::acquire(&path, Mode::Exclusive)?))
     }
 
     /// Points `name:tag` at a manifest already in the store (replacing any previous target).
     pub fn tag(&self, reference: &Reference, manifest: Descriptor) -> Result<(), StoreError> {
-        let _lock = self.lock()?;
+        let _lock = self.lock_index()?;
         let mut index = self.read_index()?;
         let name = reference.tagged();
         let mut manifests: Vec<Descriptor> = index
@@ -242,28 +266,30 @@ impl Store {
 
     /// Resolves a reference to an image in the store, reading and verifying manifest and config.
     pub fn resolve(&self, reference: &Reference) -> Result<Image, StoreError> {
-        let tags = self.tags()?;
-        let (name, tag, desc) = if let Some(digest) = &reference.digest {
-            let by_digest = format!("{}:{}", reference.name, digest_tag(digest));
-            let found = tags.iter().find(|(n, d)| {
-                n.as_str() == by_digest
-                    || n.rsplit_once(':').map(|(n, _)| n) == Some(reference.name.as_str())
-                        && descriptor_digest(d).ok().as_ref() == Some(digest)
-            });
-            match found {
-                Some((_, d)) => (reference.name.clone(), reference.tag.clone(), d.clone()),
-                None => return Err(StoreError::NotFound(reference.to_string())),
-            }
-        } else {
-            match tags.get(&reference.tagged()) {
-                Some(d) => (reference.name.clone(), reference.tag.clone(), d.clone()),
-                None => return Err(StoreError::NotFound(reference.to_string())),
-            }
-        };
-        self.load_image(name, tag, &desc)
+        let (full, desc) = self.find(reference)?;
+        let (name, tag) = split_tag(&full);
+        self.load_image(name.to_string(), tag.to_string(), &desc)
     }
 
-    fn load_image(
+    /// The tag (`name:tag`) a reference names and its manifest descriptor, reading no blob.
+    pub fn find(&self, reference: &Reference) -> Result<(String, Descriptor), StoreError> {
+        let tags = self.tags()?;
+        let found = match &reference.digest {
+            Some(digest) => {
+                let by_digest = format!("{}:{}", reference.name, digest_tag(digest));
+                tags.into_iter().find(|(n, d)| {
+                    *n == by_digest
+                        || split_tag(n).0 == reference.name
+                            && descriptor_digest(d).ok().as_ref() == Some(digest)
+                })
+            }
+            None => tags.into_iter().find(|(n, _)| *n == reference.tagged()),
+        };
+        found.ok_or_else(|| StoreError::NotFound(reference.to_string()))
+    }
+
+    /// Reads and verifies the image a tag's manifest descriptor names.
+    pub fn load_image(
         &self,
         name: String,
         tag: String,
@@ -305,60 +331,72 @@ impl Store {
         Ok((config_digest, config))
     }
 
-    /// All tagged images, sorted by name.
-    pub fn images(&self) -> Result<Vec<Image>, StoreError> {
-        let mut out = Vec::new();
+    /// All tagged images, sorted by name; one that cannot be read is listed as damaged, so one
+    /// bad blob never hides the rest of the store.
+    pub fn images(&self) -> Result<Listing, StoreError> {
+        let mut out = Listing::default();
         for (full, desc) in self.tags()? {
-            let (name, tag) = full.rsplit_once(':').unwrap_or((full.as_str(), "latest"));
-            out.push(self.load_image(name.to_string(), tag.to_string(), &desc)?);
+            let (name, tag) = split_tag(&full);
+            match self.load_image(name.to_string(), tag.to_string(), &desc) {
+                Ok(image) => out.images.push(image),
+                Err(error) => out.damaged.push(Damaged { tag: full, error }),
+            }
         }
         Ok(out)
     }
 
-    /// Removes a tag, then every blob no remaining tag reaches. Returns the removed blob count.
-    pub fn untag(&self, reference: &Reference) -> Result<usize, StoreError> {
-        let _lock = self.lock()?;
-        let mut index = self.read_index()?;
-        let name = reference.tagged();
-        let before = index.manifests().len();
-        let kept: Vec<Descriptor> = index
-            .manifests()
-            .iter()
-            .filter(|d| ref_name(d) != Some(name.as_str()))
-            .cloned()
-            .collect();
-        if kept.len() == before {
-            return Err(StoreError::NotFound(reference.to_string()));
-        }
-        index.set_manifests(kept);
-        self.write_index(&index)?;
-        Ok(self.collect_garbage(&index, false)?.0)
+    /// Removes the tag `name:tag`, then every blob no remaining tag reaches. Returns the removed
+    /// blob count.
+    pub fn untag(&self, _deleting: &Deleting, full_tag: &str) -> Result<usize, StoreError> {
+        let index = {
+            let _lock = self.lock_index()?;
+            let mut index = self.read_index()?;
+            let before = index.manifests().len();
+            let kept: Vec<Descriptor> = index
+                .manifests()
+                .iter()
+                .filter(|d| ref_name(d) != Some(full_tag))
+                .cloned()
+                .collect();
+            if kept.len() == before {
+                return Err(StoreError::NotFound(full_tag.to_string()));
+            }
+            index.set_manifests(kept);
+            self.write_index(&index)?;
+            index
+        };
+        Ok(self.collect_garbage(&index)?.0)
     }
 
     /// Deletes blobs no tag reaches and the temp files of blob writers that are gone (an
     /// interrupted import or pull); returns how many files and bytes.
-    pub fn prune(&self) -> Result<(usize, u64), StoreError> {
-        let _lock = self.lock()?;
-        let index = self.read_index()?;
-        self.collect_garbage(&index, true)
+    pub fn prune(&self, _deleting: &Deleting) -> Result<(usize, u64), StoreError> {
+        let index = {
+            let _lock = self.lock_index()?;
+            self.read_index()?
+        };
+        let (n, bytes) = self.collect_garbage(&index)?;
+        let (temps, temp_bytes) = remove_dead_temps(&self.root)?;
+        Ok((n + temps, bytes + temp_bytes))
     }
 
-    /// Deletes blobs that no manifest in `index` references (and, with `dead_temps`, temp files
-    /// whose writer process has exited). Returns how many files and bytes.
-    fn collect_garbage(
-        &self,
-        index: &ImageIndex,
-        dead_temps: bool,
-    ) -> Result<(usize, u64), StoreError> {
+    /// Deletes blobs that no manifest in `index` references (temp files are left to
+    /// `remove_dead_temps`). Returns how many files and bytes.
+    fn collect_garbage(&self, index: &ImageIndex) -> Result<(usize, u64), StoreError> {
         let mut live = HashSet::new();
         for desc in index.manifests() {
-            let digest = descriptor_digest(desc)?;
+            // A descriptor with a digest that cannot even be parsed reaches nothing.
+            let Ok(digest) = descriptor_digest(desc) else {
+                continue;
+            };
             if let Ok(bytes) = self.read_blob(&digest) {
                 if let Ok(m) = parse_manifest(&bytes, &digest) {
-                    live.insert(descriptor_digest(m.config())?.hex().to_string());
-                    for l in m.layers() {
-                        live.insert(descriptor_digest(l)?.hex().to_string());
-                    }
+                    let reached = std::iter::once(m.config()).chain(m.layers());
+                    live.extend(
+                        reached
+                            .filter_map(|d| descriptor_digest(d).ok())
+                            .map(|d| d.hex().to_string()),
+                    );
                 }
             }
             live.insert(digest.hex().to_string());
@@ -368,19 +406,61 @@ impl Store {
         for entry in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
             let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            // A temp blob is named .tmp-PID-NANOS-ATTEMPT by its writer.
-            let doomed = match name.strip_prefix(".tmp-") {
-                Some(rest) => dead_temps && !writer_alive(rest.split('-').next()),
-                None => !live.contains(&name),
-            };
-            if doomed {
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
-                removed.0 += 1;
-                removed.1 += size;
+            if name.starts_with(".tmp-") || live.contains(&name) {
+                continue;
             }
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            remove_file_if_there(&entry.path())?;
+            removed.0 += 1;
+            removed.1 += size;
         }
         Ok(removed)
+    }
+}
+
+/// Removes the temp files (blobs and `index.json` updates, named `.tmp-PID-NANOS-ATTEMPT`) that
+/// writers which are no longer running left in the store at `root` (an import or pull that was
+/// killed). Creates nothing; a store that is not there has none. Returns how many and bytes.
+pub fn remove_dead_temps(root: &Path) -> Result<(usize, u64), StoreError> {
+    let mut removed = (0, 0);
+    for dir in [root.to_path_buf(), root.join("blobs/sha256")] {
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(".tmp-") else {
+                continue;
+            };
+            if writer_alive(rest.split('-').next()) {
+                continue;
+            }
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            remove_file_if_there(&entry.path())?;
+            removed.0 += 1;
+            removed.1 += size;
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes a file; one another cleaner removed first is not an error.
+fn remove_file_if_there(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// `name:tag` split at the tag's colon (a registry port is before the last '/').
+pub fn split_tag(full: &str) -> (&str, &str) {
+    let last_slash = full.rfind('/').map_or(0, |i| i + 1);
+    match full[last_slash..].rfind(':') {
+        Some(i) => (&full[..last_slash + i], &full[last_slash + i + 1..]),
+        None => (full, "latest"),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod leftovers;
 mod limits;
 mod paths;
 mod records;

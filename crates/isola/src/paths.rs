@@ -21,6 +21,7 @@ impl Paths {
             self.rootfs_cache(),
             self.bundles(),
             self.vm_images(),
+            self.locks(),
             self.run.clone(),
         ] {
             let _ = std::fs::DirBuilder::new()
@@ -59,6 +60,16 @@ impl Paths {
     /// Unpacked image root filesystems, by chain ID.
     pub fn rootfs_cache(&self) -> PathBuf {
         self.data.join("rootfs")
+    }
+
+    /// The unpacked-rootfs cache, with its lock files.
+    pub fn rootfs(&self) -> isola_oci::rootfs::RootfsCache {
+        isola_oci::rootfs::RootfsCache::new(self.rootfs_cache(), self.locks())
+    }
+
+    /// Lock files: one per rootfs while it is unpacked or deleted.
+    pub fn locks(&self) -> PathBuf {
+        self.data.join("locks")
     }
 
     /// One bundle directory per container.

@@ -91,7 +91,8 @@ pub fn remove_bundle(paths: &Paths, id: &str) -> Result<()> {
 
 /// Removes what isola processes that died (kill -9, a crash, a reboot) left behind: the
 /// container's processes, cgroups and state directory, its rootfs mount, and the container
-/// itself if it was started with --rm. Returns the IDs it cleaned.
+/// itself if it was started with --rm; and the temp files of imports, pulls, unpacks and disk
+/// builds (`leftovers`). Returns the IDs of the containers it cleaned.
 pub fn cleanup(paths: &Paths) -> Vec<String> {
     let mut cleaned = Vec::new();
     // Run state first: processes and cgroups.
@@ -126,6 +127,9 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
             cleaned.push(r.id.clone());
         }
     }
+    // And what killed imports, pulls, unpacks and disk builds left in the image side; a
+    // failure here is left for `isola image prune` to report.
+    let _ = crate::leftovers::remove_dead(paths);
     cleaned
 }
 

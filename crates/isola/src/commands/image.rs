@@ -2,15 +2,15 @@
 //! needs: unreferenced blobs, unpacked root filesystems, VM disks, and the leftovers of
 //! imports, unpacks and disk builds that died).
 
+use crate::commands::images::{waiting_for_writers, warn_damaged};
+use crate::leftovers::{self, disk_usage};
 use crate::paths::Paths;
 use anyhow::Result;
 use isola_oci::rootfs::{chain_id, RootfsCache};
-use isola_oci::store::{descriptor_digest, writer_alive};
-use isola_oci::{Reference, Store};
+use isola_oci::store::descriptor_digest;
+use isola_oci::{Digest, Reference, Store};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
 pub fn inspect(paths: &Paths, images: &[String]) -> Result<i32> {
     let store = Store::open(paths.images())?;
@@ -50,73 +50,69 @@ pub fn inspect(paths: &Paths, images: &[String]) -> Result<i32> {
     Ok(0)
 }
 
-/// Bytes a file or tree takes on disk (allocated blocks: sparse disk images count as used).
-fn disk_usage(path: &Path) -> u64 {
-    let Ok(m) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    let mut total = m.blocks() * 512;
-    if m.is_dir() {
-        if let Ok(rd) = std::fs::read_dir(path) {
-            total += rd
-                .filter_map(|e| e.ok())
-                .map(|e| disk_usage(&e.path()))
-                .sum::<u64>();
-        }
-    }
-    total
-}
-
 pub fn prune(paths: &Paths) -> Result<i32> {
-    crate::records::cleanup(paths);
     let store = Store::open(paths.images())?;
-    let live: HashSet<String> = store
-        .images()?
+    // Imports and pulls finish first: their blobs are unreachable until they tag them.
+    let deleting = store.lock_deleting(waiting_for_writers)?;
+    let dead = leftovers::remove_dead(paths)?;
+    crate::records::cleanup(paths);
+    let listing = store.images()?;
+    warn_damaged(&listing.damaged);
+    let live: HashSet<String> = listing
+        .images
         .iter()
         .filter_map(|i| chain_id(i).ok())
         .map(|c| c.hex().to_string())
         .collect();
-    let (blobs, mut bytes) = store.prune()?;
+    let (blobs, mut bytes) = store.prune(&deleting)?;
+    bytes += dead.bytes;
 
-    // Unpacked roots are named CHAIN, or .tmp-SHORT-PID while an unpack runs.
-    let cache = RootfsCache::new(paths.rootfs_cache());
-    let mut roots = 0;
+    // Unpacked roots are named CHAIN; one no image needs, or one without its completion
+    // marker (never used as it is), goes.
+    let cache = paths.rootfs();
+    let mut roots = dead.roots;
     for path in cache.entries() {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let doomed = match name.strip_prefix(".tmp-") {
-            Some(rest) => !writer_alive(rest.rsplit('-').next()),
-            None => !live.contains(name.as_ref()),
-        };
-        if doomed {
-            let size = disk_usage(&path);
-            cache.remove_path(&path)?;
-            roots += 1;
-            bytes += size;
+        if name.starts_with('.') {
+            continue; // an unpack or delete in progress (dead ones are gone already)
+        }
+        if live.contains(name.as_ref()) && RootfsCache::is_complete(&path) {
+            continue;
+        }
+        let size = disk_usage(&path);
+        match format!("sha256:{name}").parse::<Digest>() {
+            Ok(chain) => cache.remove(&chain)?,
+            Err(_) => cache.remove_entry(&path)?,
+        }
+        roots += 1;
+        bytes += size;
+    }
+    for chain in cache.locked_chains() {
+        if !live.contains(&chain) {
+            cache.remove_idle_lock(&chain)?;
         }
     }
 
-    // VM disks are named CHAIN.ext4, or .CHAIN.PID.ext4 while mke2fs builds one.
-    let mut disks = 0;
+    // VM disks are named CHAIN.ext4 (and .CHAIN.PID.ext4 while mke2fs builds one).
+    let mut disks = dead.disks;
     if let Ok(rd) = std::fs::read_dir(paths.vm_images()) {
         for e in rd.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
             let Some(stem) = name.strip_suffix(".ext4") else {
                 continue;
             };
-            let doomed = match stem.strip_prefix('.') {
-                Some(rest) => !writer_alive(rest.rsplit('.').next()),
-                None => !live.contains(stem),
-            };
-            if doomed {
-                let size = disk_usage(&e.path());
-                std::fs::remove_file(e.path())?;
-                disks += 1;
-                bytes += size;
+            if stem.starts_with('.') || live.contains(stem) {
+                continue;
             }
+            let size = disk_usage(&e.path());
+            std::fs::remove_file(e.path())?;
+            disks += 1;
+            bytes += size;
         }
     }
     println!(
-        "Deleted {blobs} blobs, {roots} unpacked root filesystems, {disks} VM disks; reclaimed {}",
+        "Deleted {} blobs, {roots} unpacked root filesystems, {disks} VM disks; reclaimed {}",
+        blobs + dead.blobs,
         crate::commands::images::human(bytes)
     );
     Ok(0)

@@ -6,7 +6,8 @@ use crate::paths::Paths;
 use crate::records;
 use anyhow::{bail, Context, Result};
 use isola_oci::import::{import as import_image, ConfigOverrides};
-use isola_oci::rootfs::{chain_id, RootfsCache};
+use isola_oci::rootfs::chain_id;
+use isola_oci::store::{split_tag, Damaged};
 use isola_oci::{Reference, Store};
 
 /// `--cmd '["a","b"]'` or `--cmd 'a b'`.
@@ -66,8 +67,10 @@ pub fn human(bytes: u64) -> String {
 
 pub fn images(paths: &Paths) -> Result<i32> {
     let store = Store::open(paths.images())?;
-    let rows: Vec<[String; 4]> = store
-        .images()?
+    let listing = store.images()?;
+    warn_damaged(&listing.damaged);
+    let rows: Vec<[String; 4]> = listing
+        .images
         .into_iter()
         .map(|i| {
             [
@@ -80,6 +83,21 @@ pub fn images(paths: &Paths) -> Result<i32> {
         .collect();
     print_table(&["NAME", "TAG", "DIGEST", "SIZE"], &rows);
     Ok(0)
+}
+
+/// One stderr line per image that cannot be read, naming it and what is wrong (the blob).
+pub fn warn_damaged(damaged: &[Damaged]) {
+    for d in damaged {
+        eprintln!(
+            "isola: warning: image {} is damaged, skipped (`isola rmi {}` removes it): {}",
+            d.tag, d.tag, d.error
+        );
+    }
+}
+
+/// Says that a deleter waits for imports and pulls to finish.
+pub fn waiting_for_writers() {
+    eprintln!("isola: waiting for an import or pull into this store to finish");
 }
 
 pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
@@ -109,8 +127,8 @@ pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
 pub fn rmi(paths: &Paths, image: &str) -> Result<i32> {
     let reference: Reference = image.parse()?;
     let store = Store::open(paths.images())?;
-    let img = store.resolve(&reference)?;
-    let tagged = reference.tagged();
+    let deleting = store.lock_deleting(waiting_for_writers)?;
+    let (tagged, desc) = store.find(&reference)?;
     if let Some(r) = records::list(paths).iter().find(|r| r.image == tagged) {
         bail!(
             "image {tagged} is used by container {} ({}): remove it first with `isola rm {}`",
@@ -119,21 +137,35 @@ pub fn rmi(paths: &Paths, image: &str) -> Result<i32> {
             r.name
         );
     }
-    let chain = chain_id(&img)?;
-    store.untag(&reference)?;
+    // A damaged image is removed all the same; only its rootfs cannot be found without its
+    // config, and is left to `isola image prune`.
+    let (name, tag) = split_tag(&tagged);
+    let chain = match store.load_image(name.to_string(), tag.to_string(), &desc) {
+        Ok(img) => Some(chain_id(&img)?),
+        Err(e) => {
+            eprintln!(
+                "isola: warning: image {tagged} is damaged ({e}); removing its tag and blobs"
+            );
+            None
+        }
+    };
+    store.untag(&deleting, &tagged)?;
     // Drop the unpacked rootfs unless another tag still builds the same filesystem.
-    let still_used = store
-        .images()?
-        .iter()
-        .any(|i| chain_id(i).ok().as_ref() == Some(&chain));
-    if !still_used {
-        RootfsCache::new(paths.rootfs_cache()).remove(&chain)?;
-        let disk = paths.vm_images().join(format!("{}.ext4", chain.hex()));
-        match std::fs::remove_file(&disk) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| disk.display().to_string())
+    if let Some(chain) = chain {
+        let listing = store.images()?;
+        let still_used = listing
+            .images
+            .iter()
+            .any(|i| chain_id(i).ok().as_ref() == Some(&chain));
+        if !still_used {
+            paths.rootfs().remove(&chain)?;
+            let disk = paths.vm_images().join(format!("{}.ext4", chain.hex()));
+            match std::fs::remove_file(&disk) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| disk.display().to_string())
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
     println!("Untagged: {tagged}");

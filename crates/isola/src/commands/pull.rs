@@ -27,7 +27,7 @@ pub fn pull(paths: &crate::paths::Paths, a: PullArgs) -> Result<i32> {
         credentials: credentials(a.user.as_deref())?,
     };
     let store = Store::open(paths.images())?;
-    let cache = RootfsCache::new(paths.rootfs_cache());
+    let cache = paths.rootfs();
     let (pulled, rootfs) = pull_image(&store, &cache, &reference, &opts, a.quiet)?;
     if !a.quiet {
         eprintln!("Unpacked to {}", rootfs.display());
@@ -47,6 +47,9 @@ pub fn pull_image(
 ) -> Result<(Pulled, PathBuf)> {
     let location = Location::of(&reference.name, opts.insecure);
     let mut report = BlobReport::new(quiet);
+    // Held until the tag is written and the rootfs unpacked: a prune meanwhile would see the
+    // new blobs and rootfs as unreachable.
+    let writing = store.lock_writing()?;
     std::thread::scope(|scope| {
         let (to_unpacker, layers_in) = mpsc::channel::<(Digest, Digest)>();
         let mut to_unpacker = Some(to_unpacker);
@@ -83,13 +86,16 @@ pub fn pull_image(
         // No more layers: the unpacker finishes (all arrived) or discards its work.
         to_unpacker.take();
         let unpacked = unpacker.map(|h| h.join().expect("the unpacker does not panic"));
+        drop(writing);
         let pulled = pulled.map_err(|e| anyhow!("pulling {reference}: {e}"))?;
         match unpacked {
             Some(Ok(rootfs)) => Ok((pulled, rootfs)),
             Some(Err(e)) => {
                 // Blobs that match their digests but do not make the filesystem the config
                 // says (a wrong diff ID, a hostile entry): the image is not kept under a name.
-                let _ = store.untag(&pulled.reference);
+                if let Ok(deleting) = store.lock_deleting(|| {}) {
+                    let _ = store.untag(&deleting, &pulled.reference.tagged());
+                }
                 Err(anyhow!("unpacking {reference}: {e}"))
             }
             None => Err(anyhow!("pulling {reference}: no image config came")),

@@ -63,6 +63,8 @@ pub fn tag(paths: &Paths, source: &str, target: &str) -> Result<i32> {
         bail!("{target}: a tag is NAME[:TAG], not a digest");
     }
     let store = Store::open(paths.images())?;
+    // Held until the new tag is written, so a concurrent rmi cannot delete the blobs under it.
+    let _writing = store.lock_writing()?;
     let image = store.resolve(&source)?;
     let tags = store.tags()?;
     let desc = tags

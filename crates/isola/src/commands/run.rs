@@ -7,7 +7,6 @@ use crate::{limits, Exit};
 use anyhow::{bail, Context, Result};
 use isola_container::{monitor, CreateOptions};
 use isola_oci::bundle::{runtime_spec, write_config, RunSettings, Seccomp};
-use isola_oci::rootfs::RootfsCache;
 use isola_oci::seccomp_profile::Profile;
 use isola_oci::{overlay, Image, Reference, Store};
 use std::path::Path;
@@ -89,7 +88,7 @@ fn valid_name(n: &str) -> bool {
 pub fn image_and_rootfs(paths: &Paths, image: &str) -> Result<(Store, Image, std::path::PathBuf)> {
     let reference: Reference = image.parse()?;
     let store = Store::open(paths.images())?;
-    let cache = RootfsCache::new(paths.rootfs_cache());
+    let cache = paths.rootfs();
     let image = match store.resolve(&reference) {
         Err(isola_oci::StoreError::NotFound(what)) => {
             // As docker does: an image that is not here is pulled (and unpacked) first.
