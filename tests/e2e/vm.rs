@@ -924,3 +924,26 @@ fn the_vmm_runs_jailed() {
     );
     env.assert_clean();
 }
+
+/// A FROM-scratch image (one static binary; no /proc, /dev or /sys) runs at both levels alike.
+#[test]
+fn a_scratch_image_runs_in_both() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let probe = isola_e2e::repo().join("target/x86_64-unknown-linux-gnu/release/sysprobe");
+    std::fs::copy(&probe, dir.path().join("sysprobe")).unwrap();
+    let r = env.isola(&["import", dir.path().to_str().unwrap(), "scratch"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (c, v) = both(&env, &["scratch", "/sysprobe", "getpid"]);
+    for (iso, r) in [("container", &c), ("vm", &v)] {
+        assert_eq!(
+            (r.code, r.stdout.as_str(), r.stderr.as_str()),
+            (0, "getpid ok\n", ""),
+            "{iso}"
+        );
+    }
+    env.assert_clean();
+}

@@ -115,6 +115,13 @@ pub const ROOT_DISK_ERROR: &str = "the root disk image cannot be mounted";
 pub fn enter_rootfs(spec: &Value) -> Result<(), String> {
     let root = "/isola/rootfs";
     mount_root_disk(root)?;
+    // A FROM-scratch image has no mount points: make them in the writable layer, as a
+    // container runtime does.
+    for d in ["proc", "sys", "dev"] {
+        let p = format!("{root}/{d}");
+        std::fs::create_dir_all(&p)
+            .map_err(|e| format!("creating {d} in the image's root: {e}"))?;
+    }
     // /proc is mounted by the workload itself, inside its own PID namespace (process.rs).
     mount(
         "sysfs",
