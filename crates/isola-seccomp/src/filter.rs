@@ -7,9 +7,6 @@
 use crate::bpf::{self, SockFilter};
 use crate::AUDIT_ARCH_X86_64;
 
-/// Where the host puts the bundle's compiled filter, in byte form, in the guest's initramfs.
-pub const IN_GUEST_INITRAMFS: &str = "/isola/seccomp.bpf";
-
 /// The kernel's limit on a classic BPF program's length.
 const BPF_MAXINSNS: usize = 4096;
 

@@ -18,7 +18,7 @@ mod syscalls_x86_64;
 
 #[cfg(feature = "compile")]
 pub use compile::compile;
-pub use filter::{Filter, IN_GUEST_INITRAMFS};
+pub use filter::Filter;
 use syscalls_x86_64::SYSCALLS;
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;

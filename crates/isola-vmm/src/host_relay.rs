@@ -5,9 +5,9 @@
 //! their own pipes, and the VMM's last words on the report pipe. One poll loop, until the VMM
 //! has closed all three.
 
-use crate::channel::{encode, RESIZE, SIGNAL, STDIN};
 use crate::devices::serial::Sink;
 use crate::virtio::console::ByteSink;
+use isola_guest_contract::frame::{Frame, ToGuest};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -145,22 +145,20 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
                 match io.window_size {
                     Some(size) if sig == libc::SIGWINCH => {
                         if let Some((rows, cols)) = size() {
-                            let mut b = rows.to_le_bytes().to_vec();
-                            b.extend_from_slice(&cols.to_le_bytes());
-                            pending.extend(encode(RESIZE, &b));
+                            pending.extend(ToGuest::Resize { rows, cols }.encode());
                         }
                     }
-                    _ => pending.extend(encode(SIGNAL, &sig.to_le_bytes())),
+                    _ => pending.extend(ToGuest::Signal(sig).encode()),
                 }
             }
         }
         if let (Some(fd), true) = (stdin, fds[4].revents != 0) {
             match read_some(fd, &mut buf) {
                 Some(0) => {
-                    pending.extend(encode(STDIN, &[]));
+                    pending.extend(ToGuest::StdinEof.encode());
                     stdin = None;
                 }
-                Some(n) => pending.extend(encode(STDIN, &buf[..n])),
+                Some(n) => pending.extend(ToGuest::Stdin(buf[..n].to_vec()).encode()),
                 None => {}
             }
         }

@@ -29,7 +29,7 @@ pub const COM_IRQS: [u32; 4] = [4, 3, 4, 3];
 pub const I8042_DATA: u16 = 0x60;
 pub const I8042_COMMAND: u16 = 0x64;
 /// The boot timer (devices/boot_timer.rs): guest init writes a phase number here.
-pub const BOOT_TIMER_PORT: u16 = 0x80;
+pub use isola_guest_contract::boot::BOOT_TIMER_PORT;
 /// The first virtio-mmio device's register window and IRQ (the next ones follow).
 pub const VIRTIO_MMIO_BASE: u64 = 0xd000_0000;
 pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;

@@ -6,7 +6,6 @@
 //! to tell whether this host's KVM can run an unmodified guest at all.
 
 mod boot;
-pub mod channel;
 mod cpu;
 pub mod devices;
 mod host_input;

@@ -14,13 +14,11 @@ mod process;
 mod relay;
 mod setup;
 
-/// Boot-timer phases (the VMM prints them with --timings).
-pub const MARK_INIT_START: u8 = 2;
-pub const MARK_WORKLOAD_START: u8 = 3;
-pub const MARK_WORKLOAD_EXIT: u8 = 4;
+use isola_guest_contract::boot::{self, Phase};
+use isola_guest_contract::GuestError;
 
 fn main() {
-    setup::mark(MARK_INIT_START);
+    setup::mark(Phase::InitStart);
     if let Err(e) = setup::mount_kernel_filesystems() {
         setup::console(&format!("isola-guest-init: {e}\n"));
         setup::power_off();
@@ -36,7 +34,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             setup::console(&format!("isola-guest-init: {e}\n"));
-            channel.error(&e);
+            channel.error(e);
             125
         }
     };
@@ -44,11 +42,16 @@ fn main() {
     setup::power_off()
 }
 
-fn run(channel: &mut channel::Channel) -> Result<i32, String> {
+fn run(channel: &mut channel::Channel) -> Result<i32, GuestError> {
     let spec = setup::read_spec()?;
     // Read from the initramfs before the image's root filesystem replaces it.
     let seccomp = process::seccomp_filter()?;
-    let stdin = setup::kernel_flag("isola.stdin=1");
+    let stdin = setup::kernel_flag(boot::STDIN_FLAG);
     setup::enter_rootfs(&spec)?;
-    process::run_workload(&spec, seccomp.as_ref(), stdin, channel)
+    Ok(process::run_workload(
+        &spec,
+        seccomp.as_ref(),
+        stdin,
+        channel,
+    )?)
 }

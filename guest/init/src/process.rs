@@ -4,7 +4,7 @@
 use crate::channel::Channel;
 use crate::relay::{relay, Outputs};
 use crate::setup::mark;
-use crate::MARK_WORKLOAD_START;
+use isola_guest_contract::boot::Phase;
 use serde_json::Value;
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
@@ -69,7 +69,7 @@ fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 
 /// The bundle's seccomp filter, if it has one.
 pub fn seccomp_filter() -> Result<Option<isola_seccomp::Filter>, String> {
-    const PATH: &str = isola_seccomp::IN_GUEST_INITRAMFS;
+    const PATH: &str = isola_guest_contract::boot::SECCOMP;
     match std::fs::read(PATH) {
         Ok(b) => isola_seccomp::Filter::from_bytes(&b)
             .map(Some)
@@ -194,7 +194,7 @@ pub fn run_workload(
             std::io::Error::last_os_error()
         ));
     }
-    mark(MARK_WORKLOAD_START);
+    mark(Phase::WorkloadStart);
     // SAFETY: fork(2) in a single-threaded PID 1; the child only calls async-signal-safe
     // functions on data prepared above, then execve or _exit.
     let pid = unsafe { libc::fork() };

@@ -3,9 +3,10 @@
 //! reaping every child (init is PID 1). Ends once the workload has exited and its output is
 //! drained; anything it left running is killed then, as in a container whose PID 1 ends.
 
-use crate::channel::{Channel, FromHost};
+use crate::channel::Channel;
 use crate::setup::mark;
-use crate::MARK_WORKLOAD_EXIT;
+use isola_guest_contract::boot::Phase;
+use isola_guest_contract::frame::ToGuest;
 
 /// Where the workload's output comes from.
 pub enum Outputs {
@@ -78,14 +79,14 @@ pub fn relay(
             if f.fd == ch.fd() {
                 for m in ch.receive() {
                     match m {
-                        FromHost::Stdin(b) => pending.extend_from_slice(&b),
-                        FromHost::StdinEof => stdin_eof = true,
+                        ToGuest::Stdin(b) => pending.extend_from_slice(&b),
+                        ToGuest::StdinEof => stdin_eof = true,
                         // SAFETY: kill(2) of our own child (PID 1 of its namespace: as in a
                         // container, only signals it handles reach it).
-                        FromHost::Signal(sig) => unsafe {
+                        ToGuest::Signal(sig) => unsafe {
                             libc::kill(pid, sig);
                         },
-                        FromHost::Resize(rows, cols) => {
+                        ToGuest::Resize { rows, cols } => {
                             if let Some(m) = master {
                                 set_window_size(m, rows, cols);
                             }
@@ -133,7 +134,7 @@ pub fn relay(
                 break;
             }
             if r == pid {
-                mark(MARK_WORKLOAD_EXIT);
+                mark(Phase::WorkloadExit);
                 status_code = Some(if libc::WIFEXITED(status) {
                     libc::WEXITSTATUS(status)
                 } else if libc::WIFSIGNALED(status) {

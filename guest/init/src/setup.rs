@@ -1,14 +1,15 @@
 //! The guest's side of the machine: kernel filesystems, the channels to the host (UARTs in raw
 //! mode), switching to the image's root, the boot timer, and the way out (reset).
 
+use isola_guest_contract::boot::{self, Phase, BOOT_TIMER_PORT};
+use isola_guest_contract::GuestError;
 use serde_json::Value;
 use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-const BOOT_TIMER_PORT: u16 = 0x80;
-
 /// Writes a phase byte to the boot-timer port.
-pub fn mark(phase: u8) {
+pub fn mark(phase: Phase) {
+    let phase = phase as u8;
     // SAFETY: ioperm grants this process (PID 1, root) access to one port; the outb that
     // follows writes one byte to it, which the VMM traps. Nothing in memory is touched.
     unsafe {
@@ -64,9 +65,9 @@ pub fn kernel_flag(flag: &str) -> bool {
 }
 
 pub fn read_spec() -> Result<Value, String> {
-    let text = std::fs::read_to_string("/isola/config.json")
-        .map_err(|e| format!("/isola/config.json: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("/isola/config.json: {e}"))
+    let text =
+        std::fs::read_to_string(boot::CONFIG).map_err(|e| format!("{}: {e}", boot::CONFIG))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", boot::CONFIG))
 }
 
 pub fn open_raw(path: &str, flags: libc::c_int) -> Result<OwnedFd, String> {
@@ -90,10 +91,11 @@ pub fn open_raw(path: &str, flags: libc::c_int) -> Result<OwnedFd, String> {
 /// of an overlay whose upper layer is a tmpfs, so the workload may write and nothing it writes
 /// outlives the VM — as in container isolation, where the upper layer is dropped with the
 /// container.
-fn mount_root_disk(root: &str) -> Result<(), String> {
+fn mount_root_disk(root: &str) -> Result<(), GuestError> {
     let ro = libc::MS_RDONLY | libc::MS_NODEV;
-    mount("/dev/vda", "/isola/lower", "ext4", ro, "")
-        .map_err(|e| format!("{ROOT_DISK_ERROR}: {e}"))?;
+    mount("/dev/vda", "/isola/lower", "ext4", ro, "").map_err(|e| {
+        GuestError::root_disk(format!("the root disk image cannot be mounted: {e}"))
+    })?;
     mount("tmpfs", "/isola/rw", "tmpfs", 0, "mode=0755")?;
     for d in ["/isola/rw/upper", "/isola/rw/work"] {
         std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
@@ -104,15 +106,13 @@ fn mount_root_disk(root: &str) -> Result<(), String> {
         "overlay",
         0,
         "lowerdir=/isola/lower,upperdir=/isola/rw/upper,workdir=/isola/rw/work",
-    )
+    )?;
+    Ok(())
 }
-
-/// How an unreadable root disk is reported (the host recognises it and discards the image).
-pub const ROOT_DISK_ERROR: &str = "the root disk image cannot be mounted";
 
 /// Makes the image's root filesystem the root: kernel filesystems inside it, then the
 /// switch_root dance (move the mount onto /, chroot into it).
-pub fn enter_rootfs(spec: &Value) -> Result<(), String> {
+pub fn enter_rootfs(spec: &Value) -> Result<(), GuestError> {
     let root = "/isola/rootfs";
     mount_root_disk(root)?;
     // A FROM-scratch image has no mount points: make them in the writable layer, as a
@@ -164,10 +164,10 @@ pub fn enter_rootfs(spec: &Value) -> Result<(), String> {
             || libc::chroot(c(".").as_ptr()) != 0
             || libc::chdir(c("/").as_ptr()) != 0
         {
-            return Err(format!(
+            return Err(GuestError::setup(format!(
                 "switching root to {root}: {}",
                 std::io::Error::last_os_error()
-            ));
+            )));
         }
     }
     if let Some(h) = spec.get("hostname").and_then(Value::as_str) {

@@ -3,12 +3,13 @@
 //! device, it only records; a guest writing the port in a loop gets its first marks kept and
 //! the rest ignored, so it cannot grow the VMM's memory.
 
+use isola_guest_contract::boot::Phase;
 use std::time::{Duration, Instant};
 
 /// More marks than guest init ever writes; the rest are dropped.
 const MAX_MARKS: usize = 32;
 /// The phase guest init writes first.
-pub const MARK_INIT_START: u8 = 2;
+const MARK_INIT_START: u8 = Phase::InitStart as u8;
 
 pub struct BootTimer {
     started: Instant,

@@ -1,5 +1,5 @@
 //! A virtio console (device type 3) with one port, used as isola's host↔guest channel. What
-//! the guest transmits is a stream of frames (see `isola_vmm::channel`) carrying the workload's
+//! the guest transmits is a stream of frames (see `isola_guest_contract::frame`) carrying the workload's
 //! stdout, stderr and exit status; this device hands the bytes to a frame sink. What the host
 //! queues in `Input` (stdin and signal frames) goes into the buffers the guest offers on the
 //! receive queue.

@@ -9,10 +9,12 @@ use crate::records::Record;
 use crate::{terminal, Exit};
 use anyhow::{bail, Context, Result};
 use isola_container::cgroups::{Cgroup, Hierarchies};
+use isola_guest_contract::boot::{self, Phase};
+use isola_guest_contract::frame::{Decoder, ToHost};
+use isola_guest_contract::{ErrorKind, GuestError};
 use isola_oci::bundle::RunSettings;
 use isola_oci::rootfs::chain_id;
 use isola_oci::Image;
-use isola_vmm::channel::{Decoder, Frame};
 use isola_vmm::devices::serial::Sink;
 use isola_vmm::host_relay::{HostIo, WindowSize};
 use isola_vmm::initramfs::Cpio;
@@ -46,7 +48,7 @@ fn boot_timeout() -> Result<Duration> {
 #[derive(Default)]
 struct Ending {
     code: Option<i32>,
-    error: Option<String>,
+    error: Option<GuestError>,
 }
 
 fn write_all(fd: i32, mut b: &[u8]) {
@@ -59,11 +61,7 @@ fn write_all(fd: i32, mut b: &[u8]) {
         b = &b[n as usize..];
     }
 }
-const KERNEL_CMDLINE: &str =
-    "console=ttyS0 reboot=k panic=-1 nomodule 8250.nr_uarts=1 rdinit=/init";
-
-/// What guest init says when the root disk will not mount (see guest/init/src/setup.rs).
-const ROOT_DISK_ERROR: &str = "the root disk image cannot be mounted";
+const KERNEL_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 nomodule 8250.nr_uarts=1";
 
 /// The signals forwarded to the workload, as in container isolation.
 const FORWARDED_SIGNALS: &[i32] = &[
@@ -218,16 +216,16 @@ pub fn run_vm(
     let init_bytes = std::fs::read(&init).with_context(|| init.display().to_string())?;
     let config = serde_json::to_vec(&spec)?;
     let mut initrd = Cpio::with_capacity(init_bytes.len() + config.len() + 16384);
-    initrd.file("/init", 0o755, &init_bytes);
+    initrd.file(boot::INIT, 0o755, &init_bytes);
     drop(init_bytes);
-    initrd.dir("/isola", 0o755);
-    initrd.file("/isola/config.json", 0o644, &config);
+    initrd.dir(boot::ISOLA_DIR, 0o755);
+    initrd.file(boot::CONFIG, 0o644, &config);
     // The bundle's seccomp filter, compiled here: the guest init installs it as the container
     // init does (one compiler, one reading of linux.seccomp).
     if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         let filter =
             isola_seccomp::compile(s).map_err(|e| Exit(125, format!("config.json: {e}")))?;
-        initrd.file(isola_seccomp::IN_GUEST_INITRAMFS, 0o644, &filter.to_bytes());
+        initrd.file(boot::SECCOMP, 0o644, &filter.to_bytes());
     }
     let initrd = initrd.finish();
     isola_oci::bundle::write_config(&record.dir(paths), &spec)?;
@@ -236,24 +234,25 @@ pub fn run_vm(
     let ending: Arc<Mutex<Ending>> = Arc::default();
     let channel = {
         let ending = ending.clone();
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::<ToHost>::default();
         Box::new(move |bytes: &[u8]| {
-            for frame in decoder.feed(bytes) {
+            let (frames, corrupt) = decoder.feed(bytes);
+            let ending = || ending.lock().unwrap_or_else(|p| p.into_inner());
+            for frame in frames {
                 match frame {
-                    Frame::Ready => {}
-                    Frame::Stdout(b) => write_all(1, &b),
-                    Frame::Stderr(b) => write_all(2, &b),
-                    Frame::Exit(code) => {
-                        ending.lock().unwrap_or_else(|p| p.into_inner()).code = Some(code)
-                    }
-                    Frame::Error(e) => {
-                        ending.lock().unwrap_or_else(|p| p.into_inner()).error = Some(e)
-                    }
+                    ToHost::Ready => {}
+                    ToHost::Stdout(b) => write_all(1, &b),
+                    ToHost::Stderr(b) => write_all(2, &b),
+                    ToHost::Exit(code) => ending().code = Some(code),
+                    ToHost::Error(e) => ending().error = Some(e),
                 }
+            }
+            if let Some(c) = corrupt {
+                ending().error = Some(GuestError::setup(c.to_string()));
             }
         })
     };
-    let mut cmdline = KERNEL_CMDLINE.to_string();
+    let mut cmdline = format!("{KERNEL_CMDLINE} rdinit={}", boot::INIT);
     cmdline.push_str(if a.debug { " printk.time=1" } else { " quiet" });
     // Extra guest kernel parameters, for looking into the guest (e.g. initcall_debug).
     if let Some(extra) = std::env::var("ISOLA_GUEST_CMDLINE")
@@ -264,7 +263,8 @@ pub fn run_vm(
         cmdline.push_str(&extra);
     }
     if a.interactive {
-        cmdline.push_str(" isola.stdin=1");
+        cmdline.push(' ');
+        cmdline.push_str(boot::STDIN_FLAG);
     }
     record.status = "running".into();
     record.save(paths)?;
@@ -339,12 +339,7 @@ pub fn run_vm(
             outcome.guest_entry.as_secs_f64() * 1000.0
         );
         for (phase, t) in &outcome.marks {
-            let name = match phase {
-                2 => "init start",
-                3 => "workload start",
-                4 => "workload exit",
-                _ => "mark",
-            };
+            let name = Phase::from_byte(*phase).map_or("mark", Phase::name);
             eprintln!("timings: {name} {:.1} ms", t.as_secs_f64() * 1000.0);
         }
         eprintln!("timings: vm gone {:.1} ms", end.as_secs_f64() * 1000.0);
@@ -364,7 +359,7 @@ pub fn run_vm(
     }
     let ending = std::mem::take(&mut *ending.lock().unwrap_or_else(|p| p.into_inner()));
     if let Some(err) = ending.error {
-        if err.starts_with(ROOT_DISK_ERROR) {
+        if err.kind == ErrorKind::RootDisk {
             // A damaged cached image: drop it, so the next run builds it again.
             let _ = std::fs::remove_file(&disk_path);
             bail!(Exit(

@@ -1,0 +1,274 @@
+//! The channel's framing, both ways over one virtio console port:
+//! `[kind: u8][length: u32 LE][payload]`. The guest sends the workload's stdout and stderr as
+//! they come and, last, its exit status (or an error); the host sends stdin (an empty frame is
+//! end of file), signals to forward and the terminal's size. The guest sends `Ready` first, once
+//! its end is in raw mode: until then the host sends nothing (a tty not yet raw would echo or
+//! interpret what arrives).
+
+use crate::{ErrorKind, GuestError};
+use std::marker::PhantomData;
+
+/// The largest payload; a larger length means a corrupt stream.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const EXIT: u8 = 3;
+const ERROR: u8 = 4;
+const STDIN: u8 = 5;
+const SIGNAL: u8 = 6;
+const READY: u8 = 7;
+const RESIZE: u8 = 8;
+
+/// Guest to host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToHost {
+    Ready,
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Exit(i32),
+    Error(GuestError),
+}
+
+/// Host to guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToGuest {
+    Stdin(Vec<u8>),
+    StdinEof,
+    Signal(i32),
+    /// The host terminal's new size.
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+}
+
+/// One direction's frames.
+pub trait Frame: Sized {
+    fn encode(&self) -> Vec<u8>;
+    /// The frame a complete `(kind, payload)` is, if it is one of this direction's.
+    fn parse(kind: u8, payload: &[u8]) -> Option<Self>;
+}
+
+fn framed(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(5 + payload.len());
+    v.push(kind);
+    v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+fn int(payload: &[u8]) -> Option<i32> {
+    Some(i32::from_le_bytes(payload.try_into().ok()?))
+}
+
+impl Frame for ToHost {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            ToHost::Ready => framed(READY, &[]),
+            ToHost::Stdout(b) => framed(STDOUT, b),
+            ToHost::Stderr(b) => framed(STDERR, b),
+            ToHost::Exit(code) => framed(EXIT, &code.to_le_bytes()),
+            ToHost::Error(e) => {
+                let mut p = vec![e.kind as u8];
+                p.extend_from_slice(e.message.as_bytes());
+                framed(ERROR, &p)
+            }
+        }
+    }
+
+    fn parse(kind: u8, payload: &[u8]) -> Option<ToHost> {
+        Some(match kind {
+            READY if payload.is_empty() => ToHost::Ready,
+            STDOUT => ToHost::Stdout(payload.to_vec()),
+            STDERR => ToHost::Stderr(payload.to_vec()),
+            EXIT => ToHost::Exit(int(payload)?),
+            ERROR => {
+                let (k, msg) = payload.split_first()?;
+                let kind = [ErrorKind::RootDisk, ErrorKind::Setup]
+                    .into_iter()
+                    .find(|x| *x as u8 == *k)?;
+                ToHost::Error(GuestError {
+                    kind,
+                    message: String::from_utf8_lossy(msg).into_owned(),
+                })
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl Frame for ToGuest {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            ToGuest::Stdin(b) => framed(STDIN, b),
+            ToGuest::StdinEof => framed(STDIN, &[]),
+            ToGuest::Signal(sig) => framed(SIGNAL, &sig.to_le_bytes()),
+            ToGuest::Resize { rows, cols } => {
+                let mut p = rows.to_le_bytes().to_vec();
+                p.extend_from_slice(&cols.to_le_bytes());
+                framed(RESIZE, &p)
+            }
+        }
+    }
+
+    fn parse(kind: u8, payload: &[u8]) -> Option<ToGuest> {
+        Some(match kind {
+            STDIN if payload.is_empty() => ToGuest::StdinEof,
+            STDIN => ToGuest::Stdin(payload.to_vec()),
+            SIGNAL => ToGuest::Signal(int(payload)?),
+            RESIZE => match payload {
+                [r0, r1, c0, c1] => ToGuest::Resize {
+                    rows: u16::from_le_bytes([*r0, *r1]),
+                    cols: u16::from_le_bytes([*c0, *c1]),
+                },
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// A stream that stopped making sense: an unknown kind, a length past `MAX_PAYLOAD`, or a
+/// payload that does not fit its kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corrupt {
+    pub kind: u8,
+    pub len: usize,
+}
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "corrupt channel frame (kind {}, length {})",
+            self.kind, self.len
+        )
+    }
+}
+
+/// Incremental decoder of one direction: feed it bytes in any chunking, take complete frames.
+/// Once the stream is corrupt it says so once and yields nothing more.
+pub struct Decoder<F> {
+    buf: Vec<u8>,
+    corrupt: bool,
+    frames: PhantomData<F>,
+}
+
+impl<F> Default for Decoder<F> {
+    fn default() -> Self {
+        Decoder {
+            buf: Vec::new(),
+            corrupt: false,
+            frames: PhantomData,
+        }
+    }
+}
+
+impl<F: Frame> Decoder<F> {
+    /// The frames `bytes` completed, and the corruption that ended the stream (once).
+    pub fn feed(&mut self, bytes: &[u8]) -> (Vec<F>, Option<Corrupt>) {
+        if self.corrupt {
+            return (Vec::new(), None);
+        }
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        let mut at = 0;
+        while self.buf.len() - at >= 5 {
+            let b = &self.buf[at..];
+            let kind = b[0];
+            let len = u32::from_le_bytes([b[1], b[2], b[3], b[4]]) as usize;
+            if len > MAX_PAYLOAD {
+                return (out, Some(self.fail(kind, len)));
+            }
+            if b.len() < 5 + len {
+                break;
+            }
+            match F::parse(kind, &b[5..5 + len]) {
+                Some(f) => out.push(f),
+                None => return (out, Some(self.fail(kind, len))),
+            }
+            at += 5 + len;
+        }
+        self.buf.drain(..at);
+        (out, None)
+    }
+
+    fn fail(&mut self, kind: u8, len: usize) -> Corrupt {
+        self.corrupt = true;
+        self.buf = Vec::new();
+        Corrupt { kind, len }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all<F: Frame>(stream: &[u8], chunk: usize) -> (Vec<F>, Option<Corrupt>) {
+        let mut d = Decoder::<F>::default();
+        let mut frames = Vec::new();
+        let mut corrupt = None;
+        for c in stream.chunks(chunk) {
+            let (f, e) = d.feed(c);
+            frames.extend(f);
+            corrupt = corrupt.or(e);
+        }
+        (frames, corrupt)
+    }
+
+    #[test]
+    fn every_frame_survives_any_chunking_both_ways() {
+        let to_host = vec![
+            ToHost::Ready,
+            ToHost::Stdout(b"hello\n".to_vec()),
+            ToHost::Stderr(Vec::new()),
+            ToHost::Error(GuestError::root_disk("bad disk")),
+            ToHost::Error(GuestError::setup("no process")),
+            ToHost::Exit(-7),
+        ];
+        let to_guest = vec![
+            ToGuest::Stdin(b"hi".to_vec()),
+            ToGuest::Signal(15),
+            ToGuest::Resize { rows: 33, cols: 77 },
+            ToGuest::StdinEof,
+        ];
+        let host_stream: Vec<u8> = to_host.iter().flat_map(Frame::encode).collect();
+        let guest_stream: Vec<u8> = to_guest.iter().flat_map(Frame::encode).collect();
+        for chunk in [1, 2, 3, 7, 1000] {
+            assert_eq!(decode_all(&host_stream, chunk), (to_host.clone(), None));
+            assert_eq!(decode_all(&guest_stream, chunk), (to_guest.clone(), None));
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_oversize_lengths_and_misfit_payloads_are_corrupt_in_both_directions() {
+        let ok = ToHost::Stdout(b"x".to_vec()).encode();
+        for bad in [
+            vec![9, 0, 0, 0, 0],                  // unknown kind
+            vec![STDIN, 0, 0, 0, 0],              // host-bound decoder: a guest-bound kind
+            vec![EXIT, 2, 0, 0, 0, 1, 2],         // exit status of 2 bytes
+            vec![ERROR, 1, 0, 0, 0, 9],           // unknown error kind
+            vec![STDOUT, 0xff, 0xff, 0xff, 0xff], // past MAX_PAYLOAD
+        ] {
+            let mut stream = ok.clone();
+            stream.extend(&bad);
+            stream.extend(&ok);
+            let (frames, corrupt) = decode_all::<ToHost>(&stream, 1);
+            assert_eq!(frames, vec![ToHost::Stdout(b"x".to_vec())], "{bad:?}");
+            assert_eq!(corrupt.map(|c| c.kind), Some(bad[0]), "{bad:?}");
+        }
+        for bad in [vec![STDOUT, 0, 0, 0, 0], vec![RESIZE, 2, 0, 0, 0, 1, 2]] {
+            let (frames, corrupt) = decode_all::<ToGuest>(&bad, 3);
+            assert!(frames.is_empty());
+            assert_eq!(corrupt.map(|c| c.kind), Some(bad[0]));
+        }
+    }
+
+    #[test]
+    fn corruption_is_reported_once() {
+        let mut d = Decoder::<ToHost>::default();
+        assert!(d.feed(&[9, 0, 0, 0, 0]).1.is_some());
+        assert_eq!(d.feed(&ToHost::Ready.encode()), (vec![], None));
+    }
+}
