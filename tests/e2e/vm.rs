@@ -165,6 +165,34 @@ const CASES: &[(&[&str], i32, &str, &str)] = &[
         "personality_linux32 ok\nSeccomp:\t0\n",
         "",
     ),
+    // The same capabilities (Docker's default set for root, none for another user): one
+    // reading of the process spec (isola-process) in both inits.
+    (
+        &[
+            "sample",
+            "sh",
+            "-c",
+            "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status",
+        ],
+        0,
+        "CapInh:\t0000000000000000\nCapPrm:\t00000000a80425fb\nCapEff:\t00000000a80425fb\n\
+         CapBnd:\t00000000a80425fb\nCapAmb:\t0000000000000000\n",
+        "",
+    ),
+    (
+        &[
+            "-u",
+            "isola",
+            "sample",
+            "grep",
+            "-E",
+            "^Cap(Prm|Eff|Bnd)",
+            "/proc/self/status",
+        ],
+        0,
+        "CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t00000000a80425fb\n",
+        "",
+    ),
     // As PID 1, a signal without a handler does not end it — in both.
     (
         &["sample", "sh", "-c", "kill -TERM $$; echo alive"],

@@ -8,7 +8,8 @@
 
 use crate::cgroups::Hierarchies;
 use crate::channel::{Channel, Message};
-use crate::{devices, exec, identity, network, rootfs, seccomp};
+use crate::{devices, network, rootfs, seccomp};
+use isola_process::{exec, identity};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;

@@ -1,71 +1,15 @@
 //! Running the workload as the bundle's process spec says, and reporting its status the way
 //! the container level does: the exit code, 128+N for signal N, 126/127 when it cannot run.
+//! What the spec means (lookup, rlimits, user, groups, capabilities, no_new_privs) is
+//! `isola-process`, the module the container init calls too.
 
 use crate::channel::Channel;
 use crate::relay::{relay, Outputs};
 use crate::setup::mark;
 use isola_guest_contract::boot::Phase;
-use serde_json::Value;
+use isola_process::{exec, identity};
+use oci_spec::runtime::Spec;
 use std::ffi::CString;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// PATH lookup that tells "not found" (127) from "not executable" (126).
-fn resolve(cmd: &str, env: &[String]) -> Result<PathBuf, (i32, String)> {
-    if cmd.contains('/') {
-        return Ok(PathBuf::from(cmd));
-    }
-    let path = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let mut found_not_exec = None;
-    for dir in path.split(':') {
-        let p = Path::new(if dir.is_empty() { "." } else { dir }).join(cmd);
-        if let Ok(m) = std::fs::metadata(&p) {
-            if m.is_file() {
-                if m.permissions().mode() & 0o111 != 0 {
-                    return Ok(p);
-                }
-                found_not_exec.get_or_insert(p);
-            }
-        }
-    }
-    Err(match found_not_exec {
-        Some(p) => (
-            126,
-            format!("exec: {:?}: permission denied", p.display().to_string()),
-        ),
-        None => (
-            127,
-            format!("exec: {cmd:?}: executable file not found in $PATH"),
-        ),
-    })
-}
-
-fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
-    Some(match name {
-        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
-        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
-        "RLIMIT_CORE" => libc::RLIMIT_CORE,
-        "RLIMIT_STACK" => libc::RLIMIT_STACK,
-        "RLIMIT_AS" => libc::RLIMIT_AS,
-        "RLIMIT_CPU" => libc::RLIMIT_CPU,
-        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
-        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
-        _ => return None,
-    })
-}
 
 /// The bundle's seccomp filter, if it has one.
 pub fn seccomp_filter() -> Result<Option<isola_seccomp::Filter>, String> {
@@ -81,66 +25,33 @@ pub fn seccomp_filter() -> Result<Option<isola_seccomp::Filter>, String> {
 
 /// Forks the workload and waits for it, reaping everything else meanwhile (we are PID 1).
 pub fn run_workload(
-    spec: &Value,
+    spec: &Spec,
     seccomp: Option<&isola_seccomp::Filter>,
     with_stdin: bool,
     ch: &mut Channel,
 ) -> Result<i32, String> {
-    let process = spec.get("process").ok_or("config.json has no process")?;
-    let args = strings(process.get("args"));
-    let env = strings(process.get("env"));
-    let cwd = process
-        .get("cwd")
-        .and_then(Value::as_str)
-        .unwrap_or("/")
-        .to_string();
-    let user = process.get("user");
-    let uid = user
-        .and_then(|u| u.get("uid"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as libc::uid_t;
-    let gid = user
-        .and_then(|u| u.get("gid"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as libc::gid_t;
-    let groups: Vec<libc::gid_t> = user
-        .and_then(|u| u.get("additionalGids"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|g| g.as_u64().map(|g| g as libc::gid_t))
-                .collect()
-        })
-        .unwrap_or_default();
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or("config.json has no process")?;
+    let args = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    let cwd = process.cwd().clone();
     let cmd = args.first().ok_or("process.args is empty")?.clone();
-    let no_new_privileges = process.get("noNewPrivileges").and_then(Value::as_bool) == Some(true);
     let _ = std::fs::create_dir_all(&cwd);
-    let rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)> = process
-        .get("rlimits")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| {
-                    Some((
-                        rlimit_resource(r.get("type")?.as_str()?)?,
-                        r.get("soft")?.as_u64()?,
-                        r.get("hard")?.as_u64()?,
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    let umask = process.user().umask().unwrap_or(0o022);
 
     // The workload writes into two pipes; init frames what comes out onto the channel. With
     // -i, a third pipe carries what the host sends as stdin; without it, stdin is /dev/null.
     // With a terminal (-t), a pty instead: its slave is all three, its master what init
     // relays (both ways, with -i).
-    let terminal = process.get("terminal").and_then(Value::as_bool) == Some(true);
+    let terminal = process.terminal().unwrap_or(false);
     let pty = if terminal {
-        let size = process.get("consoleSize").map(|s| {
-            let dim = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0) as u16;
-            (dim("height"), dim("width"))
-        });
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|s| (s.height() as u16, s.width() as u16));
         Some(open_pty(size)?)
     } else {
         None
@@ -171,12 +82,6 @@ pub fn run_workload(
     let null = c("/dev/null");
     let proc_ = c("proc");
     let slash_proc = c("/proc");
-    let cargs: Vec<CString> = args.iter().map(|a| c(a)).collect();
-    let cenv: Vec<CString> = env.iter().map(|e| c(e)).collect();
-    let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = cenv.iter().map(|e| e.as_ptr()).collect();
-    envp.push(std::ptr::null());
 
     // The workload's own cgroup, with the bundle's limits (--memory, --cpus, --pids-limit) as
     // in a container: the same OOM kill (137), the same quota, the same fork failures.
@@ -266,12 +171,8 @@ pub fn run_workload(
                     &format!("mounting /proc in the workload's PID namespace: {}", err()),
                 );
             }
-            for (res, soft, hard) in &rlimits {
-                let l = libc::rlimit {
-                    rlim_cur: *soft,
-                    rlim_max: *hard,
-                };
-                libc::setrlimit(*res, &l);
+            if let Err(e) = identity::apply_rlimits(process) {
+                fail(125, &e);
             }
             // The bundle's seccomp filter, as the container init installs it: last before exec
             // with no_new_privs; otherwise while still root (installing needs CAP_SYS_ADMIN).
@@ -280,50 +181,25 @@ pub fn run_workload(
                     fail(125, &e);
                 }
             }
-            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                || libc::setgid(gid) != 0
-                || libc::setuid(uid) != 0
-            {
-                fail(
-                    125,
-                    &format!(
-                        "setting user {uid}:{gid}: {}",
-                        std::io::Error::last_os_error()
-                    ),
-                );
+            // User, groups, capabilities and no_new_privs, as in a container.
+            if let Err(e) = identity::become_user(process) {
+                fail(125, &e);
             }
-            if libc::chdir(c(&cwd).as_ptr()) != 0 {
-                fail(
-                    125,
-                    &format!("chdir {cwd}: {}", std::io::Error::last_os_error()),
-                );
+            if libc::chdir(c(&cwd.to_string_lossy()).as_ptr()) != 0 {
+                fail(125, &format!("chdir {}: {}", cwd.display(), err()));
             }
-            let path = match resolve(&cmd, &env) {
+            libc::umask(umask as libc::mode_t);
+            let path = match exec::resolve(&cmd, &env) {
                 Ok(p) => p,
-                Err((code, msg)) => fail(code, &msg),
+                Err(f) => fail(f.code, &f.message),
             };
-            let cpath = c(&path.to_string_lossy());
             if no_new_privileges {
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                    fail(125, &format!("no_new_privs: {}", err()));
-                }
                 if let Some(Err(e)) = seccomp.map(|f| f.install()) {
                     fail(125, &e);
                 }
             }
-            libc::execve(cpath.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            // The same words as the container level, so both report identically.
-            let (code, what) = match errno {
-                libc::ENOENT => (127, "no such file or directory"),
-                libc::EACCES => (126, "permission denied"),
-                libc::ENOEXEC => (126, "exec format error"),
-                _ => (126, "cannot execute"),
-            };
-            fail(
-                code,
-                &format!("exec: {:?}: {what}", path.display().to_string()),
-            );
+            let f = exec::exec(&path, &args, &env);
+            fail(f.code, &f.message);
         }
     }
     // SAFETY: closing our copies of the workload's ends of the pipes (or the pty slave), so

@@ -3,7 +3,7 @@
 
 use isola_guest_contract::boot::{self, Phase, BOOT_TIMER_PORT};
 use isola_guest_contract::GuestError;
-use serde_json::Value;
+use oci_spec::runtime::Spec;
 use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -64,7 +64,7 @@ pub fn kernel_flag(flag: &str) -> bool {
         .unwrap_or(false)
 }
 
-pub fn read_spec() -> Result<Value, String> {
+pub fn read_spec() -> Result<Spec, String> {
     let text =
         std::fs::read_to_string(boot::CONFIG).map_err(|e| format!("{}: {e}", boot::CONFIG))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", boot::CONFIG))
@@ -112,7 +112,7 @@ fn mount_root_disk(root: &str) -> Result<(), GuestError> {
 
 /// Makes the image's root filesystem the root: kernel filesystems inside it, then the
 /// switch_root dance (move the mount onto /, chroot into it).
-pub fn enter_rootfs(spec: &Value) -> Result<(), GuestError> {
+pub fn enter_rootfs(spec: &Spec) -> Result<(), GuestError> {
     let root = "/isola/rootfs";
     mount_root_disk(root)?;
     // A FROM-scratch image has no mount points: make them in the writable layer, as a
@@ -170,7 +170,7 @@ pub fn enter_rootfs(spec: &Value) -> Result<(), GuestError> {
             )));
         }
     }
-    if let Some(h) = spec.get("hostname").and_then(Value::as_str) {
+    if let Some(h) = spec.hostname().as_deref() {
         // SAFETY: sethostname reads `h.len()` bytes.
         unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) };
     }

@@ -51,13 +51,7 @@ pub(crate) fn wanted_controllers(res: &LinuxResources) -> Vec<(&'static str, &'s
 }
 
 /// pids.max for an OCI pids limit (0 or less: no limit).
-pub(crate) fn pids_max(limit: i64) -> String {
-    if limit > 0 {
-        limit.to_string()
-    } else {
-        "max".to_string()
-    }
-}
+pub(crate) use isola_process::limits::pids_max;
 
 pub(crate) fn io_err(path: &std::path::Path, source: io::Error) -> CgroupError {
     CgroupError::Io {

@@ -118,25 +118,11 @@ impl V2Cgroup {
 }
 
 fn apply(dir: &Path, res: &LinuxResources) -> Result<(), CgroupError> {
-    if let Some(mem) = res.memory() {
-        if let Some(limit) = mem.limit() {
-            write_file(&dir.join("memory.max"), &limit.to_string())?;
-            let swap_max = dir.join("memory.swap.max");
-            if swap_max.exists() {
-                // OCI's swap is memory+swap; v2's swap.max is swap alone.
-                let swap = mem.swap().unwrap_or(limit).max(limit) - limit;
-                write_file(&swap_max, &swap.to_string())?;
-            }
+    for f in isola_process::limits::cgroup_v2(res) {
+        let path = dir.join(f.file);
+        if !f.if_present || path.exists() {
+            write_file(&path, &f.value)?;
         }
-    }
-    if let Some(cpu) = res.cpu() {
-        if let Some(quota) = cpu.quota() {
-            let period = cpu.period().unwrap_or(100_000);
-            write_file(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
-        }
-    }
-    if let Some(pids) = res.pids() {
-        write_file(&dir.join("pids.max"), &super::pids_max(pids.limit()))?;
     }
     Ok(())
 }

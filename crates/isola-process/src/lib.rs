@@ -1,0 +1,13 @@
+//! One reading of the OCI runtime spec's process, for both isolation levels: the container init
+//! (crates/isola-container) and the guest init (guest/init) call these same functions, so a
+//! workload gets the same command lookup (126/127 and their messages), rlimits, user, groups,
+//! capabilities, no_new_privs and cgroup limits behind either wall — by construction, not only
+//! because the parity suite checks.
+//!
+//! - `exec.rs`: finding the command on PATH and exec'ing it, with docker's exit codes;
+//! - `identity.rs`: rlimits, user and groups, capabilities, no_new_privs, a new session keyring;
+//! - `limits.rs`: `linux.resources` as cgroup v2 files.
+
+pub mod exec;
+pub mod identity;
+pub mod limits;
