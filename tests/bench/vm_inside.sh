@@ -2,8 +2,8 @@
 # Benchmark (not a test), run inside the emulated test host by tests/bench/vm (the one place
 # here where KVM boots unmodified guests). Prints, from one run:
 #  1. start-to-exit of `true`: `isola run --isolation vm sample true` against QEMU microvm
-#     booting the same guest kernel, the same initramfs (isola's guest init + the bundle's
-#     config.json), the same root disk image and the same memory, with -enable-kvm;
+#     booting the same guest kernel, the same initramfs (the one isola built, kept with
+#     ISOLA_DEBUG_INITRAMFS), the same root disk image and the same memory, with -enable-kvm;
 #  2. the VMM's memory overhead: isola's peak RSS minus the guest memory the guest touched,
 #     with QEMU's peak RSS beside it;
 #  3. PageRank on bare metal (the test host), in a container, in a VM: same input, ratios.
@@ -28,13 +28,10 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] 
 # What QEMU boots: the same pieces isola uses.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-isola run --rm --isolation vm --timeout 300 sample true   # builds the root disk image
+# Builds the root disk image, and keeps the very initramfs isola boots (guest init, the
+# resolved process, the seccomp filter) for QEMU.
+ISOLA_DEBUG_INITRAMFS="$work/initrd.cpio" isola run --rm --isolation vm --timeout 300 sample true
 disk=$(ls "$ISOLA_ROOT"/vm/*.ext4)
-isola bundle sample "$work/bundle" true >/dev/null
-mkdir -p "$work/initrd/isola"
-cp "$repo/target/guest/init" "$work/initrd/init"
-cp "$work/bundle/config.json" "$work/initrd/isola/config.json"
-(cd "$work/initrd" && find . | cpio -o -H newc 2>/dev/null) > "$work/initrd.cpio"
 # QEMU's microvm has no i8042, so its guest resets by triple fault (reboot=t) where isola's
 # uses the keyboard controller (reboot=k); ACPI off, so QEMU declares its virtio-mmio devices
 # on the command line as isola does.

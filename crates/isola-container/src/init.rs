@@ -9,7 +9,7 @@
 use crate::cgroups::Hierarchies;
 use crate::channel::{Channel, Message};
 use crate::{devices, network, rootfs, seccomp};
-use isola_process::{exec, identity};
+use isola_process::{exec, identity, Plan};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
@@ -63,10 +63,8 @@ pub fn init_main(args: &InitArgs) -> ! {
 
 fn run(a: &InitArgs) -> Result<(), Failure> {
     let spec = a.spec;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or("config.json has no process".to_string())?;
+    // What to exec, resolved by the one reading of the process spec both inits share.
+    let plan = Plan::from_spec(spec)?;
     match a.channel.recv().map_err(|e| format!("channel: {e}"))? {
         Some((Message::Joined, _)) => {}
         None => return Ok(()),
@@ -78,7 +76,7 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
     }
     rootfs::clear_umask();
     rootfs::enter_rootfs(spec, a.bundle, a.hier)?;
-    let console = if process.terminal().unwrap_or(false) {
+    let console = if plan.terminal {
         let (master, slave) = devices::open_console()?;
         a.channel
             .send_with_fd(&Message::Console, Some(master.as_raw_fd()))
@@ -114,11 +112,11 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
     }
 
     identity::join_new_session_keyring()?;
-    identity::apply_rlimits(process)?;
-    let cwd = process.cwd();
+    identity::apply_rlimits(&plan.rlimits)?;
+    let cwd = &plan.cwd;
     std::fs::create_dir_all(cwd).map_err(|e| format!("creating cwd {}: {e}", cwd.display()))?;
     nix::unistd::chdir(cwd).map_err(|e| format!("chdir {}: {e}", cwd.display()))?;
-    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    let no_new_privs = plan.no_new_privileges;
     if !no_new_privs {
         // Without no_new_privs only CAP_SYS_ADMIN may install a filter: do it while root still
         // has it (the few calls left before exec must then pass the profile, as with runc).
@@ -126,13 +124,11 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
             f.install()?;
         }
     }
-    identity::become_user(process)?;
+    identity::become_user(&plan)?;
     // The user may not be allowed into a directory root could create: docker reports that too.
     nix::unistd::chdir(cwd)
         .map_err(|e| format!("chdir {} as the workload's user: {e}", cwd.display()))?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
-        process.user().umask().unwrap_or(0o022),
-    ));
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
 
     // Die with the parent from here on. Set after setuid (which clears it), then make sure the
     // parent did not die before we asked: it would not tell us now.
@@ -149,8 +145,7 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
         Some((other, _)) => return Err(format!("unexpected message {other:?}").into()),
     }
 
-    let args = process.args().clone().unwrap_or_default();
-    let env = process.env().clone().unwrap_or_default();
+    let (args, env) = (&plan.args, &plan.env);
     let cmd = args.first().ok_or("no command to run".to_string())?;
     let path = exec::resolve(cmd, &env).map_err(|f| Failure {
         code: f.code,

@@ -6,8 +6,8 @@
 pub const INIT: &str = "/init";
 /// The directory of isola's files in the initramfs.
 pub const ISOLA_DIR: &str = "/isola";
-/// The bundle's config.json.
-pub const CONFIG: &str = "/isola/config.json";
+/// The bundle's process, resolved on the host (isola-process's `Plan`, as JSON).
+pub const PROCESS: &str = "/isola/process.json";
 /// The bundle's `linux.seccomp`, compiled by the host (isola-seccomp's byte form).
 pub const SECCOMP: &str = "/isola/seccomp.bpf";
 

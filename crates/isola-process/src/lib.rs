@@ -4,6 +4,8 @@
 //! capabilities, no_new_privs and cgroup limits behind either wall — by construction, not only
 //! because the parity suite checks.
 //!
+//! - `plan.rs`: the spec's process resolved once (feature `spec`, which needs oci-spec, makes
+//!   it; the guest init only reads it);
 //! - `exec.rs`: finding the command on PATH and exec'ing it, with docker's exit codes;
 //! - `identity.rs`: rlimits, user and groups, capabilities, no_new_privs, a new session keyring;
 //! - `limits.rs`: `linux.resources` as cgroup v2 files.
@@ -11,3 +13,6 @@
 pub mod exec;
 pub mod identity;
 pub mod limits;
+pub mod plan;
+
+pub use plan::Plan;

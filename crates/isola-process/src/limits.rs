@@ -2,26 +2,27 @@
 //! cgroup and what the guest init writes on the workload's, so `--memory`, `--cpus` and
 //! `--pids-limit` mean the same behind either wall.
 
-use oci_spec::runtime::LinuxResources;
+use serde::{Deserialize, Serialize};
 
 /// One cgroup v2 file to write.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitFile {
     /// The controller the file belongs to (it must be enabled in the parent).
-    pub controller: &'static str,
-    pub file: &'static str,
+    pub controller: String,
+    pub file: String,
     pub value: String,
     /// Written only where the kernel has the file (memory.swap.max needs swap accounting).
     pub if_present: bool,
 }
 
 /// The files for `res`, in the order to write them.
-pub fn cgroup_v2(res: &LinuxResources) -> Vec<LimitFile> {
+#[cfg(feature = "spec")]
+pub fn cgroup_v2(res: &oci_spec::runtime::LinuxResources) -> Vec<LimitFile> {
     let mut out = Vec::new();
-    let mut push = |controller, file, value: String, if_present| {
+    let mut push = |controller: &str, file: &str, value: String, if_present| {
         out.push(LimitFile {
-            controller,
-            file,
+            controller: controller.into(),
+            file: file.into(),
             value,
             if_present,
         })
@@ -64,7 +65,7 @@ pub fn pids_max(limit: i64) -> String {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "spec"))]
 mod tests {
     use super::*;
     use oci_spec::runtime::{
@@ -90,18 +91,19 @@ mod tests {
             .pids(LinuxPidsBuilder::default().limit(10).build().unwrap())
             .build()
             .unwrap();
-        let files: Vec<(&str, String)> = cgroup_v2(&res)
+        let files: Vec<(String, String)> = cgroup_v2(&res)
             .into_iter()
             .map(|f| (f.file, f.value))
             .collect();
         assert_eq!(
             files,
             [
-                ("memory.max", "67108864".to_string()),
-                ("memory.swap.max", "0".to_string()),
-                ("cpu.max", "50000 100000".to_string()),
-                ("pids.max", "10".to_string()),
+                ("memory.max", "67108864"),
+                ("memory.swap.max", "0"),
+                ("cpu.max", "50000 100000"),
+                ("pids.max", "10"),
             ]
+            .map(|(f, v)| (f.to_string(), v.to_string()))
         );
         let unlimited = LinuxResourcesBuilder::default()
             .pids(LinuxPidsBuilder::default().limit(-1).build().unwrap())

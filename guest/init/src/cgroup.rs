@@ -2,8 +2,7 @@
 //! bundle's memory, CPU and PID limits, applied the way the container level applies them, so
 //! `--memory`, `--cpus` and `--pids-limit` mean the same behind either wall.
 
-use isola_process::limits::cgroup_v2;
-use oci_spec::runtime::Spec;
+use isola_process::Plan;
 use std::fs::File;
 
 const ROOT: &str = "/sys/fs/cgroup";
@@ -14,7 +13,7 @@ fn write(path: &str, v: &str) -> Result<(), String> {
 
 /// Makes /sys/fs/cgroup/workload with the bundle's limits; returns its cgroup.procs, open for
 /// writing (the workload writes "0" to it to join before it execs).
-pub fn workload_cgroup(spec: &Spec) -> Result<File, String> {
+pub fn workload_cgroup(plan: &Plan) -> Result<File, String> {
     crate::setup::mount(
         "cgroup2",
         ROOT,
@@ -22,12 +21,7 @@ pub fn workload_cgroup(spec: &Spec) -> Result<File, String> {
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         "",
     )?;
-    let limits = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().as_ref())
-        .map(cgroup_v2)
-        .unwrap_or_default();
+    let limits = &plan.limits;
     let mut controllers: Vec<String> = limits
         .iter()
         .map(|f| format!("+{}", f.controller))
@@ -41,7 +35,7 @@ pub fn workload_cgroup(spec: &Spec) -> Result<File, String> {
     }
     let cg = format!("{ROOT}/workload");
     std::fs::create_dir_all(&cg).map_err(|e| format!("{cg}: {e}"))?;
-    for f in &limits {
+    for f in limits {
         let path = format!("{cg}/{}", f.file);
         if !f.if_present || std::path::Path::new(&path).exists() {
             write(&path, &f.value)?;

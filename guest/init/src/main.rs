@@ -43,13 +43,13 @@ fn main() {
 }
 
 fn run(channel: &mut channel::Channel) -> Result<i32, GuestError> {
-    let spec = setup::read_spec()?;
+    let plan = setup::read_plan()?;
     // Read from the initramfs before the image's root filesystem replaces it.
     let seccomp = process::seccomp_filter()?;
     let stdin = setup::kernel_flag(boot::STDIN_FLAG);
-    setup::enter_rootfs(&spec)?;
+    setup::enter_rootfs(&plan)?;
     Ok(process::run_workload(
-        &spec,
+        &plan,
         seccomp.as_ref(),
         stdin,
         channel,

@@ -7,8 +7,7 @@ use crate::channel::Channel;
 use crate::relay::{relay, Outputs};
 use crate::setup::mark;
 use isola_guest_contract::boot::Phase;
-use isola_process::{exec, identity};
-use oci_spec::runtime::Spec;
+use isola_process::{exec, identity, Plan};
 use std::ffi::CString;
 
 /// The bundle's seccomp filter, if it has one.
@@ -25,34 +24,24 @@ pub fn seccomp_filter() -> Result<Option<isola_seccomp::Filter>, String> {
 
 /// Forks the workload and waits for it, reaping everything else meanwhile (we are PID 1).
 pub fn run_workload(
-    spec: &Spec,
+    plan: &Plan,
     seccomp: Option<&isola_seccomp::Filter>,
     with_stdin: bool,
     ch: &mut Channel,
 ) -> Result<i32, String> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or("config.json has no process")?;
-    let args = process.args().clone().unwrap_or_default();
-    let env = process.env().clone().unwrap_or_default();
-    let cwd = process.cwd().clone();
+    let (args, env, cwd) = (&plan.args, &plan.env, &plan.cwd);
     let cmd = args.first().ok_or("process.args is empty")?.clone();
     let _ = std::fs::create_dir_all(&cwd);
-    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
-    let umask = process.user().umask().unwrap_or(0o022);
+    let no_new_privileges = plan.no_new_privileges;
+    let umask = plan.umask;
 
     // The workload writes into two pipes; init frames what comes out onto the channel. With
     // -i, a third pipe carries what the host sends as stdin; without it, stdin is /dev/null.
     // With a terminal (-t), a pty instead: its slave is all three, its master what init
     // relays (both ways, with -i).
-    let terminal = process.terminal().unwrap_or(false);
+    let terminal = plan.terminal;
     let pty = if terminal {
-        let size = process
-            .console_size()
-            .as_ref()
-            .map(|s| (s.height() as u16, s.width() as u16));
-        Some(open_pty(size)?)
+        Some(open_pty(plan.console_size)?)
     } else {
         None
     };
@@ -85,7 +74,7 @@ pub fn run_workload(
 
     // The workload's own cgroup, with the bundle's limits (--memory, --cpus, --pids-limit) as
     // in a container: the same OOM kill (137), the same quota, the same fork failures.
-    let cgroup_procs = crate::cgroup::workload_cgroup(spec)?;
+    let cgroup_procs = crate::cgroup::workload_cgroup(plan)?;
     let cgroup2 = c("cgroup2");
     let cgroup_dir = c("/sys/fs/cgroup");
     let slash = c("/");
@@ -171,7 +160,7 @@ pub fn run_workload(
                     &format!("mounting /proc in the workload's PID namespace: {}", err()),
                 );
             }
-            if let Err(e) = identity::apply_rlimits(process) {
+            if let Err(e) = identity::apply_rlimits(&plan.rlimits) {
                 fail(125, &e);
             }
             // The bundle's seccomp filter, as the container init installs it: last before exec
@@ -182,7 +171,7 @@ pub fn run_workload(
                 }
             }
             // User, groups, capabilities and no_new_privs, as in a container.
-            if let Err(e) = identity::become_user(process) {
+            if let Err(e) = identity::become_user(plan) {
                 fail(125, &e);
             }
             if libc::chdir(c(&cwd.to_string_lossy()).as_ptr()) != 0 {

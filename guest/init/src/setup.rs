@@ -3,7 +3,7 @@
 
 use isola_guest_contract::boot::{self, Phase, BOOT_TIMER_PORT};
 use isola_guest_contract::GuestError;
-use oci_spec::runtime::Spec;
+use isola_process::Plan;
 use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -64,10 +64,11 @@ pub fn kernel_flag(flag: &str) -> bool {
         .unwrap_or(false)
 }
 
-pub fn read_spec() -> Result<Spec, String> {
+/// The workload's process as the host resolved it from config.json.
+pub fn read_plan() -> Result<Plan, String> {
     let text =
-        std::fs::read_to_string(boot::CONFIG).map_err(|e| format!("{}: {e}", boot::CONFIG))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", boot::CONFIG))
+        std::fs::read_to_string(boot::PROCESS).map_err(|e| format!("{}: {e}", boot::PROCESS))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", boot::PROCESS))
 }
 
 pub fn open_raw(path: &str, flags: libc::c_int) -> Result<OwnedFd, String> {
@@ -112,7 +113,7 @@ fn mount_root_disk(root: &str) -> Result<(), GuestError> {
 
 /// Makes the image's root filesystem the root: kernel filesystems inside it, then the
 /// switch_root dance (move the mount onto /, chroot into it).
-pub fn enter_rootfs(spec: &Spec) -> Result<(), GuestError> {
+pub fn enter_rootfs(plan: &Plan) -> Result<(), GuestError> {
     let root = "/isola/rootfs";
     mount_root_disk(root)?;
     // A FROM-scratch image has no mount points: make them in the writable layer, as a
@@ -170,7 +171,7 @@ pub fn enter_rootfs(spec: &Spec) -> Result<(), GuestError> {
             )));
         }
     }
-    if let Some(h) = spec.hostname().as_deref() {
+    if let Some(h) = plan.hostname.as_deref() {
         // SAFETY: sethostname reads `h.len()` bytes.
         unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) };
     }

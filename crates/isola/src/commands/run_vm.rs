@@ -1,6 +1,7 @@
 //! `isola run --isolation vm`: the same image and bundle as container mode, run by isola's own
 //! VMM behind a guest kernel. The image's rootfs is a read-only disk (built once per image, see
-//! `vm_disk.rs`); the guest init and the bundle's config.json travel in a small initramfs isola
+//! `vm_disk.rs`); the guest init and the bundle's process, resolved (isola-process's `Plan`),
+//! travel in a small initramfs isola
 //! writes itself; stdin, stdout, stderr, signals and the exit status cross the virtio console.
 
 use crate::cli::RunArgs;
@@ -214,12 +215,16 @@ pub fn run_vm(
     // Sized up front and the init binary dropped once copied in: what the VMM holds beyond
     // guest memory stays small (see --timings' memory line).
     let init_bytes = std::fs::read(&init).with_context(|| init.display().to_string())?;
-    let config = serde_json::to_vec(&spec)?;
-    let mut initrd = Cpio::with_capacity(init_bytes.len() + config.len() + 16384);
+    // The process spec read here, once, by the code the container init uses too: the guest
+    // init carries the plan out and needs no OCI parser of its own.
+    let plan = isola_process::Plan::from_spec(&spec)
+        .map_err(|e| Exit(125, format!("config.json: {e}")))?;
+    let plan = serde_json::to_vec(&plan)?;
+    let mut initrd = Cpio::with_capacity(init_bytes.len() + plan.len() + 16384);
     initrd.file(boot::INIT, 0o755, &init_bytes);
     drop(init_bytes);
     initrd.dir(boot::ISOLA_DIR, 0o755);
-    initrd.file(boot::CONFIG, 0o644, &config);
+    initrd.file(boot::PROCESS, 0o644, &plan);
     // The bundle's seccomp filter, compiled here: the guest init installs it as the container
     // init does (one compiler, one reading of linux.seccomp).
     if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -228,6 +233,15 @@ pub fn run_vm(
         initrd.file(boot::SECCOMP, 0o644, &filter.to_bytes());
     }
     let initrd = initrd.finish();
+    // For booting the very same guest under another VMM (tests/bench/vm does, with QEMU).
+    if let Some(out) = std::env::var_os("ISOLA_DEBUG_INITRAMFS").filter(|v| !v.is_empty()) {
+        std::fs::write(&out, &initrd).map_err(|e| {
+            Exit(
+                125,
+                format!("ISOLA_DEBUG_INITRAMFS {}: {e}", Path::new(&out).display()),
+            )
+        })?;
+    }
     isola_oci::bundle::write_config(&record.dir(paths), &spec)?;
 
     let console = Arc::new(Mutex::new(Vec::new()));
