@@ -147,7 +147,7 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
 
     let (args, env) = (&plan.args, &plan.env);
     let cmd = args.first().ok_or("no command to run".to_string())?;
-    let path = exec::resolve(cmd, &env).map_err(|f| Failure {
+    let path = exec::resolve(cmd, env).map_err(|f| Failure {
         code: f.code,
         message: f.message,
     })?;
@@ -158,7 +158,7 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
             f.install()?;
         }
     }
-    let f = exec::exec(&path, &args, &env);
+    let f = exec::exec(&path, args, env);
     Err(Failure {
         code: f.code,
         message: f.message,

@@ -111,7 +111,7 @@ mod from_spec {
                         .ok_or_else(|| format!("process.rlimits: unknown rlimit {name}"))?;
                     Ok(Rlimit {
                         name,
-                        resource: resource as u32,
+                        resource,
                         soft: r.soft(),
                         hard: r.hard(),
                     })
@@ -173,7 +173,7 @@ mod tests {
             (plan.uid, plan.gid, plan.groups.clone()),
             (1000, 10, vec![100])
         );
-        assert_eq!(plan.rlimits[0].resource, libc::RLIMIT_RTTIME as u32);
+        assert_eq!(plan.rlimits[0].resource, libc::RLIMIT_RTTIME);
         assert_eq!(plan.capabilities.bounding, (1 << 5) | (1 << 0));
         assert_eq!(plan.capabilities.effective, 1 << 5);
         assert_eq!(plan.limits[0].file, "pids.max");

@@ -31,7 +31,7 @@ pub fn run_workload(
 ) -> Result<i32, String> {
     let (args, env, cwd) = (&plan.args, &plan.env, &plan.cwd);
     let cmd = args.first().ok_or("process.args is empty")?.clone();
-    let _ = std::fs::create_dir_all(&cwd);
+    let _ = std::fs::create_dir_all(cwd);
     let no_new_privileges = plan.no_new_privileges;
     let umask = plan.umask;
 
@@ -178,7 +178,7 @@ pub fn run_workload(
                 fail(125, &format!("chdir {}: {}", cwd.display(), err()));
             }
             libc::umask(umask as libc::mode_t);
-            let path = match exec::resolve(&cmd, &env) {
+            let path = match exec::resolve(&cmd, env) {
                 Ok(p) => p,
                 Err(f) => fail(f.code, &f.message),
             };
@@ -187,7 +187,7 @@ pub fn run_workload(
                     fail(125, &e);
                 }
             }
-            let f = exec::exec(&path, &args, &env);
+            let f = exec::exec(&path, args, env);
             fail(f.code, &f.message);
         }
     }
