@@ -18,12 +18,12 @@ pub fn ps(paths: &Paths, all: bool) -> Result<i32> {
     records::cleanup(paths);
     let rows: Vec<[String; 6]> = records::scan(paths)
         .into_iter()
-        .filter_map(|e| match e {
-            Entry::Ok(r) => Some(r),
+        .map(|e| match e {
+            Entry::Ok(r) => r,
             Entry::Damaged(d) => {
                 // Its owner is alive (the cleanup pass removed it otherwise): say what is wrong.
                 eprintln!("isola: warning: container {}: {}", d.id, d.why);
-                Some(damaged_row(&d.id))
+                damaged_row(&d.id)
             }
         })
         .filter(|r| all || r.status != "exited")
