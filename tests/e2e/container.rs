@@ -566,30 +566,3 @@ fn runc_runs_the_same_bundle_with_the_same_result() {
     assert_eq!(String::from_utf8_lossy(&runc.stdout), ours.stdout);
     assert_eq!(ours.stdout, "1000:/tmp:hi\npeer\n");
 }
-
-/// 200 `isola run`s at once: none may take another's half-made state for a crashed one.
-#[test]
-fn concurrent_runs_do_not_disturb_each_other() {
-    let env = Env::new();
-    let children: Vec<_> = (0..200)
-        .map(|_| {
-            env.cmd(&["run", "--rm", "sample", "true"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let failures: Vec<String> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .filter(|o| !o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of 200 failed: {failures:?}",
-        failures.len()
-    );
-    env.assert_clean();
-}

@@ -278,3 +278,44 @@ impl Default for Env {
         Env::new()
     }
 }
+
+/// The cgroup hierarchies mounted on this host (each v1 controller's and the v2 one).
+pub fn cgroup_tops() -> Vec<PathBuf> {
+    let mut tops = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        tops.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
+    tops.retain(|t| t.join("cgroup.procs").exists());
+    tops.sort();
+    tops.dedup();
+    tops
+}
+
+/// Cgroups `/isola/ID` made by a test in every hierarchy, as an isola killed after making a
+/// container's cgroup leaves them; removed on drop whatever the test's outcome.
+pub struct PlantedCgroups {
+    pub id: String,
+}
+
+impl PlantedCgroups {
+    pub fn new(id: &str) -> PlantedCgroups {
+        for top in cgroup_tops() {
+            std::fs::create_dir_all(top.join("isola").join(id)).unwrap();
+        }
+        PlantedCgroups { id: id.to_string() }
+    }
+}
+
+impl Drop for PlantedCgroups {
+    fn drop(&mut self) {
+        for top in cgroup_tops() {
+            let _ = std::fs::remove_dir(top.join("isola").join(&self.id));
+        }
+    }
+}
+
+/// A container-like ID no isola made: `c` repeated, with this process's pid in front.
+pub fn fake_id(tag: char) -> String {
+    let pid = format!("{:08x}", std::process::id());
+    format!("{pid}{}", tag.to_string().repeat(64 - pid.len()))
+}

@@ -144,8 +144,25 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
         .and_then(|l| l.cgroups_path().clone())
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("/isola/{}", o.id));
+    let mut state = State {
+        oci_version: spec.version().clone(),
+        id: o.id.to_string(),
+        status: "creating".into(),
+        pid: 0,
+        pid_start_time: 0,
+        bundle: o.bundle.to_path_buf(),
+        cgroups_path,
+        owner_pid: std::process::id() as i32,
+        owner_start_time: state::start_time(std::process::id() as i32).unwrap_or(0),
+    };
+    // Written before the cgroup is made: if we are killed from here on, `clean_stale` knows
+    // which cgroup to remove.
+    if let Err(e) = state.save(&state_dir) {
+        let _ = std::fs::remove_dir_all(&state_dir);
+        return Err(ContainerError::Io(format!("{}: {e}", state_dir.display())));
+    }
     let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
-    let cgroup = match Cgroup::create(&hier, &cgroups_path, resources.as_ref()) {
+    let cgroup = match Cgroup::create(&hier, &state.cgroups_path, resources.as_ref()) {
         Ok(c) => c,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&state_dir);
@@ -169,17 +186,8 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
             return Err(e);
         }
     };
-    let mut state = State {
-        oci_version: spec.version().clone(),
-        id: o.id.to_string(),
-        status: "creating".into(),
-        pid,
-        pid_start_time: state::start_time(pid).unwrap_or(0),
-        bundle: o.bundle.to_path_buf(),
-        cgroups_path,
-        owner_pid: std::process::id() as i32,
-        owner_start_time: state::start_time(std::process::id() as i32).unwrap_or(0),
-    };
+    state.pid = pid;
+    state.pid_start_time = state::start_time(pid).unwrap_or(0);
     let setup = (|| -> Result<Option<OwnedFd>, ContainerError> {
         state
             .save(&state_dir)
@@ -413,7 +421,13 @@ pub fn clean_stale(state_dir: &Path) -> Result<Option<State>, ContainerError> {
     let st = match State::load(state_dir) {
         Ok(s) => s,
         Err(_) => {
-            // A state dir without a readable state file: a create that died very early.
+            // A state dir without a readable state file: a create that died before it made
+            // a cgroup (the state file is written first); one of an older isola may have made
+            // the default one.
+            if let (Ok(hier), Some(id)) = (Hierarchies::detect(), state_dir.file_name()) {
+                let path = format!("/isola/{}", id.to_string_lossy());
+                let _ = Cgroup::existing(&hier, &path).remove();
+            }
             let _ = std::fs::remove_dir_all(state_dir);
             return Ok(None);
         }

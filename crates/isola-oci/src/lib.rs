@@ -24,10 +24,12 @@ pub use store::{Image, Store};
 /// What can go wrong with the image store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{}: {source}", path.display())]
+    /// The message carries the I/O error; it is not also the `source()`, so a chain printed
+    /// with `{:#}` says it once.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}: content hashes to {actual}, expected {expected}", path.display())]
     Corrupt {
@@ -47,7 +49,7 @@ impl StoreError {
     pub fn io(path: &Path, source: std::io::Error) -> StoreError {
         StoreError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 }

@@ -31,8 +31,16 @@ pub enum UnpackError {
         entry: String,
         why: String,
     },
-    #[error("layer {layer}: {source}")]
-    Io { layer: String, source: io::Error },
+    /// The message carries the I/O error (not also its `source()`: said once by `{:#}`).
+    #[error("layer {layer}: {cause}")]
+    Io { layer: String, cause: io::Error },
+    /// The store's file system is full: names where the entry was being written.
+    #[error("{}: {cause} (unpacking layer {layer})", path.display())]
+    NoSpace {
+        path: PathBuf,
+        layer: String,
+        cause: io::Error,
+    },
     #[error("layer {layer}: uncompressed content hashes to {actual}, but the image config says its diff_id is {expected}")]
     DiffId {
         layer: String,
@@ -73,7 +81,7 @@ pub fn apply_layer_blob(
     let name = layer.to_string();
     let io_err = |source: io::Error| UnpackError::Io {
         layer: name.clone(),
-        source,
+        cause: source,
     };
     let blob: VerifiedReader<File> = store
         .open_blob(layer)
@@ -227,12 +235,12 @@ pub fn apply_tar(reader: impl Read, root: &Root, layer: &str) -> Result<(), Unpa
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
     let entries = archive.entries().map_err(|source| UnpackError::Io {
         layer: layer.to_string(),
-        source,
+        cause: source,
     })?;
     for entry in entries {
         let mut entry = entry.map_err(|source| UnpackError::Io {
             layer: layer.to_string(),
-            source,
+            cause: source,
         })?;
         let raw = entry.path().map(|p| p.into_owned()).unwrap_or_default();
         let fail = |why: String| UnpackError::Entry {
@@ -241,8 +249,17 @@ pub fn apply_tar(reader: impl Read, root: &Root, layer: &str) -> Result<(), Unpa
             why,
         };
         let path = entry_path(&raw).map_err(&fail)?;
-        apply_entry(root, &mut entry, &path, &mut created, &mut dir_times)
-            .map_err(|e| fail(e.to_string()))?;
+        apply_entry(root, &mut entry, &path, &mut created, &mut dir_times).map_err(|e| {
+            if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                UnpackError::NoSpace {
+                    path: root.path().join(&path),
+                    layer: layer.to_string(),
+                    cause: e,
+                }
+            } else {
+                fail(e.to_string())
+            }
+        })?;
     }
     // Directory mtimes last: creating children changed them.
     for (path, mtime) in dir_times.iter().rev() {

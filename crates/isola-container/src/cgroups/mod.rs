@@ -21,8 +21,9 @@ pub enum CgroupError {
         controller: &'static str,
         why: &'static str,
     },
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    /// The message carries the I/O error (not also its `source()`: said once by `{:#}`).
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
     #[error("no cgroup filesystem is mounted")]
     NoCgroupFs,
     #[error("cgroup {} is still busy after every process in it was killed; remove it with rmdir once they are gone", path.display())]
@@ -56,7 +57,7 @@ pub(crate) use isola_process::limits::pids_max;
 pub(crate) fn io_err(path: &std::path::Path, source: io::Error) -> CgroupError {
     CgroupError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 
@@ -126,7 +127,7 @@ impl Cgroup {
             }
             match self.try_rmdir() {
                 Ok(()) => return Ok(()),
-                Err(CgroupError::Io { source, .. })
+                Err(CgroupError::Io { cause: source, .. })
                     if source.raw_os_error() == Some(libc::EBUSY) =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(5));
@@ -135,9 +136,10 @@ impl Cgroup {
             }
         }
         self.try_rmdir().map_err(|e| match e {
-            CgroupError::Io { path, source } if source.raw_os_error() == Some(libc::EBUSY) => {
-                CgroupError::Busy { path }
-            }
+            CgroupError::Io {
+                path,
+                cause: source,
+            } if source.raw_os_error() == Some(libc::EBUSY) => CgroupError::Busy { path },
             e => e,
         })
     }

@@ -268,7 +268,7 @@ impl Client {
             tell,
         };
         let (got, size) = store.put_blob(reader).map_err(|e| match e {
-            crate::StoreError::Io { source, .. } => RegistryError::Http {
+            crate::StoreError::Io { cause: source, .. } => RegistryError::Http {
                 url: url.clone(),
                 why: source.to_string(),
             },

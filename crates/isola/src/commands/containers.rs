@@ -2,7 +2,7 @@
 
 use crate::commands::images::print_table;
 use crate::paths::Paths;
-use crate::records::{self, Record};
+use crate::records::{self, Entry, Record};
 use anyhow::{bail, Result};
 use isola_container::state::State;
 
@@ -16,8 +16,16 @@ fn status(r: &Record) -> String {
 
 pub fn ps(paths: &Paths, all: bool) -> Result<i32> {
     records::cleanup(paths);
-    let rows: Vec<[String; 6]> = records::list(paths)
+    let rows: Vec<[String; 6]> = records::scan(paths)
         .into_iter()
+        .map(|e| match e {
+            Entry::Ok(r) => r,
+            Entry::Damaged(d) => {
+                // Its owner is alive (the cleanup pass removed it otherwise): say what is wrong.
+                eprintln!("isola: warning: container {}: {}", d.id, d.why);
+                damaged_row(&d.id)
+            }
+        })
         .filter(|r| all || r.status != "exited")
         .map(|r| {
             let mut cmd = r.command.join(" ");
@@ -49,12 +57,56 @@ pub fn ps(paths: &Paths, all: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// How `ps` shows a container whose record is damaged.
+fn damaged_row(id: &str) -> Record {
+    Record {
+        id: id.to_string(),
+        name: String::new(),
+        image: "?".into(),
+        command: Vec::new(),
+        isolation: "?".into(),
+        created: 0,
+        status: "damaged".into(),
+        exit_code: None,
+        auto_remove: false,
+        owner_pid: 0,
+        owner_start_time: 0,
+    }
+}
+
 pub fn rm(paths: &Paths, keys: &[String], force: bool) -> Result<i32> {
-    records::cleanup(paths);
+    let cleaned = records::cleanup(paths);
     let mut failed = false;
     for key in keys {
         let r = match records::find(paths, key) {
-            Ok(r) => r,
+            Ok(Entry::Ok(r)) => r,
+            Ok(Entry::Damaged(d)) => {
+                // The cleanup pass removes it once its owner is gone; this one's is alive.
+                if !force {
+                    eprintln!(
+                        "isola: container {key} is in use ({}): use `isola rm -f`",
+                        d.why
+                    );
+                    failed = true;
+                    continue;
+                }
+                kill_container(paths, &d.id);
+                // Its isola lets go of the directory when it has cleaned up (bounded wait).
+                let dir = paths.bundles().join(&d.id);
+                for _ in 0..500 {
+                    if records::lock_if_unowned(&dir).is_some() || !dir.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                records::remove_bundle(paths, &d.id)?;
+                println!("{key}");
+                continue;
+            }
+            Err(_) if removed_by_cleanup(paths, &cleaned, key) => {
+                println!("{key}");
+                continue;
+            }
             Err(e) => {
                 eprintln!("isola: {e}");
                 failed = true;
@@ -72,11 +124,8 @@ pub fn rm(paths: &Paths, keys: &[String], force: bool) -> Result<i32> {
                 // the cleanup pass records the exit (137, as for a killed container).
                 // SAFETY: kill(2) of the recorded owner whose start time still matches.
                 unsafe { libc::kill(r.owner_pid, libc::SIGKILL) };
-            } else if let Ok(st) = State::load(&paths.states().join(&r.id)) {
-                if isola_container::state::is_alive(st.pid, st.pid_start_time) {
-                    // SAFETY: kill(2) of the recorded init whose start time still matches.
-                    unsafe { libc::kill(st.pid, libc::SIGKILL) };
-                }
+            } else {
+                kill_container(paths, &r.id);
             }
             // Its isola notices the exit and cleans up; wait for that (bounded).
             for _ in 0..500 {
@@ -95,6 +144,23 @@ pub fn rm(paths: &Paths, keys: &[String], force: bool) -> Result<i32> {
         bail!(crate::Exit(1, String::new()));
     }
     Ok(0)
+}
+
+/// Whether `key` named (by ID or ID prefix) a damaged container the cleanup pass just removed.
+fn removed_by_cleanup(paths: &Paths, cleaned: &[String], key: &str) -> bool {
+    cleaned
+        .iter()
+        .any(|id| id.starts_with(key) && !paths.bundles().join(id).exists())
+}
+
+/// Kills a container's init; its isola then notices the exit and cleans up.
+fn kill_container(paths: &Paths, id: &str) {
+    if let Ok(st) = State::load(&paths.states().join(id)) {
+        if isola_container::state::is_alive(st.pid, st.pid_start_time) {
+            // SAFETY: kill(2) of the recorded init whose start time still matches.
+            unsafe { libc::kill(st.pid, libc::SIGKILL) };
+        }
+    }
 }
 
 pub fn cleanup(paths: &Paths) -> Result<i32> {

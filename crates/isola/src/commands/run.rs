@@ -119,8 +119,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         bail!("--name {name:?}: expected letters, digits, '_', '.' or '-', starting with a letter or digit");
     }
     records::cleanup(paths);
+    // A quick answer before any pull or unpack; `records::claim` decides, atomically.
     if records::list(paths).iter().any(|r| r.name == name) {
-        bail!("the container name {name:?} is already in use; remove it with `isola rm {name}`");
+        return Err(records::name_in_use(&name));
     }
     let (_store, image, lower) = image_and_rootfs(paths, &a.image)?;
     if a.isolation == Isolation::Container {
@@ -128,9 +129,6 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     }
 
     let dir = paths.bundles().join(&id);
-    std::fs::create_dir_all(paths.bundles())
-        .with_context(|| paths.bundles().display().to_string())?;
-    std::fs::create_dir(&dir).with_context(|| dir.display().to_string())?;
     let mut record = Record {
         id: id.clone(),
         name,
@@ -149,7 +147,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         owner_start_time: isola_container::state::start_time(std::process::id() as i32)
             .unwrap_or(0),
     };
-    let result = record.save(paths).and_then(|()| {
+    // Held until this isola ends: the container's directory is ours while we live.
+    let _claim = records::claim(paths, &record)?;
+    let result = (|| {
         let spec = runtime_spec(&image, &lower, &settings)?;
         record.command = spec
             .process()
@@ -168,7 +168,7 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
                 &mut record,
             ),
         }
-    });
+    })();
     let _ = overlay::unmount(&dir.join("rootfs"));
     if a.rm || record.status == "creating" {
         records::remove_bundle(paths, &id)?;
