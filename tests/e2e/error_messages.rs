@@ -137,6 +137,18 @@ fn a_full_store_is_named_in_the_error() {
         r.stderr
     );
     assert_eq!(os_errors(&r.stderr), 1, "{}", r.stderr);
+    // The same from a directory: the store's file is named, not the source file.
+    let r = env.isola_with(&["import", rootfs.to_str().unwrap(), "random:2"], &vars);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("No space left on device")
+            && r.stderr
+                .contains(&store.join("images").display().to_string())
+            && !r.stderr.contains(&rootfs.display().to_string()),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(os_errors(&r.stderr), 1, "{}", r.stderr);
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {

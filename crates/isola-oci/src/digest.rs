@@ -119,6 +119,10 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
     pub fn finish(self) -> (W, Digest, u64) {
         (
             self.inner,

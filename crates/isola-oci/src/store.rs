@@ -118,7 +118,7 @@ impl Store {
         let dir = self.root.join("blobs/sha256");
         let (tmp_path, file) = temp_file(&dir)?;
         let result = (|| {
-            let mut w = HashingWriter::new(io::BufWriter::new(file));
+            let mut w = HashingWriter::new(io::BufWriter::new(BlobFile { file, failed: None }));
             let mut reader = reader;
             io::copy(&mut reader, &mut w).map_err(|e| StoreError::io(&tmp_path, e))?;
             self.commit_temp(&tmp_path, w)
@@ -132,13 +132,20 @@ impl Store {
     /// Writes a blob produced by `produce` into a writer; returns its digest and size.
     pub fn put_blob_from_writer(
         &self,
-        produce: impl FnOnce(&mut HashingWriter<io::BufWriter<File>>) -> io::Result<()>,
+        produce: impl FnOnce(&mut HashingWriter<io::BufWriter<BlobFile>>) -> io::Result<()>,
     ) -> Result<(Digest, u64), StoreError> {
         let dir = self.root.join("blobs/sha256");
         let (tmp_path, file) = temp_file(&dir)?;
         let result = (|| {
-            let mut w = HashingWriter::new(io::BufWriter::new(file));
-            produce(&mut w).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let mut w = HashingWriter::new(io::BufWriter::new(BlobFile { file, failed: None }));
+            if let Err(e) = produce(&mut w) {
+                // A failed write is the store's (a full disk, say): name the store's file, not
+                // whatever the data was being read from.
+                return Err(match w.get_ref().get_ref().failed {
+                    Some(errno) => StoreError::io(&tmp_path, io::Error::from_raw_os_error(errno)),
+                    None => StoreError::Invalid(e.to_string()),
+                });
+            }
             self.commit_temp(&tmp_path, w)
         })();
         if result.is_err() {
@@ -150,12 +157,13 @@ impl Store {
     fn commit_temp(
         &self,
         tmp_path: &Path,
-        w: HashingWriter<io::BufWriter<File>>,
+        w: HashingWriter<io::BufWriter<BlobFile>>,
     ) -> Result<(Digest, u64), StoreError> {
         let (buf, digest, size) = w.finish();
         let file = buf
             .into_inner()
-            .map_err(|e| StoreError::io(tmp_path, e.into_error()))?;
+            .map_err(|e| StoreError::io(tmp_path, e.into_error()))?
+            .file;
         file.sync_all().map_err(|e| StoreError::io(tmp_path, e))?;
         let dest = self.blob_path(&digest);
         fs::rename(tmp_path, &dest).map_err(|e| StoreError::io(&dest, e))?;
@@ -520,6 +528,25 @@ fn empty_index() -> Result<ImageIndex, StoreError> {
 }
 
 /// A fresh, exclusively created temp file in `dir`.
+/// A blob being written: remembers the first failed write's errno, so the error can name the
+/// store rather than the data's source.
+pub struct BlobFile {
+    file: File,
+    failed: Option<i32>,
+}
+
+impl io::Write for BlobFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf).inspect_err(|e| {
+            self.failed = self.failed.or(e.raw_os_error());
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 pub(crate) fn temp_file(dir: &Path) -> Result<(PathBuf, File), StoreError> {
     for attempt in 0..100u32 {
         let path = dir.join(format!(".tmp-{}-{}-{attempt}", std::process::id(), nanos()));
