@@ -49,11 +49,12 @@ pub fn apply_rlimits(rlimits: &[Rlimit]) -> Result<()> {
     Ok(())
 }
 
-/// The capabilities of `mask` this kernel knows.
-fn to_caps(mask: u64) -> CapsHashSet {
-    caps::runtime::thread_all_supported()
-        .into_iter()
+/// The capabilities of `mask` among `supported` (those this kernel knows).
+fn to_caps(supported: &CapsHashSet, mask: u64) -> CapsHashSet {
+    supported
+        .iter()
         .filter(|c| mask & (1u64 << c.index()) != 0)
+        .copied()
         .collect()
 }
 
@@ -61,13 +62,15 @@ fn to_caps(mask: u64) -> CapsHashSet {
 /// regain anything it dropped.
 pub fn become_user(plan: &Plan) -> Result<()> {
     let wanted = &plan.capabilities;
-    let bounding = to_caps(wanted.bounding);
-    let effective = to_caps(wanted.effective);
-    let permitted = to_caps(wanted.permitted);
-    let inheritable = to_caps(wanted.inheritable);
-    let ambient = to_caps(wanted.ambient);
+    // Asked of the kernel once (one prctl per capability).
+    let supported = caps::runtime::thread_all_supported();
+    let bounding = to_caps(&supported, wanted.bounding);
+    let effective = to_caps(&supported, wanted.effective);
+    let permitted = to_caps(&supported, wanted.permitted);
+    let inheritable = to_caps(&supported, wanted.inheritable);
+    let ambient = to_caps(&supported, wanted.ambient);
 
-    for cap in caps::runtime::thread_all_supported() {
+    for &cap in &supported {
         if !bounding.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap)
                 .map_err(|e| format!("dropping {cap} from the bounding set: {e}"))?;
