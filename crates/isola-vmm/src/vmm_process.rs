@@ -107,8 +107,9 @@ pub fn run(machine: Machine, mut host: HostIo, jail: JailConfig) -> Result<VmOut
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
     // SAFETY: clone(2) without CLONE_VM behaves like fork(2): the child gets a copy of this
-    // single-threaded process (isola starts no threads before the VM) and runs only
-    // `vmm_main`, which ends in _exit and never returns into the caller.
+    // process, single-threaded here (isola's only threads, the unpacker's and pull's, are
+    // scoped and joined before a VM starts), and runs only `vmm_main`, which ends in _exit and
+    // never returns into the caller.
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,

@@ -142,7 +142,8 @@ impl Jail {
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
                 "no_new_privs",
             )?;
-            // Set after the id change, which clears it; the front end is checked for below.
+            // Set after the id change, which clears it. If isola died before this, the input
+            // thread sees its control pipe close and ends the VM (vm.rs).
             check(
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0),
                 "parent-death signal",
