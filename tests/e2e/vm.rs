@@ -975,3 +975,60 @@ fn a_scratch_image_runs_in_both() {
     }
     env.assert_clean();
 }
+
+/// isola killed outright: its VMM dies with it (parent-death signal), and the next isola's
+/// cleanup pass removes the VMM's cgroup and the record.
+#[test]
+fn the_vmm_dies_with_a_killed_isola_and_cleanup_takes_the_rest() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let mut isola = env
+        .cmd(&[
+            "run",
+            "--name",
+            "killed",
+            "--isolation",
+            "vm",
+            "sample",
+            "sh",
+            "-c",
+            "echo ready; sleep 120",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = isola.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    stdout.read_exact(&mut ready).unwrap();
+    let vmm = children_of(isola.id());
+    assert_eq!(vmm.len(), 1, "{vmm:?}");
+    let vmm = vmm[0];
+    let cgroup = std::fs::read_to_string(format!("/proc/{vmm}/cgroup")).unwrap();
+    let dir = format!(
+        "/sys/fs/cgroup{}",
+        cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap()
+    );
+    isola.kill().unwrap();
+    isola.wait().unwrap();
+    let gone = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        !std::path::Path::new(&format!("/proc/{vmm}")).exists()
+    });
+    assert!(gone, "the VMM {vmm} outlived its isola");
+    assert!(
+        std::path::Path::new(&dir).exists(),
+        "{dir}: removed by nobody yet"
+    );
+    let r = env.isola(&["ps", "-a"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !std::path::Path::new(&dir).exists(),
+        "{dir} left after the cleanup pass"
+    );
+    assert!(r.stdout.contains("killed"), "{}", r.stdout);
+    let r = env.isola(&["rm", "killed"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    env.assert_clean();
+}
