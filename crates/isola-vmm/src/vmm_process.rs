@@ -266,6 +266,7 @@ fn read_report(report: &[u8], started: Instant, status: i32) -> Result<VmOutcome
         match key {
             "error" => return Err(value.to_string()),
             "seccomp" => {
+                let value = value.trim();
                 let name = value.parse().ok().and_then(isola_seccomp::syscall_name);
                 return Err(format!(
                     "the VMM made a system call its seccomp filter forbids ({}, number {value}) and was stopped",
