@@ -91,25 +91,8 @@ pub fn load_spec(bundle: &Path) -> Result<Spec, ContainerError> {
             path.display()
         )));
     }
-    // (uid_t)-1 is "leave unchanged" to setresuid: 4294967295 would keep the workload root.
-    let user = process.user();
-    let ids = [("uid", user.uid()), ("gid", user.gid())]
-        .into_iter()
-        .chain(
-            user.additional_gids()
-                .iter()
-                .flatten()
-                .map(|g| ("additionalGids", *g)),
-        );
-    for (field, id) in ids {
-        if id > i32::MAX as u32 {
-            return Err(ContainerError::Config(format!(
-                "{}: process.user.{field} {id} is out of range (0 to {})",
-                path.display(),
-                i32::MAX
-            )));
-        }
-    }
+    isola_process::plan::check_ids(process)
+        .map_err(|e| ContainerError::Config(format!("{}: {e}", path.display())))?;
     if !process.cwd().is_absolute() {
         return Err(ContainerError::Config(format!(
             "{}: process.cwd {:?} is not absolute",

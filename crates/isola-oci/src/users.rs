@@ -20,8 +20,7 @@ pub struct UserError {
     pub why: String,
 }
 
-/// The largest uid or gid a workload may have.
-pub const MAX_ID: u32 = i32::MAX as u32;
+pub use isola_process::plan::MAX_ID;
 
 struct PasswdEntry {
     name: String,

@@ -6,6 +6,10 @@ use crate::limits::LimitFile;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// The largest uid or gid a workload may have: (uid_t)-1 is "leave unchanged" to setresuid,
+/// so 4294967295 would keep the workload root; ids above 2^31-1 are refused altogether.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
 /// One rlimit: the kernel's resource number and its limits.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rlimit {
@@ -47,6 +51,9 @@ pub struct Plan {
     /// `linux.resources` as cgroup v2 files.
     pub limits: Vec<LimitFile>,
 }
+
+#[cfg(feature = "spec")]
+pub use from_spec::check_ids;
 
 #[cfg(feature = "spec")]
 mod from_spec {
@@ -92,6 +99,27 @@ mod from_spec {
         Ok(m)
     }
 
+    /// Refuses uids and gids above `MAX_ID`, naming the field.
+    pub fn check_ids(p: &oci_spec::runtime::Process) -> Result<(), String> {
+        let user = p.user();
+        let ids = [("uid", user.uid()), ("gid", user.gid())]
+            .into_iter()
+            .chain(
+                user.additional_gids()
+                    .iter()
+                    .flatten()
+                    .map(|g| ("additionalGids", *g)),
+            );
+        for (field, id) in ids {
+            if id > MAX_ID {
+                return Err(format!(
+                    "process.user.{field} {id} is out of range (0 to {MAX_ID})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     impl Plan {
         /// Resolves `spec`'s process (and hostname and cgroup limits).
         pub fn from_spec(spec: &Spec) -> Result<Plan, String> {
@@ -99,6 +127,7 @@ mod from_spec {
                 .process()
                 .as_ref()
                 .ok_or("config.json has no process")?;
+            check_ids(p)?;
             let user = p.user();
             let rlimits = p
                 .rlimits()
