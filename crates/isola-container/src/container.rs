@@ -9,6 +9,7 @@ use crate::monitor;
 use crate::state::{self, State};
 use crate::stdio_relay::{self, StdioRelay};
 use crate::ContainerError;
+use isola_process::Plan;
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -76,8 +77,9 @@ fn clone_flags(spec: &Spec) -> Result<libc::c_int, ContainerError> {
     Ok(flags)
 }
 
-/// Loads and checks `config.json` in a bundle.
-pub fn load_spec(bundle: &Path) -> Result<Spec, ContainerError> {
+/// Loads and checks `config.json` in a bundle, and resolves its process (isola-process's
+/// `Plan`, which also checks the ids and capabilities).
+pub fn load_spec(bundle: &Path) -> Result<(Spec, Plan), ContainerError> {
     let path = bundle.join("config.json");
     let spec = Spec::load(&path)
         .map_err(|e| ContainerError::Config(format!("{}: {e}", path.display())))?;
@@ -91,8 +93,6 @@ pub fn load_spec(bundle: &Path) -> Result<Spec, ContainerError> {
             path.display()
         )));
     }
-    isola_process::plan::check_ids(process)
-        .map_err(|e| ContainerError::Config(format!("{}: {e}", path.display())))?;
     if !process.cwd().is_absolute() {
         return Err(ContainerError::Config(format!(
             "{}: process.cwd {:?} is not absolute",
@@ -100,12 +100,14 @@ pub fn load_spec(bundle: &Path) -> Result<Spec, ContainerError> {
             process.cwd()
         )));
     }
-    Ok(spec)
+    let plan = Plan::from_spec(&spec)
+        .map_err(|e| ContainerError::Config(format!("{}: {e}", path.display())))?;
+    Ok((spec, plan))
 }
 
 /// Creates the container: namespaces, cgroups, rootfs; the workload is not started yet.
 pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
-    let spec = load_spec(o.bundle)?;
+    let (spec, plan) = load_spec(o.bundle)?;
     let flags = clone_flags(&spec)?;
     let seccomp = spec
         .linux()
@@ -161,7 +163,7 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
         let _ = cgroup.remove();
         let _ = std::fs::remove_dir_all(&state_dir);
     };
-    let spawned = spawn_init(&spec, o, &hier, flags, seccomp.as_ref());
+    let spawned = spawn_init(&spec, &plan, o, &hier, flags, seccomp.as_ref());
     let (pid, channel, stdio) = match spawned {
         Ok(x) => x,
         Err(e) => {
@@ -273,6 +275,7 @@ fn lock_if_unowned(dir: &Path) -> Option<Flock<std::fs::File>> {
 /// the channel.
 fn spawn_init(
     spec: &Spec,
+    plan: &Plan,
     o: &CreateOptions,
     hier: &Hierarchies,
     flags: libc::c_int,
@@ -316,6 +319,7 @@ fn spawn_init(
         drop(parent_end);
         init_main(&InitArgs {
             spec,
+            plan,
             bundle: o.bundle,
             hier,
             channel: &init_end,

@@ -17,6 +17,8 @@ use std::path::Path;
 /// Everything the init needs, prepared by the parent before clone.
 pub struct InitArgs<'a> {
     pub spec: &'a Spec,
+    /// The spec's process, resolved by the parent (isola-process, as the guest init gets it).
+    pub plan: &'a Plan,
     pub bundle: &'a Path,
     pub hier: &'a Hierarchies,
     pub channel: &'a Channel,
@@ -62,9 +64,7 @@ pub fn init_main(args: &InitArgs) -> ! {
 }
 
 fn run(a: &InitArgs) -> Result<(), Failure> {
-    let spec = a.spec;
-    // What to exec, resolved by the one reading of the process spec both inits share.
-    let plan = Plan::from_spec(spec)?;
+    let (spec, plan) = (a.spec, a.plan);
     match a.channel.recv().map_err(|e| format!("channel: {e}"))? {
         Some((Message::Joined, _)) => {}
         None => return Ok(()),
@@ -124,7 +124,7 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
             f.install()?;
         }
     }
-    identity::become_user(&plan)?;
+    identity::become_user(plan)?;
     // The user may not be allowed into a directory root could create: docker reports that too.
     nix::unistd::chdir(cwd)
         .map_err(|e| format!("chdir {} as the workload's user: {e}", cwd.display()))?;

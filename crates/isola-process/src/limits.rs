@@ -3,6 +3,7 @@
 //! `--pids-limit` mean the same behind either wall.
 
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// One cgroup v2 file to write.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,6 +14,18 @@ pub struct LimitFile {
     pub value: String,
     /// Written only where the kernel has the file (memory.swap.max needs swap accounting).
     pub if_present: bool,
+}
+
+impl LimitFile {
+    /// Writes the file in the cgroup directory `dir` (an optional one the kernel lacks is
+    /// skipped); a failure comes with the path written.
+    pub fn write_in(&self, dir: &Path) -> Result<(), (PathBuf, std::io::Error)> {
+        let path = dir.join(&self.file);
+        if self.if_present && !path.exists() {
+            return Ok(());
+        }
+        std::fs::write(&path, &self.value).map_err(|e| (path, e))
+    }
 }
 
 /// The files for `res`, in the order to write them.

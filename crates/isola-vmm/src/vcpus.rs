@@ -82,7 +82,7 @@ pub fn run_all<'scope, 'env>(
     bus: &'scope Bus<'env>,
     timeout: Option<Duration>,
     boot_timeout: Duration,
-    jail: Option<&'scope Jail>,
+    jail: &'scope Jail,
 ) -> Result<VmExit, String> {
     install_handlers(timeout);
     let handles: Vec<_> = vcpus
@@ -91,20 +91,17 @@ pub fn run_all<'scope, 'env>(
             scope.spawn(move || {
                 // SAFETY: pthread_self has no preconditions.
                 lock(&bus.threads).push(unsafe { libc::pthread_self() });
-                let exit = match jail.map(|j| j.confine_thread(ThreadKind::Vcpu)) {
-                    Some(Err(e)) => Err(e),
-                    _ => run_vcpu(&mut vcpu, bus),
-                };
+                let exit = jail
+                    .confine_thread(ThreadKind::Vcpu)
+                    .and_then(|()| run_vcpu(&mut vcpu, bus));
                 lock(&bus.ending).get_or_insert(exit);
                 bus.stop.store(true, Ordering::SeqCst);
             })
         })
         .collect();
-    if let Some(jail) = jail {
-        if let Err(e) = jail.confine_thread(ThreadKind::Supervisor) {
-            lock(&bus.ending).get_or_insert(Err(e));
-            bus.stop.store(true, Ordering::SeqCst);
-        }
+    if let Err(e) = jail.confine_thread(ThreadKind::Supervisor) {
+        lock(&bus.ending).get_or_insert(Err(e));
+        bus.stop.store(true, Ordering::SeqCst);
     }
     while !bus.stop.load(Ordering::SeqCst) {
         if TIMED_OUT.load(Ordering::SeqCst) {

@@ -56,7 +56,7 @@ pub struct VmIo {
     /// Receives what the guest sends on the host channel (a virtio console).
     pub channel: crate::virtio::console::ByteSink,
     /// Channel frames for the guest (stdin, signals, window sizes), already encoded.
-    pub control: Option<RawFd>,
+    pub control: RawFd,
 }
 
 /// How the VM ended.
@@ -106,14 +106,9 @@ fn resident_bytes(addr: *mut u8, len: usize) -> u64 {
     vec.iter().filter(|b| *b & 1 != 0).count() as u64 * page as u64
 }
 
-/// Runs `cfg` to its end. With a `jail`, the process enters it once every descriptor exists,
-/// and each thread confines itself as it starts. `started` is when the front end began.
-pub fn run(
-    cfg: Machine,
-    io: VmIo,
-    jail: Option<&Jail>,
-    started: Instant,
-) -> Result<VmOutcome, String> {
+/// Runs `cfg` to its end. The process enters `jail` once every descriptor exists, and each
+/// thread confines itself as it starts. `started` is when the front end began.
+pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOutcome, String> {
     let mem_size = cfg.mem_mib << 20;
     if mem_size < (16 << 20) {
         return Err(format!(
@@ -218,41 +213,35 @@ pub fn run(
 
     let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
     drop(kvm); // /dev/kvm itself: every VM and vCPU descriptor exists now
-    if let Some(jail) = jail {
-        jail.enter().map_err(|e| format!("jailing the VMM: {e}"))?;
-    }
+    jail.enter().map_err(|e| format!("jailing the VMM: {e}"))?;
     let guest_entry = started.elapsed();
     let exit = std::thread::scope(|scope| {
-        if let Some(control) = io.control {
-            let (console, input, mem, stop, bus) = (&io.console, &input, &mem, &stop, &bus);
-            scope.spawn(move || {
-                vcpus::keep_vcpu_signals_away();
-                if let Some(jail) = jail {
-                    if let Err(e) = jail.confine_thread(ThreadKind::Input) {
-                        say(console, &e);
-                        return;
-                    }
+        let (console, input, mem, stop, bus) = (&io.console, &input, &mem, &stop, &bus);
+        scope.spawn(move || {
+            vcpus::keep_vcpu_signals_away();
+            if let Err(e) = jail.confine_thread(ThreadKind::Input) {
+                say(console, &e);
+                return;
+            }
+            let guest = host_input::Guest {
+                console: &bus.virtio[0],
+                input,
+                mem,
+            };
+            match host_input::forward(io.control, guest, stop) {
+                Ok(host_input::Ended::Stopped) => {}
+                Ok(host_input::Ended::FrontEndGone) => {
+                    // isola is gone (killed before the parent-death signal was armed):
+                    // nobody is left to read the output, so the VM ends too.
+                    vcpus::lock(&bus.ending)
+                        .get_or_insert(Err("isola (the front end) is gone".into()));
+                    bus.stop.store(true, Ordering::SeqCst);
                 }
-                let guest = host_input::Guest {
-                    console: &bus.virtio[0],
-                    input,
-                    mem,
-                };
-                match host_input::forward(control, guest, stop) {
-                    Ok(host_input::Ended::Stopped) => {}
-                    Ok(host_input::Ended::FrontEndGone) => {
-                        // isola is gone (killed before the parent-death signal was armed):
-                        // nobody is left to read the output, so the VM ends too.
-                        vcpus::lock(&bus.ending)
-                            .get_or_insert(Err("isola (the front end) is gone".into()));
-                        bus.stop.store(true, Ordering::SeqCst);
-                    }
-                    // Without it the workload gets no stdin or signals; say so on the console.
-                    Err(e) => say(console, &e),
-                }
-            });
-        }
-        let exit = vcpus::run_all(scope, vcpus, &bus, cfg.timeout, cfg.boot_timeout, jail);
+                // Without it the workload gets no stdin or signals; say so on the console.
+                Err(e) => say(console, &e),
+            }
+        });
+        let exit = vcpus::run_all(scope, vcpus, bus, cfg.timeout, cfg.boot_timeout, jail);
         let _ = stop.write(1);
         exit
     });

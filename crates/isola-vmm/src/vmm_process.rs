@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 pub const JAIL_ID_BASE: u32 = 0x4000_0000;
 
 /// Puts the VMM process (its host pid) in the cgroup that bounds it, before it allocates.
-pub type Place = Box<dyn FnOnce(i32) -> Result<(), String>>;
+pub type Place<'a> = Box<dyn FnOnce(i32) -> Result<(), String> + 'a>;
 
-pub struct JailConfig {
+pub struct JailConfig<'a> {
     /// Where the jail's empty root is mounted (inside the VMM's own mount namespace; an
     /// existing directory isola owns).
     pub dir: PathBuf,
-    pub place: Place,
+    pub place: Place<'a>,
 }
 
 /// The first byte on the control pipe: the VMM may start.
@@ -201,9 +201,9 @@ fn vmm_main(machine: Machine, jail: Jail, started: Instant, fds: [OwnedFd; 4]) -
     let io = VmIo {
         console: Sink::Fd(console),
         channel: Box::new(move |b: &[u8]| write_all(channel, b)),
-        control: Some(control),
+        control,
     };
-    let text = match vm::run(machine, io, Some(&jail), started) {
+    let text = match vm::run(machine, io, &jail, started) {
         Ok(o) => {
             let exit = match o.exit {
                 VmExit::Reset => "reset",

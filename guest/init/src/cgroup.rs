@@ -36,10 +36,8 @@ pub fn workload_cgroup(plan: &Plan) -> Result<File, String> {
     let cg = format!("{ROOT}/workload");
     std::fs::create_dir_all(&cg).map_err(|e| format!("{cg}: {e}"))?;
     for f in limits {
-        let path = format!("{cg}/{}", f.file);
-        if !f.if_present || std::path::Path::new(&path).exists() {
-            write(&path, &f.value)?;
-        }
+        f.write_in(std::path::Path::new(&cg))
+            .map_err(|(path, e)| format!("{} <- {:?}: {e}", path.display(), f.value))?;
     }
     let procs = format!("{cg}/cgroup.procs");
     std::fs::OpenOptions::new()

@@ -119,10 +119,7 @@ impl V2Cgroup {
 
 fn apply(dir: &Path, res: &LinuxResources) -> Result<(), CgroupError> {
     for f in isola_process::limits::cgroup_v2(res) {
-        let path = dir.join(f.file);
-        if !f.if_present || path.exists() {
-            write_file(&path, &f.value)?;
-        }
+        f.write_in(dir).map_err(|(path, e)| io_err(&path, e))?;
     }
     Ok(())
 }

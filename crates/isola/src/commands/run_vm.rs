@@ -149,7 +149,7 @@ const VMM_HEADROOM_MIB: u64 = 64;
 const VMM_THREADS_BEYOND_VCPUS: i64 = 4;
 
 /// The cgroup that bounds the VMM process, `/isola/<id>` as a container's would be.
-fn vmm_cgroup(id: &str, mem_mib: u64, cpus: u8) -> Result<Arc<Cgroup>> {
+fn vmm_cgroup(id: &str, mem_mib: u64, cpus: u8) -> Result<Cgroup> {
     use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
     let memory = ((mem_mib + VMM_HEADROOM_MIB) << 20) as i64;
     let resources = LinuxResourcesBuilder::default()
@@ -169,7 +169,7 @@ fn vmm_cgroup(id: &str, mem_mib: u64, cpus: u8) -> Result<Arc<Cgroup>> {
         .map_err(|e| Exit(125, format!("--isolation vm: the VMM's cgroup: {e}")))?;
     let cgroup = Cgroup::create(&hier, &vmm_cgroup_path(id), Some(&resources))
         .map_err(|e| Exit(125, format!("--isolation vm: the VMM's cgroup: {e}")))?;
-    Ok(Arc::new(cgroup))
+    Ok(cgroup)
 }
 
 /// Where a VM's VMM process is bounded (removed again by `records::cleanup` if isola dies).
@@ -305,13 +305,12 @@ pub fn run_vm(
         window_size: a.tty.then_some(terminal::window_size as WindowSize),
     };
     let cgroup = vmm_cgroup(&record.id, mem_mib, cpus)?;
-    let placed = cgroup.clone();
     let jail = JailConfig {
         // The jail's empty root is mounted on the run directory, in the VMM's own mount
         // namespace.
         dir: paths.run.clone(),
-        place: Box::new(move |pid| {
-            placed
+        place: Box::new(|pid| {
+            cgroup
                 .add_pid(pid)
                 .map_err(|e| format!("placing the VMM in its cgroup: {e}"))
         }),
