@@ -4,7 +4,7 @@
 
 use crate::cgroups::{Cgroup, Hierarchies};
 use crate::channel::{self, Channel, Message};
-use crate::init::{init_main, InitArgs};
+use crate::init::{init_main, InitArgs, StartGate};
 use crate::monitor;
 use crate::state::{self, State};
 use crate::stdio_relay::{self, StdioRelay};
@@ -21,8 +21,19 @@ pub struct CreateOptions<'a> {
     pub bundle: &'a Path,
     /// Directory holding one state directory per container (e.g. /run/isola/containers).
     pub state_root: &'a Path,
-    /// Relay isola's stdin to the workload's (`-i`); otherwise it reads /dev/null.
-    pub interactive: bool,
+    pub attach: Attach,
+}
+
+/// Who stays with the container, and so who carries its stdio and lets it start.
+pub enum Attach {
+    /// isola stays as its monitor (`isola run`): the workload's stdio are pipes isola relays
+    /// (stdin reads /dev/null unless `interactive`), `start` is a message on the channel, and the
+    /// container dies with isola.
+    Monitor { interactive: bool },
+    /// An OCI runtime's `create`: the workload gets the creator's own stdio (and `preserve_fds`
+    /// more descriptors above them), the creator exits once the container is created, and a
+    /// later `start` releases it through the state directory's exec FIFO (see `detached`).
+    Detached { preserve_fds: u32 },
 }
 
 /// A created (and later running) container.
@@ -129,6 +140,7 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
         .and_then(|l| l.cgroups_path().clone())
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("/isola/{}", o.id));
+    let detached = matches!(o.attach, Attach::Detached { .. });
     let mut state = State {
         oci_version: spec.version().clone(),
         id: o.id.to_string(),
@@ -137,8 +149,37 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
         pid_start_time: 0,
         bundle: o.bundle.to_path_buf(),
         cgroups_path,
-        owner_pid: std::process::id() as i32,
-        owner_start_time: state::start_time(std::process::id() as i32).unwrap_or(0),
+        // A detached container has no owner: it lives until `delete`.
+        owner_pid: if detached {
+            0
+        } else {
+            std::process::id() as i32
+        },
+        owner_start_time: if detached {
+            0
+        } else {
+            state::start_time(std::process::id() as i32).unwrap_or(0)
+        },
+        created: state::now_rfc3339(),
+        annotations: spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        rootfs: spec
+            .root()
+            .as_ref()
+            .map(|r| {
+                let p = r.path();
+                if p.is_absolute() {
+                    p.clone()
+                } else {
+                    o.bundle.join(p)
+                }
+            })
+            .unwrap_or_default(),
+        isolation: "container".into(),
     };
     // Written before the cgroup is made: if we are killed from here on, `clean_stale` knows
     // which cgroup to remove.
@@ -163,7 +204,16 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
         let _ = cgroup.remove();
         let _ = std::fs::remove_dir_all(&state_dir);
     };
-    let spawned = spawn_init(&spec, &plan, o, &hier, flags, seccomp.as_ref());
+    let exec_fifo = crate::detached::exec_fifo(&state_dir);
+    if detached {
+        if let Err(e) =
+            nix::unistd::mkfifo(&exec_fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        {
+            undo(&cgroup, None);
+            return Err(ContainerError::Io(format!("{}: {e}", exec_fifo.display())));
+        }
+    }
+    let spawned = spawn_init(&spec, &plan, o, &exec_fifo, &hier, flags, seccomp.as_ref());
     let (pid, channel, stdio) = match spawned {
         Ok(x) => x,
         Err(e) => {
@@ -271,12 +321,25 @@ fn lock_if_unowned(dir: &Path) -> Option<Flock<std::fs::File>> {
     Flock::lock(f, FlockArg::LockExclusiveNonblock).ok()
 }
 
+/// An `O_PATH` descriptor to `path` (close-on-exec): the init reopens it through /proc after its
+/// pivot.
+fn open_path(path: &Path) -> Result<OwnedFd, ContainerError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| ContainerError::Io(format!("{}: {e}", path.display())))
+}
+
 /// Clones the init into its new namespaces. Returns its pid (in our namespace) and our end of
 /// the channel.
 fn spawn_init(
     spec: &Spec,
     plan: &Plan,
     o: &CreateOptions,
+    exec_fifo: &Path,
     hier: &Hierarchies,
     flags: libc::c_int,
     seccomp: Option<&crate::seccomp::Filter>,
@@ -288,13 +351,26 @@ fn spawn_init(
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    // Without a terminal the workload's stdio are pipes isola relays (see stdio_relay).
-    let (relay, workload_stdio) = if terminal {
-        (None, None)
-    } else {
-        let (r, w) = stdio_relay::pipes(o.interactive)
-            .map_err(|e| ContainerError::Io(format!("the workload's stdio pipes: {e}")))?;
-        (Some(r), Some(w))
+    // Under a monitor and without a terminal, the workload's stdio are pipes isola relays
+    // (see stdio_relay); detached, it keeps the creator's.
+    let (relay, workload_stdio) = match &o.attach {
+        Attach::Monitor { interactive } if !terminal => {
+            let (r, w) = stdio_relay::pipes(*interactive)
+                .map_err(|e| ContainerError::Io(format!("the workload's stdio pipes: {e}")))?;
+            (Some(r), Some(w))
+        }
+        _ => (None, None),
+    };
+    let (gate, _fifo) = match &o.attach {
+        Attach::Monitor { .. } => (StartGate::Channel, None),
+        Attach::Detached { preserve_fds } => {
+            let fifo = open_path(exec_fifo)?;
+            let gate = StartGate::Fifo {
+                fd: fifo.as_raw_fd(),
+                preserve_fds: *preserve_fds,
+            };
+            (gate, Some(fifo))
+        }
     };
     // SAFETY: clone(2) without CLONE_VM behaves like fork(2): the child gets a copy of this
     // single-threaded process (isola starts no threads) and runs only `init_main`, which ends
@@ -330,6 +406,7 @@ fn spawn_init(
                     w.stderr.as_raw_fd(),
                 ]
             }),
+            gate,
             seccomp,
         });
     }
@@ -379,6 +456,12 @@ impl Container {
         self.state.status = "stopped".into();
         let _ = self.state.save(&self.state_dir);
         Ok(code)
+    }
+
+    /// Leaves the created container to live on without this process (a runtime's `create`):
+    /// its init waits for `start`, and its state directory records it.
+    pub fn detach(self) -> State {
+        self.state
     }
 
     /// Sends a signal to the workload.

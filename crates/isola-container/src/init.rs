@@ -23,10 +23,25 @@ pub struct InitArgs<'a> {
     pub hier: &'a Hierarchies,
     pub channel: &'a Channel,
     /// Become fds 0, 1 and 2 when there is no console: the relay's pipes (stdin: /dev/null
-    /// without `-i`).
+    /// without `-i`). `None`: the init keeps the ones it inherited (a runtime's `create`).
     pub stdio: Option<[RawFd; 3]>,
+    /// What releases the workload once it is ready.
+    pub gate: StartGate,
     /// `linux.seccomp`, compiled by the parent before clone.
     pub seccomp: Option<&'a seccomp::Filter>,
+}
+
+/// How the init learns that the workload may start.
+#[derive(Clone, Copy)]
+pub enum StartGate {
+    /// A `Start` message on the channel from the isola that stays as the container's monitor;
+    /// the init dies with it.
+    Channel,
+    /// An OCI runtime's `start`, from another process: opening the exec FIFO (an `O_PATH`
+    /// descriptor to it, made before the pivot hid the host's path) for writing blocks until
+    /// `start` opens it for reading. The creator exits meanwhile, so the init does not die with
+    /// it; it keeps `preserve_fds` descriptors above stderr open for the workload.
+    Fifo { fd: RawFd, preserve_fds: u32 },
 }
 
 struct Failure {
@@ -130,27 +145,37 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
         .map_err(|e| format!("chdir {} as the workload's user: {e}", cwd.display()))?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
 
-    // Die with the parent from here on. Set after setuid (which clears it), then make sure the
-    // parent did not die before we asked: it would not tell us now.
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    close_other_fds();
-
-    a.channel
-        .send(&Message::Ready)
-        .map_err(|e| format!("channel: {e}"))?;
-    match a.channel.recv().map_err(|e| format!("channel: {e}"))? {
-        Some((Message::Start, _)) => {}
-        None => return Ok(()),
-        Some((other, _)) => return Err(format!("unexpected message {other:?}").into()),
-    }
-
+    // The command is found now, so a missing one fails `create` (with 127/126), as runc does.
     let (args, env) = (&plan.args, &plan.env);
     let cmd = args.first().ok_or("no command to run".to_string())?;
     let path = exec::resolve(cmd, env).map_err(|f| Failure {
         code: f.code,
         message: f.message,
     })?;
+    match a.gate {
+        StartGate::Channel => {
+            // Die with the parent from here on. Set after setuid (which clears it).
+            // SAFETY: prctl with integer arguments only.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+            close_fds_from(3);
+            a.channel
+                .send(&Message::Ready)
+                .map_err(|e| format!("channel: {e}"))?;
+            match a.channel.recv().map_err(|e| format!("channel: {e}"))? {
+                Some((Message::Start, _)) => {}
+                None => return Ok(()),
+                Some((other, _)) => return Err(format!("unexpected message {other:?}").into()),
+            }
+        }
+        StartGate::Fifo { fd, preserve_fds } => {
+            close_fds_from(3 + preserve_fds);
+            a.channel
+                .send(&Message::Ready)
+                .map_err(|e| format!("channel: {e}"))?;
+            wait_for_start(fd)?;
+        }
+    }
+
     reset_signals();
     if no_new_privs {
         // The last step before exec: from here every call of the workload meets the filter.
@@ -165,14 +190,28 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
     })
 }
 
-/// Marks every descriptor above stderr close-on-exec, so nothing of isola's leaks into the
+/// Blocks until a runtime's `start` opens the exec FIFO for reading, then tells it so with one
+/// byte. The FIFO is reached through /proc/self/fd: its host path is outside our root now.
+fn wait_for_start(fifo: RawFd) -> Result<(), Failure> {
+    let path = format!("/proc/self/fd/{fifo}");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("opening the exec FIFO: {e}"))?;
+    std::io::Write::write_all(&mut &f, b"0").map_err(|e| format!("the exec FIFO: {e}"))?;
+    // SAFETY: closing the O_PATH descriptor the parent opened for us; nothing else uses it.
+    unsafe { libc::close(fifo) };
+    Ok(())
+}
+
+/// Marks every descriptor from `first` on close-on-exec, so nothing of isola's leaks into the
 /// workload (the channel already is).
-fn close_other_fds() {
+fn close_fds_from(first: u32) {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; no descriptor is closed now.
     unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            first,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )

@@ -9,26 +9,33 @@ pub mod cgroups;
 mod channel;
 mod console_relay;
 pub mod container;
+pub mod detached;
 mod devices;
 pub mod host_checks;
 mod init;
 pub mod monitor;
-mod mount_options;
+pub mod mount_options;
 mod network;
 mod rootfs;
 pub use isola_seccomp as seccomp;
 pub mod state;
 mod stdio_relay;
 
-pub use container::{clean_stale, create, load_spec, Container, CreateOptions};
+pub use container::{clean_stale, create, load_spec, Attach, Container, CreateOptions};
 
 /// What can go wrong creating or running a container.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     #[error("{0}")]
     Config(String),
-    #[error("container {0:?} already exists")]
+    #[error("container with id exists: {0}")]
     Exists(String),
+    /// No container with this id (runc's words: podman and containerd match them).
+    #[error("container does not exist")]
+    NotFound(String),
+    /// The operation does not fit the container's status (runc's message).
+    #[error("{0}")]
+    WrongState(String),
     #[error(transparent)]
     Cgroup(#[from] cgroups::CgroupError),
     /// Setup or exec failed inside the init; `code` is the exit status to report (125, 126, 127).

@@ -18,57 +18,69 @@ impl MountOptions {
     }
 }
 
+const NONE: MsFlags = MsFlags::empty();
+
+/// The options that are mount flags: (name, flags it sets, flags it clears).
+const FLAG_OPTIONS: &[(&str, MsFlags, MsFlags)] = &[
+    ("ro", MsFlags::MS_RDONLY, NONE),
+    ("rw", NONE, MsFlags::MS_RDONLY),
+    ("nosuid", MsFlags::MS_NOSUID, NONE),
+    ("suid", NONE, MsFlags::MS_NOSUID),
+    ("nodev", MsFlags::MS_NODEV, NONE),
+    ("dev", NONE, MsFlags::MS_NODEV),
+    ("noexec", MsFlags::MS_NOEXEC, NONE),
+    ("exec", NONE, MsFlags::MS_NOEXEC),
+    ("sync", MsFlags::MS_SYNCHRONOUS, NONE),
+    ("async", NONE, MsFlags::MS_SYNCHRONOUS),
+    ("dirsync", MsFlags::MS_DIRSYNC, NONE),
+    ("remount", MsFlags::MS_REMOUNT, NONE),
+    ("mand", MsFlags::MS_MANDLOCK, NONE),
+    ("nomand", NONE, MsFlags::MS_MANDLOCK),
+    ("atime", NONE, MsFlags::MS_NOATIME),
+    ("noatime", MsFlags::MS_NOATIME, NONE),
+    ("diratime", NONE, MsFlags::MS_NODIRATIME),
+    ("nodiratime", MsFlags::MS_NODIRATIME, NONE),
+    ("relatime", MsFlags::MS_RELATIME, NONE),
+    ("norelatime", NONE, MsFlags::MS_RELATIME),
+    ("strictatime", MsFlags::MS_STRICTATIME, NONE),
+    ("nostrictatime", NONE, MsFlags::MS_STRICTATIME),
+    ("bind", MsFlags::MS_BIND, NONE),
+    ("rbind", MsFlags::MS_BIND.union(MsFlags::MS_REC), NONE),
+];
+
+/// The propagation options: (name, propagation flags).
+const PROPAGATION_OPTIONS: &[(&str, MsFlags)] = &[
+    ("private", MsFlags::MS_PRIVATE),
+    ("rprivate", MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ("shared", MsFlags::MS_SHARED),
+    ("rshared", MsFlags::MS_SHARED.union(MsFlags::MS_REC)),
+    ("slave", MsFlags::MS_SLAVE),
+    ("rslave", MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+];
+
+/// Every option isola reads as a flag (others go to the filesystem as data), for `features`.
+pub fn known() -> impl Iterator<Item = &'static str> {
+    FLAG_OPTIONS
+        .iter()
+        .map(|o| o.0)
+        .chain(PROPAGATION_OPTIONS.iter().map(|o| o.0))
+}
+
 pub fn parse(options: &[String]) -> MountOptions {
     let mut flags = MsFlags::empty();
     let mut propagation = MsFlags::empty();
     let mut data: Vec<&str> = Vec::new();
     for o in options {
-        let (set, clear) = match o.as_str() {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
-            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
-            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
-            | "runbindable" => {
-                let mut p = match o.trim_start_matches('r') {
-                    "private" => MsFlags::MS_PRIVATE,
-                    "shared" => MsFlags::MS_SHARED,
-                    "slave" => MsFlags::MS_SLAVE,
-                    _ => MsFlags::MS_UNBINDABLE,
-                };
-                if o.starts_with('r') && o != "rw" {
-                    p |= MsFlags::MS_REC;
-                }
-                propagation |= p;
-                continue;
-            }
-            other => {
-                data.push(other);
-                continue;
-            }
-        };
-        flags |= set;
-        flags &= !clear;
+        if let Some((_, set, clear)) = FLAG_OPTIONS.iter().find(|f| f.0 == o) {
+            flags |= *set;
+            flags &= !*clear;
+        } else if let Some((_, p)) = PROPAGATION_OPTIONS.iter().find(|f| f.0 == o) {
+            propagation |= *p;
+        } else {
+            data.push(o);
+        }
     }
     MountOptions {
         flags,

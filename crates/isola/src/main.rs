@@ -6,6 +6,7 @@ mod leftovers;
 mod limits;
 mod paths;
 mod records;
+mod runtime;
 mod terminal;
 mod vm_disk;
 
@@ -30,6 +31,17 @@ pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLoc
 
 fn main() {
     STARTED.get_or_init(std::time::Instant::now);
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let as_vm_runtime = args
+        .first()
+        .is_some_and(|a| std::path::Path::new(a).ends_with("isola-vm"));
+    if as_vm_runtime || runtime::is_runtime_call(&args[1..]) {
+        let paths = paths::Paths::from_env();
+        paths.secure();
+        std::process::exit(runtime::main(paths, args));
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -109,6 +109,23 @@ impl Cgroup {
         }
     }
 
+    /// Freezes (`true`) or thaws every process in the cgroup, and waits until the kernel says
+    /// it is done.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        match self {
+            Cgroup::V1(c) => c.freeze(frozen),
+            Cgroup::V2(c) => c.freeze(frozen),
+        }
+    }
+
+    /// Whether the cgroup is frozen.
+    pub fn frozen(&self) -> bool {
+        match self {
+            Cgroup::V1(c) => c.frozen(),
+            Cgroup::V2(c) => c.frozen(),
+        }
+    }
+
     /// The pids still in the cgroup.
     pub fn pids(&self) -> Vec<i32> {
         match self {

@@ -137,6 +137,34 @@ impl V1Cgroup {
         })
     }
 
+    /// The freezer hierarchy's `freezer.state`: FREEZING until every task has stopped.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let dir = self.dir("freezer").ok_or(CgroupError::MissingController {
+            controller: "freezer",
+            why: "pause and resume",
+        })?;
+        let file = dir.join("freezer.state");
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        for _ in 0..1000 {
+            write_file(&file, want)?;
+            let now = std::fs::read_to_string(&file).map_err(|e| io_err(&file, e))?;
+            if now.trim() == want {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Err(io_err(
+            &file,
+            std::io::Error::other(format!("did not become {want}")),
+        ))
+    }
+
+    pub fn frozen(&self) -> bool {
+        self.dir("freezer").is_some_and(|d| {
+            std::fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+        })
+    }
+
     pub fn pids(&self) -> Vec<i32> {
         let mut all: Vec<i32> = self.dirs.iter().flat_map(|(_, d)| tree_pids(d)).collect();
         all.sort_unstable();

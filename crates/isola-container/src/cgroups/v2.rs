@@ -104,6 +104,30 @@ impl V2Cgroup {
         super::oom_kill_counted(&self.path.join("memory.events"))
     }
 
+    /// `cgroup.freeze`; `cgroup.events` says `frozen 1` once every task has stopped.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        write_file(
+            &self.path.join("cgroup.freeze"),
+            if frozen { "1" } else { "0" },
+        )?;
+        for _ in 0..1000 {
+            if self.frozen() == frozen {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let events = self.path.join("cgroup.events");
+        Err(io_err(
+            &events,
+            std::io::Error::other("the freeze did not take effect"),
+        ))
+    }
+
+    pub fn frozen(&self) -> bool {
+        std::fs::read_to_string(self.path.join("cgroup.events"))
+            .is_ok_and(|s| s.lines().any(|l| l == "frozen 1"))
+    }
+
     pub fn pids(&self) -> Vec<i32> {
         tree_pids(&self.path)
     }

@@ -5,7 +5,7 @@ use crate::paths::Paths;
 use crate::records::{self, Record};
 use crate::{limits, Exit};
 use anyhow::{bail, Context, Result};
-use isola_container::{monitor, CreateOptions};
+use isola_container::{monitor, Attach, CreateOptions};
 use isola_oci::bundle::{runtime_spec, write_config, RunSettings, Seccomp};
 use isola_oci::seccomp_profile::Profile;
 use isola_oci::{overlay, Image, Reference, Store};
@@ -200,7 +200,9 @@ fn run_container(
         id: &record.id,
         bundle: dir,
         state_root: &paths.states(),
-        interactive: a.interactive,
+        attach: Attach::Monitor {
+            interactive: a.interactive,
+        },
     })
     .map_err(|e| Exit(e.exit_code(), e.to_string()))?;
     record.status = "running".into();
