@@ -187,7 +187,14 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
         let _ = std::fs::remove_dir_all(&state_dir);
         return Err(ContainerError::Io(format!("{}: {e}", state_dir.display())));
     }
-    let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
+    let mut resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
+    if let Some(r) = resources.as_mut() {
+        if let Some(rules) = r.devices().clone().filter(|d| !d.is_empty()) {
+            let mut rules = rules;
+            rules.extend(crate::devices::cgroup_allowlist());
+            r.set_devices(Some(rules));
+        }
+    }
     let cgroup = match Cgroup::create(&hier, &state.cgroups_path, resources.as_ref()) {
         Ok(c) => c,
         Err(e) => {
@@ -206,9 +213,17 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
     };
     let exec_fifo = crate::detached::exec_fifo(&state_dir);
     if detached {
-        if let Err(e) =
-            nix::unistd::mkfifo(&exec_fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        {
+        // Writable by all (0622, as runc's): the init opens it after it became the workload's
+        // user, through its O_PATH descriptor; the state directory keeps others out.
+        let made = nix::unistd::mkfifo(&exec_fifo, nix::sys::stat::Mode::empty()).and_then(|()| {
+            nix::sys::stat::fchmodat(
+                None,
+                &exec_fifo,
+                nix::sys::stat::Mode::from_bits_truncate(0o622),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+        });
+        if let Err(e) = made {
             undo(&cgroup, None);
             return Err(ContainerError::Io(format!("{}: {e}", exec_fifo.display())));
         }

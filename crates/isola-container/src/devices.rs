@@ -2,6 +2,7 @@
 //! symlinks, and the console (a pty allocated inside the container's own devpts instance).
 
 use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -24,6 +25,33 @@ const LINKS: &[(&str, &str)] = &[
     ("ptmx", "pts/ptmx"),
     ("core", "/proc/kcore"),
 ];
+
+/// Devices every container may use beyond its bundle's rules (added after them, as runc does):
+/// the nodes above, the console, ptmx and the ptys. Making a node (mknod) of any device is
+/// allowed; opening one not listed here is not, whatever a layer or the workload put where.
+pub fn cgroup_allowlist() -> Vec<LinuxDeviceCgroup> {
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut d = LinuxDeviceCgroup::default();
+        d.set_allow(true);
+        d.set_typ(Some(typ));
+        d.set_major(major);
+        d.set_minor(minor);
+        d.set_access(Some(access.to_string()));
+        d
+    };
+    let c = LinuxDeviceType::C;
+    let mut rules = vec![
+        rule(c, None, None, "m"),
+        rule(LinuxDeviceType::B, None, None, "m"),
+    ];
+    for (_, major, minor) in NODES {
+        rules.push(rule(c, Some(*major as i64), Some(*minor as i64), "rwm"));
+    }
+    rules.push(rule(c, Some(5), Some(1), "rwm")); // console
+    rules.push(rule(c, Some(5), Some(2), "rwm")); // ptmx
+    rules.push(rule(c, Some(136), None, "rwm")); // the ptys
+    rules
+}
 
 /// Creates device nodes and symlinks in the freshly mounted /dev (an O_PATH fd to it).
 pub fn populate(dev: &OwnedFd) -> Result<()> {

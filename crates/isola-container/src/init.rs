@@ -67,10 +67,17 @@ pub fn init_main(args: &InitArgs) -> ! {
     let code = match run(args) {
         Ok(()) => 0, // parent went away before start: nothing to run
         Err(f) => {
-            let _ = args.channel.send(&Message::Failed {
+            let told = args.channel.send(&Message::Failed {
                 code: f.code,
-                message: f.message,
+                message: f.message.clone(),
             });
+            if told.is_err() {
+                // A runtime's `start` came from another process, which is gone: the workload's
+                // stderr is the only one left to tell.
+                let line = format!("isola: {}\n", f.message);
+                // SAFETY: write(2) of a live buffer to fd 2.
+                unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+            }
             f.code
         }
     };

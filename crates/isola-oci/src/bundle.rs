@@ -83,42 +83,14 @@ pub const DEFAULT_CAPABILITIES: &[Capability] = &[
 
 const PERIOD_US: u64 = 100_000;
 
-/// The devices a container may open, after denying all: the nodes the runtime spec puts in
-/// every container's /dev (null, zero, full, random, urandom, tty, console, ptmx, its ptys).
-/// Making a node (mknod) of any device is allowed; opening one not listed here is not, whatever
-/// a layer or the workload put where.
-const ALLOWED_DEVICES: &[(LinuxDeviceType, i64, i64, &str)] = &[
-    (LinuxDeviceType::C, -1, -1, "m"),
-    (LinuxDeviceType::B, -1, -1, "m"),
-    (LinuxDeviceType::C, 1, 3, "rwm"),
-    (LinuxDeviceType::C, 1, 5, "rwm"),
-    (LinuxDeviceType::C, 1, 7, "rwm"),
-    (LinuxDeviceType::C, 1, 8, "rwm"),
-    (LinuxDeviceType::C, 1, 9, "rwm"),
-    (LinuxDeviceType::C, 5, 0, "rwm"),
-    (LinuxDeviceType::C, 5, 1, "rwm"),
-    (LinuxDeviceType::C, 5, 2, "rwm"),
-    (LinuxDeviceType::C, 136, -1, "rwm"),
-];
-
-/// `linux.resources.devices`: deny everything, then allow `ALLOWED_DEVICES`.
+/// `linux.resources.devices`: deny every device. The runtime adds the nodes it makes in every
+/// container's /dev after this, as runc and isola's container level do.
 pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
-    let rule = |allow: bool, typ: LinuxDeviceType, major: i64, minor: i64, access: &str| {
-        let mut d = LinuxDeviceCgroup::default();
-        d.set_allow(allow);
-        d.set_typ(Some(typ));
-        d.set_major((major >= 0).then_some(major));
-        d.set_minor((minor >= 0).then_some(minor));
-        d.set_access(Some(access.to_string()));
-        d
-    };
-    std::iter::once(rule(false, LinuxDeviceType::A, -1, -1, "rwm"))
-        .chain(
-            ALLOWED_DEVICES
-                .iter()
-                .map(|(t, major, minor, acc)| rule(true, *t, *major, *minor, acc)),
-        )
-        .collect()
+    let mut d = LinuxDeviceCgroup::default();
+    d.set_allow(false);
+    d.set_typ(Some(LinuxDeviceType::A));
+    d.set_access(Some("rwm".to_string()));
+    vec![d]
 }
 
 fn env_key(kv: &str) -> &str {

@@ -86,7 +86,9 @@ fn prepare(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<PathBuf> {
             "cannot use console socket if isola will not detach or allocate tty".into(),
         ));
     }
-    std::fs::create_dir_all(&rt.root)
+    // Only root may look in (the exec FIFOs in it are writable by all).
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&rt.root)
         .map_err(|e| Failure(format!("--root {}: {e}", rt.root.display())))?;
     Ok(bundle)
 }
