@@ -81,21 +81,7 @@ pub fn populate(dev: &OwnedFd) -> Result<()> {
 /// A pty pair made inside the container (after pivot_root, so it lives in the container's
 /// devpts): returns (master, slave). The slave is also bound onto /dev/console.
 pub fn open_console() -> Result<(OwnedFd, OwnedFd)> {
-    use nix::fcntl::OFlag;
-    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .map_err(|e| format!("opening /dev/ptmx: {e}"))?;
-    nix::pty::grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
-    nix::pty::unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
-    // SAFETY: ptsname is not thread-safe, but the init is single-threaded.
-    let name = unsafe { nix::pty::ptsname(&master) }.map_err(|e| format!("ptsname: {e}"))?;
-    let slave = nix::fcntl::open(
-        Path::new(&name),
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("opening {name}: {e}"))?;
-    // SAFETY: `open` returned a fresh descriptor we now own.
-    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    let (master, slave, name) = open_pty()?;
     // /dev/console: bind the slave over an empty file, as runc does.
     if Path::new("/dev").is_dir() {
         let _ = std::fs::OpenOptions::new()
@@ -112,7 +98,28 @@ pub fn open_console() -> Result<(OwnedFd, OwnedFd)> {
         )
         .map_err(|e| format!("binding {name} to /dev/console: {e}"))?;
     }
+    Ok((master, slave))
+}
+
+/// A pty pair from the devpts of the mount namespace we are in: (master, slave, slave's name).
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd, String)> {
+    use nix::fcntl::OFlag;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| format!("opening /dev/ptmx: {e}"))?;
+    nix::pty::grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
+    nix::pty::unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
+    // SAFETY: ptsname is not thread-safe; its callers (the init, exec's child) are
+    // single-threaded.
+    let name = unsafe { nix::pty::ptsname(&master) }.map_err(|e| format!("ptsname: {e}"))?;
+    let slave = nix::fcntl::open(
+        Path::new(&name),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("opening {name}: {e}"))?;
+    // SAFETY: `open` returned a fresh descriptor we now own.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     // SAFETY: into_raw_fd hands over the PtyMaster's descriptor, which we then own.
     let master = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
-    Ok((master, slave))
+    Ok((master, slave, name))
 }

@@ -213,7 +213,7 @@ fn wait_for_start(fifo: RawFd) -> Result<(), Failure> {
 
 /// Marks every descriptor from `first` on close-on-exec, so nothing of isola's leaks into the
 /// workload (the channel already is).
-fn close_fds_from(first: u32) {
+pub(crate) fn close_fds_from(first: u32) {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; no descriptor is closed now.
     unsafe {
         libc::syscall(
@@ -227,7 +227,7 @@ fn close_fds_from(first: u32) {
 
 /// Default dispositions and an empty mask, as a fresh process would have. isola blocks the
 /// signals it forwards and Rust ignores SIGPIPE; neither may reach the workload.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     for sig in 1..32 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;

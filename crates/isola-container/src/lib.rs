@@ -8,11 +8,13 @@
 pub mod cgroups;
 mod channel;
 mod console_relay;
+pub mod console_socket;
 pub mod container;
 pub mod detached;
 mod devices;
 pub mod host_checks;
 mod init;
+mod join;
 pub mod monitor;
 pub mod mount_options;
 mod network;
@@ -22,6 +24,7 @@ pub mod state;
 mod stdio_relay;
 
 pub use container::{clean_stale, create, load_spec, Attach, Container, CreateOptions};
+pub use join::ExecOptions;
 
 /// What can go wrong creating or running a container.
 #[derive(Debug, thiserror::Error)]

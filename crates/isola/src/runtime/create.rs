@@ -4,7 +4,7 @@
 use super::cli::CreateArgs;
 use super::{ops, Failure, Result, Runtime};
 use isola_container::{monitor, Attach, Container, CreateOptions};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// The annotation that runs a bundle VM-isolated (as `isola-vm` does for every bundle).
@@ -123,25 +123,11 @@ fn hand_over(container: &mut Container, a: &CreateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Connects to the caller's socket and sends the terminal's master end (SCM_RIGHTS), with its
-/// name as the message, as runc does.
+/// Connects to the caller's socket and sends the terminal's master end.
 fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let fail =
-        |e: &dyn std::fmt::Display| Failure(format!("--console-socket {}: {e}", socket.display()));
-    let stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| fail(&e))?;
-    let name = b"/dev/ptmx";
-    let iov = [std::io::IoSlice::new(name)];
-    let fds = [master.as_raw_fd()];
-    sendmsg::<()>(
-        stream.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(|e| fail(&e))?;
-    Ok(())
+    isola_container::console_socket::connect(socket)
+        .and_then(|s| isola_container::console_socket::send(&s, master))
+        .map_err(|e| Failure(format!("--console-socket {}: {e}", socket.display())))
 }
 
 /// The pid, written whole or not at all (a caller may be watching for the file).

@@ -7,6 +7,7 @@
 
 pub mod cli;
 mod create;
+mod exec;
 mod features;
 mod log;
 mod ops;
@@ -92,9 +93,7 @@ pub fn main(paths: Paths, args: Vec<String>) -> i32 {
         RuntimeCommand::State { id } => ops::state(&rt, &id).map(|()| 0),
         RuntimeCommand::Kill { all, id, signal } => ops::kill(&rt, &id, &signal, all).map(|()| 0),
         RuntimeCommand::Delete { force, id } => ops::delete(&rt, &id, force).map(|()| 0),
-        RuntimeCommand::Exec(_) => Err(Failure(
-            "exec: not supported yet by isola's runtime command line".into(),
-        )),
+        RuntimeCommand::Exec(a) => exec::exec(&rt, &a),
         RuntimeCommand::List { format, quiet } => ops::list(&rt, format, quiet).map(|()| 0),
         RuntimeCommand::Ps {
             format,
