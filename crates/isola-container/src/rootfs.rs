@@ -70,9 +70,18 @@ pub fn enter_rootfs(spec: &Spec, bundle: &Path, hier: &Hierarchies) -> Result<()
         format!("opening rootfs {}", rootfs.display())
     })?;
 
+    // Without a cgroup namespace a fresh cgroup mount would show the host's whole tree: the
+    // container sees only its own cgroup then, bound in place (as runc does).
+    let own_cgroups = if has_cgroup_ns(spec) {
+        None
+    } else {
+        Some(ctx(std::fs::read_to_string("/proc/self/cgroup"), || {
+            "reading /proc/self/cgroup".into()
+        })?)
+    };
     let mut has_dev = false;
     for m in spec.mounts().as_deref().unwrap_or_default() {
-        mount_one(&root, bundle, m, hier)?;
+        mount_one(&root, bundle, m, hier, own_cgroups.as_deref())?;
         has_dev |= m.destination() == Path::new("/dev");
     }
     if has_dev {
@@ -104,13 +113,39 @@ pub fn finish_rootfs(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(root: &Root, bundle: &Path, m: &Mount, hier: &Hierarchies) -> Result<()> {
+fn has_cgroup_ns(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
+        })
+}
+
+/// The host directory of our own cgroup in the hierarchy with `controllers` ("" for cgroup2)
+/// mounted at `mount`, from /proc/self/cgroup's lines (`id:controllers:path`).
+fn own_cgroup_dir(own: &str, mount: &Path, controllers: &str) -> Option<PathBuf> {
+    own.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        (ctrls == controllers).then(|| mount.join(path.trim_start_matches('/')))
+    })
+}
+
+fn mount_one(
+    root: &Root,
+    bundle: &Path,
+    m: &Mount,
+    hier: &Hierarchies,
+    own_cgroups: Option<&str>,
+) -> Result<()> {
     let dest = m.destination();
     let typ = m.typ().clone().unwrap_or_else(|| "none".into());
     let opts = parse(m.options().as_deref().unwrap_or_default());
     let what = || format!("mount {} ({typ})", dest.display());
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroups(root, dest, &opts, hier);
+        return mount_cgroups(root, dest, &opts, hier, own_cgroups);
     }
     if opts.is_bind() {
         let src = m.source().clone().unwrap_or_default();
@@ -199,23 +234,81 @@ fn create_file(root: &Root, dest: &Path) -> Result<OwnedFd> {
     )
 }
 
-/// The cgroup filesystem as the container sees it (its own cgroup namespace as the root).
+/// One hierarchy at `sub` in the rootfs: a fresh mount (rooted at our cgroup namespace), or
+/// with `own_cgroups` (no cgroup namespace) a bind of our own cgroup's directory, read-only if
+/// `flags` say so.
+#[allow(clippy::too_many_arguments)]
+fn mount_hierarchy(
+    root: &Root,
+    sub: &Path,
+    fstype: &str,
+    data: Option<&str>,
+    flags: MsFlags,
+    host_mount: &Path,
+    controllers: &str,
+    own_cgroups: Option<&str>,
+) -> Result<()> {
+    let what = || format!("mount {} ({fstype} {controllers})", sub.display());
+    let target = ctx(root.mkdir_all(sub, 0o755), what)?;
+    let Some(own) = own_cgroups else {
+        return ctx(
+            mount(Some(fstype), &fd_path(&target), Some(fstype), flags, data),
+            what,
+        );
+    };
+    let src = own_cgroup_dir(own, host_mount, controllers)
+        .ok_or_else(|| format!("{}: not in /proc/self/cgroup", host_mount.display()))?;
+    ctx(
+        mount(
+            Some(&src),
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+        what,
+    )?;
+    if flags.contains(MsFlags::MS_RDONLY) {
+        // Through a new descriptor: the old one is the directory under the bind.
+        let bound = ctx(root.open_at(sub, libc::O_PATH, true), what)?;
+        ctx(
+            mount(
+                None::<&str>,
+                &fd_path(&bound),
+                None::<&str>,
+                MsFlags::MS_REMOUNT
+                    | MsFlags::MS_BIND
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC,
+                None::<&str>,
+            ),
+            what,
+        )?;
+    }
+    Ok(())
+}
+
+/// The cgroup filesystem as the container sees it: its own cgroup and nothing above it.
 /// v2: one cgroup2 mount. v1 and hybrid: a tmpfs holding one mount per hierarchy, as runc does.
-fn mount_cgroups(root: &Root, dest: &Path, opts: &MountOptions, hier: &Hierarchies) -> Result<()> {
+fn mount_cgroups(
+    root: &Root,
+    dest: &Path,
+    opts: &MountOptions,
+    hier: &Hierarchies,
+    own_cgroups: Option<&str>,
+) -> Result<()> {
     let what = || format!("mount {} (cgroup)", dest.display());
     let target = ctx(root.mkdir_all(dest, 0o755), what)?;
     let flags = opts.flags;
     if hier.layout == Layout::Unified {
-        return ctx(
-            mount(
-                Some("cgroup2"),
-                &fd_path(&target),
-                Some("cgroup2"),
-                flags,
-                None::<&str>,
-            ),
-            what,
-        );
+        let v2 = hier
+            .v2
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
+        drop(target);
+        return mount_hierarchy(root, dest, "cgroup2", None, flags, &v2, "", own_cgroups);
     }
     ctx(
         mount(
@@ -235,37 +328,26 @@ fn mount_cgroups(root: &Root, dest: &Path, opts: &MountOptions, hier: &Hierarchi
             continue;
         };
         let sub = dest.join(name);
-        let t = ctx(root.mkdir_all(&sub, 0o755), || sub.display().to_string())?;
         let data = if ctrls.starts_with("name=") {
             format!("none,{ctrls}")
         } else {
             ctrls.clone()
         };
-        ctx(
-            mount(
-                Some("cgroup"),
-                &fd_path(&t),
-                Some("cgroup"),
-                flags,
-                Some(data.as_str()),
-            ),
-            || format!("mount {} (cgroup {ctrls})", sub.display()),
+        mount_hierarchy(
+            root,
+            &sub,
+            "cgroup",
+            Some(data.as_str()),
+            flags,
+            host_mount,
+            ctrls,
+            own_cgroups,
         )?;
     }
     if let (Layout::Hybrid, Some(v2)) = (hier.layout, &hier.v2) {
         if let Some(name) = v2.file_name() {
             let sub = dest.join(name);
-            let t = ctx(root.mkdir_all(&sub, 0o755), || sub.display().to_string())?;
-            ctx(
-                mount(
-                    Some("cgroup2"),
-                    &fd_path(&t),
-                    Some("cgroup2"),
-                    flags,
-                    None::<&str>,
-                ),
-                || format!("mount {} (cgroup2)", sub.display()),
-            )?;
+            mount_hierarchy(root, &sub, "cgroup2", None, flags, v2, "", own_cgroups)?;
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {

@@ -135,9 +135,6 @@ pub enum RuntimeCommand {
     Spec {
         #[arg(short, long, default_value = ".", value_name = "DIR")]
         bundle: PathBuf,
-        /// Accepted for runc's callers; the spec is the same
-        #[arg(long)]
-        rootless: bool,
     },
 }
 

@@ -103,7 +103,7 @@ pub fn main(paths: Paths, args: Vec<String>) -> i32 {
         RuntimeCommand::Pause { id } => ops::pause(&rt, &id, true).map(|()| 0),
         RuntimeCommand::Resume { id } => ops::pause(&rt, &id, false).map(|()| 0),
         RuntimeCommand::Features => features::features().map(|()| 0),
-        RuntimeCommand::Spec { bundle, .. } => spec::spec(&bundle).map(|()| 0),
+        RuntimeCommand::Spec { bundle } => spec::spec(&bundle).map(|()| 0),
     };
     match result {
         Ok(code) => code,
