@@ -1032,3 +1032,132 @@ fn the_vmm_dies_with_a_killed_isola_and_cleanup_takes_the_rest() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     env.assert_clean();
 }
+
+/// isola as an OCI runtime at the VM level: `isola-vm create` boots the guest and waits, `start`
+/// runs the workload, `kill` reaches it in the guest, `delete` leaves nothing; a bundle whose
+/// config.json carries org.isola.isolation=vm runs in a VM under plain `isola` too.
+#[test]
+fn the_runtime_boots_at_create_and_runs_at_start() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let link = env.root.join("isola-vm");
+    std::os::unix::fs::symlink(isola_e2e::bin(), &link).unwrap();
+    let rt = env.root.join("rt");
+    let op = |prog: &std::path::Path, args: &[&str], out: Option<&std::path::Path>| {
+        let mut c = std::process::Command::new(prog);
+        c.arg("--root")
+            .arg(&rt)
+            .args(args)
+            .env("ISOLA_ROOT", &env.root);
+        c.stdin(Stdio::null());
+        match out {
+            // The monitor keeps the workload's stdio: a file, not this harness's pipe.
+            Some(f) => {
+                let f = std::fs::File::create(f).unwrap();
+                c.stdout(f.try_clone().unwrap()).stderr(f);
+                let st = c.status().unwrap();
+                Run {
+                    code: st.code().unwrap_or(-1),
+                    stdout: String::new(),
+                    stderr: String::new(),
+                }
+            }
+            None => c.output().unwrap().into(),
+        }
+    };
+    let status = |id: &str| {
+        let r = op(&link, &["state", id], None);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+        v["status"].as_str().unwrap_or("").to_string()
+    };
+    let bundle = env.root.join("b");
+    let r = env.isola(&[
+        "bundle",
+        "sample",
+        bundle.to_str().unwrap(),
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 3' TERM; echo up $(uname -r); while :; do sleep 0.1; done",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = env.root.join("out");
+    let pid_file = env.root.join("pid");
+    let r = op(
+        &link,
+        &[
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "v1",
+        ],
+        Some(&out),
+    );
+    assert_eq!(r.code, 0, "{}", std::fs::read_to_string(&out).unwrap());
+    assert_eq!(status("v1"), "created");
+    let monitor: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    // Booted, not started: the VMM (the monitor's child) runs, the workload has said nothing.
+    assert!(
+        !children_of(monitor as u32).is_empty(),
+        "no VMM under the monitor"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+    assert_eq!(op(&link, &["start", "v1"], None).code, 0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(&out).unwrap().starts_with("up ") {
+        assert!(
+            t.elapsed().as_secs() < 60,
+            "{}",
+            std::fs::read_to_string(&out).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(status("v1"), "running");
+    let said = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        !said.contains(host.trim()),
+        "the guest's own kernel: {said}"
+    );
+    let r = op(&link, &["kill", "v1", "TERM"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = std::time::Instant::now();
+    while status("v1") != "stopped" {
+        assert!(t.elapsed().as_secs() < 30, "still {}", status("v1"));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .ends_with("got-term\n"));
+    let r = op(&link, &["delete", "v1"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(op(&link, &["state", "v1"], None).code, 1);
+    assert!(isola_e2e::cgroups_of("v1").is_empty());
+
+    // The annotation picks the level for plain `isola`; `run` waits and gives the status.
+    let config = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    spec["annotations"]["org.isola.isolation"] = "vm".into();
+    spec["process"]["args"] = serde_json::json!(["sh", "-c", "uname -r; exit 7"]);
+    std::fs::write(&config, spec.to_string()).unwrap();
+    let r = op(
+        &isola_e2e::bin(),
+        &["run", "--bundle", bundle.to_str().unwrap(), "v2"],
+        None,
+    );
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert_ne!(r.stdout.trim(), host.trim(), "a VM runs its own kernel");
+    assert_eq!(op(&link, &["list", "-q"], None).stdout, "");
+    let left: Vec<_> = std::fs::read_dir(&rt)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    env.assert_clean();
+}

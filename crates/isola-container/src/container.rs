@@ -213,13 +213,13 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
     };
     let exec_fifo = crate::detached::exec_fifo(&state_dir);
     if detached {
-        // Writable by all (0622, as runc's): the init opens it after it became the workload's
-        // user, through its O_PATH descriptor; the state directory keeps others out.
+        // Readable by all: the init opens it after it became the workload's user, through its
+        // O_PATH descriptor; the runtime root (0700) keeps others out.
         let made = nix::unistd::mkfifo(&exec_fifo, nix::sys::stat::Mode::empty()).and_then(|()| {
             nix::sys::stat::fchmodat(
                 None,
                 &exec_fifo,
-                nix::sys::stat::Mode::from_bits_truncate(0o622),
+                nix::sys::stat::Mode::from_bits_truncate(0o644),
                 nix::sys::stat::FchmodatFlags::FollowSymlink,
             )
         });

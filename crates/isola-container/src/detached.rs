@@ -9,7 +9,6 @@
 use crate::cgroups::{Cgroup, Hierarchies};
 use crate::state::{self, State};
 use crate::ContainerError;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// The runtime spec's statuses.
@@ -108,7 +107,8 @@ impl Detached {
         }
     }
 
-    /// Releases the workload: reads the init's byte from the exec FIFO, then removes it.
+    /// Releases the workload: writes a byte into the exec FIFO its waiter (the container's
+    /// init, a VM's monitor) reads, then removes the FIFO.
     pub fn start(&mut self) -> Result<(), ContainerError> {
         match self.status() {
             Status::Created => {}
@@ -125,38 +125,28 @@ impl Detached {
         }
         let fifo = exec_fifo(&self.dir);
         let io = |e: std::io::Error| ContainerError::Io(format!("{}: {e}", fifo.display()));
-        // Non-blocking, so an init that died meanwhile cannot leave us waiting forever; the
-        // init's blocking open for writing completes as soon as this one exists.
-        let f = {
+        // Non-blocking: without a reader (not there yet, or dead) this fails with ENXIO
+        // instead of waiting forever.
+        let f = loop {
             use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .read(true)
+            match std::fs::OpenOptions::new()
+                .write(true)
                 .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
                 .open(&fifo)
-                .map_err(io)?
-        };
-        loop {
-            let mut fds = [nix::poll::PollFd::new(
-                f.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(io(e.into())),
-            }
-            let mut byte = [0u8; 1];
-            match std::io::Read::read(&mut &f, &mut byte) {
-                Ok(1) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            {
+                Ok(f) => break f,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    if !self.alive() {
+                        return Err(ContainerError::WrongState(
+                            "cannot start a container that has stopped".into(),
+                        ));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
                 Err(e) => return Err(io(e)),
             }
-            if !self.alive() {
-                return Err(ContainerError::WrongState(
-                    "cannot start a container that has stopped".into(),
-                ));
-            }
-        }
+        };
+        std::io::Write::write_all(&mut &f, b"0").map_err(io)?;
         std::fs::remove_file(&fifo).map_err(io)?;
         self.state.status = Status::Running.as_str().into();
         self.save()

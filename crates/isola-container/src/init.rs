@@ -37,9 +37,9 @@ pub enum StartGate {
     /// A `Start` message on the channel from the isola that stays as the container's monitor;
     /// the init dies with it.
     Channel,
-    /// An OCI runtime's `start`, from another process: opening the exec FIFO (an `O_PATH`
-    /// descriptor to it, made before the pivot hid the host's path) for writing blocks until
-    /// `start` opens it for reading. The creator exits meanwhile, so the init does not die with
+    /// An OCI runtime's `start`, from another process: the init reads the exec FIFO (an
+    /// `O_PATH` descriptor to it, made before the pivot hid the host's path) until `start`
+    /// writes a byte into it. The creator exits meanwhile, so the init does not die with
     /// it; it keeps `preserve_fds` descriptors above stderr open for the workload.
     Fifo { fd: RawFd, preserve_fds: u32 },
 }
@@ -197,15 +197,13 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
     })
 }
 
-/// Blocks until a runtime's `start` opens the exec FIFO for reading, then tells it so with one
-/// byte. The FIFO is reached through /proc/self/fd: its host path is outside our root now.
+/// Blocks until a runtime's `start` writes its byte into the exec FIFO. The FIFO is reached
+/// through /proc/self/fd: its host path is outside our root now.
 fn wait_for_start(fifo: RawFd) -> Result<(), Failure> {
     let path = format!("/proc/self/fd/{fifo}");
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("opening the exec FIFO: {e}"))?;
-    std::io::Write::write_all(&mut &f, b"0").map_err(|e| format!("the exec FIFO: {e}"))?;
+    let f = std::fs::File::open(&path).map_err(|e| format!("opening the exec FIFO: {e}"))?;
+    let mut byte = [0u8; 1];
+    std::io::Read::read_exact(&mut &f, &mut byte).map_err(|e| format!("the exec FIFO: {e}"))?;
     // SAFETY: closing the O_PATH descriptor the parent opened for us; nothing else uses it.
     unsafe { libc::close(fifo) };
     Ok(())

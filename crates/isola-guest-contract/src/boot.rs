@@ -14,6 +14,10 @@ pub const SECCOMP: &str = "/isola/seccomp.bpf";
 /// On the kernel command line when the host forwards stdin (`-i`).
 pub const STDIN_FLAG: &str = "isola.stdin=1";
 
+/// On the kernel command line when the workload waits for the host's `Start` (a runtime's
+/// `create` boots the VM, its `start` runs the workload): init sends `Created` once set up.
+pub const WAIT_FOR_START: &str = "isola.start=wait";
+
 /// The I/O port guest init writes its phases to.
 pub const BOOT_TIMER_PORT: u16 = 0x80;
 

@@ -19,11 +19,15 @@ const STDIN: u8 = 5;
 const SIGNAL: u8 = 6;
 const READY: u8 = 7;
 const RESIZE: u8 = 8;
+const CREATED: u8 = 9;
+const START: u8 = 10;
 
 /// Guest to host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToHost {
     Ready,
+    /// Set up and waiting for `ToGuest::Start` (only when booted with `boot::WAIT_FOR_START`).
+    Created,
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
     Exit(i32),
@@ -41,6 +45,8 @@ pub enum ToGuest {
         rows: u16,
         cols: u16,
     },
+    /// Run the workload (a runtime's `start`, when booted with `boot::WAIT_FOR_START`).
+    Start,
 }
 
 /// One direction's frames.
@@ -66,6 +72,7 @@ impl Frame for ToHost {
     fn encode(&self) -> Vec<u8> {
         match self {
             ToHost::Ready => framed(READY, &[]),
+            ToHost::Created => framed(CREATED, &[]),
             ToHost::Stdout(b) => framed(STDOUT, b),
             ToHost::Stderr(b) => framed(STDERR, b),
             ToHost::Exit(code) => framed(EXIT, &code.to_le_bytes()),
@@ -80,6 +87,7 @@ impl Frame for ToHost {
     fn parse(kind: u8, payload: &[u8]) -> Option<ToHost> {
         Some(match kind {
             READY if payload.is_empty() => ToHost::Ready,
+            CREATED if payload.is_empty() => ToHost::Created,
             STDOUT => ToHost::Stdout(payload.to_vec()),
             STDERR => ToHost::Stderr(payload.to_vec()),
             EXIT => ToHost::Exit(int(payload)?),
@@ -109,6 +117,7 @@ impl Frame for ToGuest {
                 p.extend_from_slice(&cols.to_le_bytes());
                 framed(RESIZE, &p)
             }
+            ToGuest::Start => framed(START, &[]),
         }
     }
 
@@ -124,6 +133,7 @@ impl Frame for ToGuest {
                 },
                 _ => return None,
             },
+            START if payload.is_empty() => ToGuest::Start,
             _ => return None,
         })
     }
@@ -221,6 +231,7 @@ mod tests {
     fn every_frame_survives_any_chunking_both_ways() {
         let to_host = vec![
             ToHost::Ready,
+            ToHost::Created,
             ToHost::Stdout(b"hello\n".to_vec()),
             ToHost::Stderr(Vec::new()),
             ToHost::Error(GuestError::root_disk("bad disk")),
@@ -231,6 +242,7 @@ mod tests {
             ToGuest::Stdin(b"hi".to_vec()),
             ToGuest::Signal(15),
             ToGuest::Resize { rows: 33, cols: 77 },
+            ToGuest::Start,
             ToGuest::StdinEof,
         ];
         let host_stream: Vec<u8> = to_host.iter().flat_map(Frame::encode).collect();
@@ -245,7 +257,7 @@ mod tests {
     fn unknown_kinds_oversize_lengths_and_misfit_payloads_are_corrupt_in_both_directions() {
         let ok = ToHost::Stdout(b"x".to_vec()).encode();
         for bad in [
-            vec![9, 0, 0, 0, 0],                  // unknown kind
+            vec![99, 0, 0, 0, 0],                 // unknown kind
             vec![STDIN, 0, 0, 0, 0],              // host-bound decoder: a guest-bound kind
             vec![EXIT, 2, 0, 0, 0, 1, 2],         // exit status of 2 bytes
             vec![ERROR, 1, 0, 0, 0, 9],           // unknown error kind
@@ -268,7 +280,7 @@ mod tests {
     #[test]
     fn corruption_is_reported_once() {
         let mut d = Decoder::<ToHost>::default();
-        assert!(d.feed(&[9, 0, 0, 0, 0]).1.is_some());
+        assert!(d.feed(&[99, 0, 0, 0, 0]).1.is_some());
         assert_eq!(d.feed(&ToHost::Ready.encode()), (vec![], None));
     }
 }

@@ -30,6 +30,9 @@ pub struct HostIo {
     /// With a terminal in the guest: reads the host terminal's (rows, columns); SIGWINCH then
     /// sends the new size instead of the signal.
     pub window_size: Option<WindowSize>,
+    /// When the guest waits for `Start` (a runtime's `create`): readable once the workload may
+    /// start (a runtime's `start` wrote to it); `Start` is sent then.
+    pub start: Option<OwnedFd>,
 }
 
 /// isola's ends of the pipes to the VMM.
@@ -102,7 +105,7 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
     let outputs = [&pipes.channel, &pipes.console, &pipes.report].map(|p| p.as_raw_fd());
     let mut buf = vec![0u8; 64 << 10];
     while open.iter().any(|o| *o) {
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(6);
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(7);
         let poll = |fd, events| libc::pollfd {
             fd,
             events,
@@ -114,6 +117,10 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
         fds.push(poll(signals.as_raw_fd(), libc::POLLIN));
         let read_stdin = stdin.filter(|_| pending.len() < BACKLOG && control.is_some());
         fds.push(poll(read_stdin.unwrap_or(-1), libc::POLLIN));
+        fds.push(poll(
+            io.start.as_ref().map_or(-1, |s| s.as_raw_fd()),
+            libc::POLLIN,
+        ));
         let write_control = control.as_ref().filter(|_| !pending.is_empty());
         fds.push(poll(
             write_control.map_or(-1, |c| c.as_raw_fd()),
@@ -151,6 +158,10 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
                     _ => pending.extend(ToGuest::Signal(sig).encode()),
                 }
             }
+        }
+        if fds[5].revents != 0 {
+            io.start = None;
+            pending.extend(ToGuest::Start.encode());
         }
         if let (Some(fd), true) = (stdin, fds[4].revents != 0) {
             match read_some(fd, &mut buf) {

@@ -38,10 +38,20 @@ pub fn root_disk(paths: &Paths, chain: &str, lower: &Path) -> Result<PathBuf> {
         return Ok(file);
     }
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-    let (bytes, inodes) = tree_usage(lower)?;
+    let tmp = dir.join(format!(".{chain}.{}.ext4", std::process::id()));
+    build(lower, &tmp)?;
+    if let Err(e) = std::fs::rename(&tmp, &file) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| file.display().to_string());
+    }
+    Ok(file)
+}
+
+/// Writes `tree` as an ext4 image to `file` (nothing is left there on failure).
+pub fn build(tree: &Path, file: &Path) -> Result<()> {
+    let (bytes, inodes) = tree_usage(tree)?;
     // Generous: the file is sparse, so room that is never used costs no disk.
     let size_mib = (bytes * 2).div_ceil(1 << 20) + 64;
-    let tmp = dir.join(format!(".{chain}.{}.ext4", std::process::id()));
     let out = Command::new("mke2fs")
         .args([
             "-q",
@@ -59,28 +69,24 @@ pub fn root_disk(paths: &Paths, chain: &str, lower: &Path) -> Result<PathBuf> {
         .arg("-N")
         .arg((inodes * 2 + 1024).to_string())
         .arg("-d")
-        .arg(lower)
-        .arg(&tmp)
+        .arg(tree)
+        .arg(file)
         .arg(format!("{size_mib}M"))
         .output();
     let out = match out {
         Ok(o) => o,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(file);
             bail!("mke2fs (from e2fsprogs) could not be run: {e}");
         }
     };
     if !out.status.success() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(file);
         bail!(
             "mke2fs -d {} failed: {}",
-            lower.display(),
+            tree.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    if let Err(e) = std::fs::rename(&tmp, &file) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| file.display().to_string());
-    }
-    Ok(file)
+    Ok(())
 }

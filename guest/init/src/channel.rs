@@ -11,6 +11,8 @@ use std::os::fd::{AsRawFd, RawFd};
 pub struct Channel {
     hvc: std::fs::File,
     decoder: Decoder<ToGuest>,
+    /// Frames that came while the workload waited for `Start`, for the relay.
+    held: Vec<ToGuest>,
 }
 
 impl Channel {
@@ -19,6 +21,7 @@ impl Channel {
         let mut ch = Channel {
             hvc: std::fs::File::from(open_raw("/dev/hvc0", libc::O_RDWR)?),
             decoder: Decoder::default(),
+            held: Vec::new(),
         };
         ch.send(&ToHost::Ready);
         Ok(ch)
@@ -42,6 +45,31 @@ impl Channel {
 
     pub fn error(&mut self, e: GuestError) {
         self.send(&ToHost::Error(e));
+    }
+
+    /// Tells the host the workload is set up, and blocks until it says `Start`. What else it
+    /// sends meanwhile is held for the relay.
+    pub fn wait_for_start(&mut self) {
+        self.send(&ToHost::Created);
+        loop {
+            let mut fds = [libc::pollfd {
+                fd: self.hvc.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: poll on one descriptor we own.
+            unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) };
+            for f in self.receive() {
+                match f {
+                    ToGuest::Start => return,
+                    other => self.held.push(other),
+                }
+            }
+        }
+    }
+
+    pub fn take_held(&mut self) -> Vec<ToGuest> {
+        std::mem::take(&mut self.held)
     }
 
     /// The exit status, last; waits until the host has every byte.

@@ -47,7 +47,11 @@ fn run(channel: &mut channel::Channel) -> Result<i32, GuestError> {
     // Read from the initramfs before the image's root filesystem replaces it.
     let seccomp = process::seccomp_filter()?;
     let stdin = setup::kernel_flag(boot::STDIN_FLAG);
+    let wait = setup::kernel_flag(boot::WAIT_FOR_START);
     setup::enter_rootfs(&plan)?;
+    if wait {
+        channel.wait_for_start();
+    }
     Ok(process::run_workload(
         &plan,
         seccomp.as_ref(),

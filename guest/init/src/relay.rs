@@ -34,6 +34,31 @@ pub fn set_window_size(master: libc::c_int, rows: u16, cols: u16) {
     unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
 }
 
+/// Carries out one frame from the host.
+fn apply(
+    m: ToGuest,
+    pid: libc::pid_t,
+    master: Option<libc::c_int>,
+    pending: &mut Vec<u8>,
+    stdin_eof: &mut bool,
+) {
+    match m {
+        ToGuest::Stdin(b) => pending.extend_from_slice(&b),
+        ToGuest::StdinEof => *stdin_eof = true,
+        // SAFETY: kill(2) of our own child (PID 1 of its namespace: as in a container, only
+        // signals it handles reach it).
+        ToGuest::Signal(sig) => unsafe {
+            libc::kill(pid, sig);
+        },
+        ToGuest::Resize { rows, cols } => {
+            if let Some(m) = master {
+                set_window_size(m, rows, cols);
+            }
+        }
+        ToGuest::Start => {} // running already
+    }
+}
+
 /// Relays until the workload `pid` has exited and its output is drained; returns its status
 /// as the container level reports it (the exit code, or 128+N for signal N).
 pub fn relay(
@@ -55,6 +80,10 @@ pub fn relay(
     let mut buf = vec![0u8; 65536];
     let mut pending: Vec<u8> = Vec::new();
     let mut stdin_eof = false;
+    // What the host sent while the workload waited for its start.
+    for m in ch.take_held() {
+        apply(m, pid, master, &mut pending, &mut stdin_eof);
+    }
     loop {
         if sources.iter().all(|s| !s.2) && status_code.is_some() {
             break;
@@ -78,20 +107,7 @@ pub fn relay(
             }
             if f.fd == ch.fd() {
                 for m in ch.receive() {
-                    match m {
-                        ToGuest::Stdin(b) => pending.extend_from_slice(&b),
-                        ToGuest::StdinEof => stdin_eof = true,
-                        // SAFETY: kill(2) of our own child (PID 1 of its namespace: as in a
-                        // container, only signals it handles reach it).
-                        ToGuest::Signal(sig) => unsafe {
-                            libc::kill(pid, sig);
-                        },
-                        ToGuest::Resize { rows, cols } => {
-                            if let Some(m) = master {
-                                set_window_size(m, rows, cols);
-                            }
-                        }
-                    }
+                    apply(m, pid, master, &mut pending, &mut stdin_eof);
                 }
             } else if Some(f.fd) == in_w {
                 // SAFETY: write from our buffer into the non-blocking descriptor we own.

@@ -158,15 +158,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
             .unwrap_or_default();
         match a.isolation {
             Isolation::Container => run_container(paths, &a, &dir, &lower, spec, &mut record),
-            Isolation::Vm => crate::commands::run_vm::run_vm(
-                paths,
-                &a,
-                &settings,
-                &image,
-                &lower,
-                spec,
-                &mut record,
-            ),
+            Isolation::Vm => {
+                crate::commands::run_vm::run_vm(paths, &a, &image, &lower, spec, &mut record)
+            }
         }
     })();
     let _ = overlay::unmount(&dir.join("rootfs"));

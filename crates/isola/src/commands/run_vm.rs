@@ -13,7 +13,6 @@ use isola_container::cgroups::{Cgroup, Hierarchies};
 use isola_guest_contract::boot::{self, Phase};
 use isola_guest_contract::frame::{Decoder, ToHost};
 use isola_guest_contract::{ErrorKind, GuestError};
-use isola_oci::bundle::RunSettings;
 use isola_oci::rootfs::chain_id;
 use isola_oci::Image;
 use isola_vmm::devices::serial::Sink;
@@ -148,8 +147,8 @@ const VMM_HEADROOM_MIB: u64 = 64;
 /// Threads the VMM process may have: a vCPU each, the input thread, the supervisor, spare.
 const VMM_THREADS_BEYOND_VCPUS: i64 = 4;
 
-/// The cgroup that bounds the VMM process, `/isola/<id>` as a container's would be.
-fn vmm_cgroup(id: &str, mem_mib: u64, cpus: u8) -> Result<Cgroup> {
+/// The cgroup at `path` that bounds the VMM process.
+fn vmm_cgroup(path: &str, mem_mib: u64, cpus: u8) -> Result<Cgroup> {
     use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
     let memory = ((mem_mib + VMM_HEADROOM_MIB) << 20) as i64;
     let resources = LinuxResourcesBuilder::default()
@@ -167,7 +166,7 @@ fn vmm_cgroup(id: &str, mem_mib: u64, cpus: u8) -> Result<Cgroup> {
         .build()?;
     let hier = Hierarchies::detect()
         .map_err(|e| Exit(125, format!("--isolation vm: the VMM's cgroup: {e}")))?;
-    let cgroup = Cgroup::create(&hier, &vmm_cgroup_path(id), Some(&resources))
+    let cgroup = Cgroup::create(&hier, path, Some(&resources))
         .map_err(|e| Exit(125, format!("--isolation vm: the VMM's cgroup: {e}")))?;
     Ok(cgroup)
 }
@@ -181,21 +180,88 @@ pub fn vmm_cgroup_path(id: &str) -> String {
 pub fn run_vm(
     paths: &Paths,
     a: &RunArgs,
-    s: &RunSettings,
     image: &Image,
     lower: &Path,
-    mut spec: Spec,
+    spec: Spec,
     record: &mut Record,
 ) -> Result<i32> {
-    let (kernel, init) = guest_artifacts(paths);
-    // The guest gets the limit plus room for its kernel and init (at least the default); the
-    // limit itself is a memory cgroup around the workload inside, as in a container.
-    let mem_mib = s.memory.map_or(DEFAULT_MEMORY_MIB, |b| {
+    let disk = crate::vm_disk::root_disk(paths, chain_id(image)?.hex(), lower)
+        .map_err(|e| Exit(125, format!("--isolation vm: root disk: {e:#}")))?;
+    isola_oci::bundle::write_config(&record.dir(paths), &spec)?;
+    record.status = "running".into();
+    record.save(paths)?;
+    run_job(
+        paths,
+        VmJob {
+            spec,
+            disk,
+            disk_is_cache: true,
+            cgroup_path: vmm_cgroup_path(&record.id),
+            stdin: a.interactive,
+            tty: a.tty,
+            timeout: a.timeout,
+            debug: a.debug,
+            timings: a.timings,
+            gate: None,
+        },
+    )
+}
+
+/// A runtime's `create`: the guest sets up and waits; `created` runs when it says so, and the
+/// workload starts once `start` is readable.
+pub struct StartGate {
+    pub start: std::os::fd::OwnedFd,
+    pub created: Box<dyn FnMut() + Send>,
+}
+
+/// One VM of a bundle's spec.
+pub struct VmJob {
+    pub spec: Spec,
+    /// The root disk (the bundle's rootfs as ext4, read-only).
+    pub disk: PathBuf,
+    /// The disk is the image's shared cache: removed if the guest finds it damaged.
+    pub disk_is_cache: bool,
+    /// The VMM process's cgroup (bounding its memory and threads).
+    pub cgroup_path: String,
+    /// Forward isola's stdin to the workload.
+    pub stdin: bool,
+    /// A terminal in the guest sized like isola's (and raw mode with `stdin`).
+    pub tty: bool,
+    pub timeout: Option<u64>,
+    pub debug: bool,
+    pub timings: bool,
+    pub gate: Option<StartGate>,
+}
+
+/// Guest memory (MiB) and vCPUs for a spec's `linux.resources`: the memory limit plus room
+/// for the guest's kernel and init (at least the default); `cpus` rounded up to whole CPUs
+/// (a VM has whole CPUs; the container level throttles instead).
+fn vm_size(spec: &Spec) -> (u64, u8) {
+    let res = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let limit = res
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|l| *l > 0);
+    let mem_mib = limit.map_or(DEFAULT_MEMORY_MIB, |b| {
         ((b as u64).div_ceil(1 << 20) + GUEST_HEADROOM_MIB).max(DEFAULT_MEMORY_MIB)
     });
-    // --cpus 1.5 gives two vCPUs: a VM has whole CPUs (the container level throttles instead).
-    let cpus = s.cpus.map_or(1.0, f64::ceil) as u8;
-    if a.tty {
+    let cpu = res.and_then(|r| r.cpu().as_ref());
+    let cpus = match (cpu.and_then(|c| c.quota()), cpu.and_then(|c| c.period())) {
+        (Some(q), p) if q > 0 => (q as u64).div_ceil(p.unwrap_or(100_000).max(1)),
+        _ => 1,
+    };
+    (
+        mem_mib,
+        cpus.clamp(1, u64::from(isola_vmm::vm::MAX_CPUS)) as u8,
+    )
+}
+
+/// Boots the VM, relays until it ends; returns the workload's exit status.
+pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
+    let VmJob { mut spec, .. } = job;
+    let (kernel, init) = guest_artifacts(paths);
+    let (mem_mib, cpus) = vm_size(&spec);
+    if job.tty {
         // The pty inside starts with the size of isola's own terminal.
         if let Some(size) = terminal::window_size() {
             if let Some(process) = spec.process_mut() {
@@ -207,9 +273,7 @@ pub fn run_vm(
             }
         }
     }
-
-    let disk_path = crate::vm_disk::root_disk(paths, chain_id(image)?.hex(), lower)
-        .map_err(|e| Exit(125, format!("--isolation vm: root disk: {e:#}")))?;
+    let disk_path = job.disk;
     let root_disk = std::fs::File::open(&disk_path)
         .map_err(|e| Exit(125, format!("--isolation vm: {}: {e}", disk_path.display())))?;
     // Sized up front and the init binary dropped once copied in: what the VMM holds beyond
@@ -242,7 +306,10 @@ pub fn run_vm(
             )
         })?;
     }
-    isola_oci::bundle::write_config(&record.dir(paths), &spec)?;
+    let (start, mut created) = match job.gate {
+        Some(g) => (Some(g.start), Some(g.created)),
+        None => (None, None),
+    };
 
     let console = Arc::new(Mutex::new(Vec::new()));
     let ending: Arc<Mutex<Ending>> = Arc::default();
@@ -255,6 +322,11 @@ pub fn run_vm(
             for frame in frames {
                 match frame {
                     ToHost::Ready => {}
+                    ToHost::Created => {
+                        if let Some(f) = created.as_mut() {
+                            f();
+                        }
+                    }
                     ToHost::Stdout(b) => write_all(1, &b),
                     ToHost::Stderr(b) => write_all(2, &b),
                     ToHost::Exit(code) => ending().code = Some(code),
@@ -267,7 +339,11 @@ pub fn run_vm(
         })
     };
     let mut cmdline = format!("{KERNEL_CMDLINE} rdinit={}", boot::INIT);
-    cmdline.push_str(if a.debug { " printk.time=1" } else { " quiet" });
+    cmdline.push_str(if job.debug {
+        " printk.time=1"
+    } else {
+        " quiet"
+    });
     // Extra guest kernel parameters, for looking into the guest (e.g. initcall_debug).
     if let Some(extra) = std::env::var("ISOLA_GUEST_CMDLINE")
         .ok()
@@ -276,14 +352,16 @@ pub fn run_vm(
         cmdline.push(' ');
         cmdline.push_str(&extra);
     }
-    if a.interactive {
+    if job.stdin {
         cmdline.push(' ');
         cmdline.push_str(boot::STDIN_FLAG);
     }
-    record.status = "running".into();
-    record.save(paths)?;
+    if start.is_some() {
+        cmdline.push(' ');
+        cmdline.push_str(boot::WAIT_FOR_START);
+    }
     // With -t and -i on a terminal, isola's terminal goes raw: the guest's pty interprets keys.
-    let _raw = (a.tty && a.interactive)
+    let _raw = (job.tty && job.stdin)
         .then(terminal::RawMode::enter)
         .flatten();
     let machine = Machine {
@@ -293,18 +371,19 @@ pub fn run_vm(
         mem_mib,
         cpus,
         root_disk: Some(root_disk),
-        timeout: a.timeout.map(Duration::from_secs),
+        timeout: job.timeout.map(Duration::from_secs),
         boot_timeout: boot_timeout()?,
     };
     let host = HostIo {
         console: Sink::Buffer(console.clone()),
         channel,
-        stdin: a.interactive.then_some(0),
+        stdin: job.stdin.then_some(0),
         forward_signals: FORWARDED_SIGNALS.to_vec(),
         // With -t, a window size change becomes the pty's new size, not a bare SIGWINCH.
-        window_size: a.tty.then_some(terminal::window_size as WindowSize),
+        window_size: job.tty.then_some(terminal::window_size as WindowSize),
+        start,
     };
-    let cgroup = vmm_cgroup(&record.id, mem_mib, cpus)?;
+    let cgroup = vmm_cgroup(&job.cgroup_path, mem_mib, cpus)?;
     let jail = JailConfig {
         // The jail's empty root is mounted on the run directory, in the VMM's own mount
         // namespace.
@@ -333,10 +412,10 @@ pub fn run_vm(
 
     let log =
         String::from_utf8_lossy(&console.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
-    if a.debug {
+    if job.debug {
         eprint!("{log}");
     }
-    if a.timings {
+    if job.timings {
         let end = outcome.started.elapsed();
         if let Some(t) = crate::STARTED.get() {
             // Image, rootfs cache, root disk, initramfs and the KVM check, before the VMM.
@@ -372,7 +451,7 @@ pub fn run_vm(
     }
     let ending = std::mem::take(&mut *ending.lock().unwrap_or_else(|p| p.into_inner()));
     if let Some(err) = ending.error {
-        if err.kind == ErrorKind::RootDisk {
+        if err.kind == ErrorKind::RootDisk && job.disk_is_cache {
             // A damaged cached image: drop it, so the next run builds it again.
             let _ = std::fs::remove_file(&disk_path);
             bail!(Exit(
@@ -391,7 +470,7 @@ pub fn run_vm(
     let why = match outcome.exit {
         VmExit::Timeout => format!(
             "the workload did not finish within --timeout {}s; the VM was stopped",
-            a.timeout.unwrap_or(0)
+            job.timeout.unwrap_or(0)
         ),
         VmExit::BootTimeout => format!(
             "the guest did not boot within {}s (its init never started); the VM was stopped",

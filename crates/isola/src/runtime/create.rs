@@ -26,8 +26,15 @@ fn check_id(id: &str) -> Result<()> {
     }
 }
 
+/// A bundle, checked.
+struct Prepared {
+    bundle: PathBuf,
+    spec: oci_spec::runtime::Spec,
+    vm: bool,
+}
+
 /// Everything checked before anything is made: the id, the bundle, the level, the terminal.
-fn prepare(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<PathBuf> {
+fn prepare(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<Prepared> {
     check_id(&a.id)?;
     let bundle = std::path::absolute(&a.bundle)
         .map_err(|e| Failure(format!("--bundle {}: {e}", a.bundle.display())))?;
@@ -51,13 +58,6 @@ fn prepare(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<PathBuf> {
                 bundle.join("config.json").display()
             )))
         }
-    }
-    if rt.vm_by_name || annotated == Some("vm") {
-        return Err(Failure(
-            "VM isolation through the runtime command line (isola-vm, org.isola.isolation=vm) \
-             is not implemented yet; `isola run --isolation vm IMAGE` runs an image in a VM"
-                .into(),
-        ));
     }
     if spec.hooks().as_ref().is_some_and(|h| {
         [
@@ -87,15 +87,33 @@ fn prepare(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<PathBuf> {
         ));
     }
     // Only root may look in (the exec FIFOs in it are writable by all).
+    let vm = rt.vm_by_name || annotated == Some("vm");
+    if vm && plan.terminal {
+        return Err(Failure(
+            "process.terminal: a terminal in a VM-isolated container is not supported through \
+             the runtime command line yet (`isola run -t --isolation vm` has one)"
+                .into(),
+        ));
+    }
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(&rt.root)
         .map_err(|e| Failure(format!("--root {}: {e}", rt.root.display())))?;
-    Ok(bundle)
+    Ok(Prepared { bundle, spec, vm })
 }
 
 /// `create`: the container waits, created, for `start`; this process ends.
 pub fn create(rt: &Runtime, a: &CreateArgs) -> Result<()> {
-    let bundle = prepare(rt, a, true)?;
+    let Prepared { bundle, spec, vm } = prepare(rt, a, true)?;
+    if vm {
+        let pid = super::create_vm::create_vm(rt, &a.id, &bundle, spec)?;
+        if let Some(file) = &a.pid_file {
+            if let Err(e) = write_pid_file(file, pid) {
+                let _ = super::ops::delete(rt, &a.id, true);
+                return Err(e);
+            }
+        }
+        return Ok(());
+    }
     let mut container = isola_container::create(&CreateOptions {
         id: &a.id,
         bundle: &bundle,
@@ -153,7 +171,20 @@ pub fn run(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32
         ops::start(rt, &a.id)?;
         return Ok(0);
     }
-    let bundle = prepare(rt, a, false)?;
+    let Prepared { bundle, vm, .. } = prepare(rt, a, false)?;
+    if vm {
+        // The monitor is our child: wait for it, then remove what create made.
+        create(rt, a)?;
+        let pid = isola_container::detached::Detached::load(&rt.root, &a.id)?
+            .state
+            .pid;
+        ops::start(rt, &a.id)?;
+        let code = monitor::wait_quietly(pid).unwrap_or(125);
+        if !keep {
+            ops::delete(rt, &a.id, true)?;
+        }
+        return Ok(code);
+    }
     monitor::block_signals().map_err(|e| Failure(format!("blocking signals: {e}")))?;
     let mut container = isola_container::create(&CreateOptions {
         id: &a.id,

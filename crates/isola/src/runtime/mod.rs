@@ -7,6 +7,7 @@
 
 pub mod cli;
 mod create;
+mod create_vm;
 mod exec;
 mod features;
 mod log;
@@ -51,6 +52,7 @@ pub struct Runtime {
     pub log: log::Log,
     /// Called as `isola-vm`: every bundle runs VM-isolated.
     pub vm_by_name: bool,
+    pub paths: Paths,
 }
 
 /// Runs one runtime operation; returns the process's exit status.
@@ -75,6 +77,7 @@ pub fn main(paths: Paths, args: Vec<String>) -> i32 {
             .unwrap_or_else(|| paths.run.join("runtime")),
         log: log::Log::new(cli.log.clone(), cli.log_format, cli.debug),
         vm_by_name,
+        paths,
     };
     if cli.systemd_cgroup {
         rt.log.debug(
