@@ -134,12 +134,7 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
         .map_err(|e| ContainerError::Io(format!("{}: {e}", o.state_root.display())))?;
     let state_dir = o.state_root.join(o.id);
     let lock = claim_state_dir(&state_dir, o.id)?;
-    let cgroups_path = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| format!("/isola/{}", o.id));
+    let cgroups_path = crate::cgroups::container_path(&spec, o.id);
     let detached = matches!(o.attach, Attach::Detached { .. });
     let mut state = State {
         oci_version: spec.version().clone(),

@@ -61,6 +61,50 @@ pub(crate) fn io_err(path: &std::path::Path, source: io::Error) -> CgroupError {
     }
 }
 
+/// Where a container's cgroup goes: `linux.cgroupsPath`, or `/isola/<id>`. systemd's form
+/// (`slice:prefix:name`, as callers of `--systemd-cgroup` give it) becomes the path systemd
+/// would use, made through cgroupfs: `/a.slice/a-b.slice/prefix-name.scope`.
+pub fn container_path(spec: &oci_spec::runtime::Spec, id: &str) -> String {
+    let Some(path) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .map(|p| p.to_string_lossy().into_owned())
+    else {
+        return format!("/isola/{id}");
+    };
+    let parts: Vec<&str> = path.split(':').collect();
+    match parts.as_slice() {
+        [slice, prefix, name] if !path.starts_with('/') => {
+            let mut out = String::new();
+            let slice = if slice.is_empty() {
+                "system.slice"
+            } else {
+                slice
+            };
+            // systemd nests a-b-c.slice in a.slice/a-b.slice.
+            let stem = slice.trim_end_matches(".slice");
+            let mut acc = String::new();
+            for (i, piece) in stem.split('-').enumerate() {
+                if i > 0 {
+                    acc.push('-');
+                }
+                acc.push_str(piece);
+                out.push_str(&format!("/{acc}.slice"));
+            }
+            let unit = if name.ends_with(".slice") {
+                name.to_string()
+            } else if prefix.is_empty() {
+                format!("{name}.scope")
+            } else {
+                format!("{prefix}-{name}.scope")
+            };
+            format!("{out}/{unit}")
+        }
+        _ => path,
+    }
+}
+
 /// A container's cgroup, in whichever layout the host has.
 #[derive(Debug)]
 pub enum Cgroup {
@@ -241,4 +285,31 @@ pub(crate) fn remove_tree(dir: &std::path::Path) -> Result<(), CgroupError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn systemd_paths_become_cgroupfs_paths() {
+        let mut spec = oci_spec::runtime::Spec::default();
+        let mut at = |p: Option<&str>| {
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            linux.set_cgroups_path(p.map(Into::into));
+            spec.set_linux(Some(linux));
+            super::container_path(&spec, "id1")
+        };
+        assert_eq!(at(None), "/isola/id1");
+        assert_eq!(
+            at(Some("/libpod_parent/libpod-x")),
+            "/libpod_parent/libpod-x"
+        );
+        assert_eq!(
+            at(Some("system.slice:cri-containerd:abc")),
+            "/system.slice/cri-containerd-abc.scope"
+        );
+        assert_eq!(
+            at(Some("machine-libpod.slice:libpod:abc")),
+            "/machine.slice/machine-libpod.slice/libpod-abc.scope"
+        );
+    }
 }

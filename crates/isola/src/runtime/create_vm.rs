@@ -54,12 +54,7 @@ fn create_in(rt: &Runtime, id: &str, bundle: &Path, spec: Spec, dir: &Path) -> R
             }
         })
         .ok_or_else(|| Failure(format!("{}: no root", bundle.join("config.json").display())))?;
-    let cgroups_path = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| run_vm::vmm_cgroup_path(id));
+    let cgroups_path = isola_container::cgroups::container_path(&spec, id);
     let mut st = State {
         oci_version: spec.version().clone(),
         id: id.to_string(),
