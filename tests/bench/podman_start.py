@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Benchmark (not a test): `podman run --rm sample true` with isola as the OCI runtime against
+runc, alternating, N runs each, from one podman with its own storage (the sample image pulled
+from isola's store, an OCI layout). Prints medians, the ratio isola/runc (target <= 0.7x) and
+how much of each run is the runtime's own: a second round goes through a wrapper that logs the
+wall time of every runtime call (create, start, state, delete, ...), and the rest of the run is
+podman's and conmon's.
+
+usage: tests/bench/podman_start.py [RUNS]   (as root; needs podman, conmon, runc and the sample
+       image in isola's store: scripts/setup makes it)
+"""
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+ISOLA = os.path.abspath(os.environ.get("ISOLA_BIN") or shutil.which("isola") or "target/release/isola")
+STORE = os.environ.get("ISOLA_ROOT", "/var/lib/isola")
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("run as root")
+    runc = shutil.which("runc")
+    if not runc or not shutil.which("podman"):
+        sys.exit("runc and podman are needed (scripts/test installs them)")
+    # Short: podman refuses a run root longer than 50 characters.
+    work = tempfile.mkdtemp(prefix="ipb-", dir="/tmp")
+    parent = f"/isola-bench-podman-{os.getpid()}"
+    try:
+        timings = os.path.join(work, "calls")
+        wrappers = {}
+        for name, binary in (("isola", ISOLA), ("runc", runc)):
+            # Timed through a wrapper (second round only): wall time of each runtime call.
+            path = os.path.join(work, f"timed-{name}")
+            with open(path, "w") as f:
+                f.write("#!/bin/sh\ns=$(date +%s%N)\n"
+                        f"{binary} \"$@\"\nrc=$?\n"
+                        f"echo {name} $(( $(date +%s%N) - s )) >> {timings}\nexit $rc\n")
+            os.chmod(path, 0o755)
+            wrappers[name] = path
+        conf = os.path.join(work, "containers.conf")
+        with open(conf, "w") as f:
+            f.write('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+                    '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+                    f'[engine.runtimes]\nisola = ["{ISOLA}"]\nrunc = ["{runc}"]\n'
+                    f'timed-isola = ["{wrappers["isola"]}"]\ntimed-runc = ["{wrappers["runc"]}"]\n')
+        env = dict(os.environ, CONTAINERS_CONF=conf)
+        base = ["podman", "--root", f"{work}/root", "--runroot", f"{work}/run", "--tmpdir", f"{work}/tmp"]
+        layout = os.path.join(work, "layout")
+        shutil.copytree(os.path.join(STORE, "images"), layout, ignore=shutil.ignore_patterns("index.lock"))
+        image = subprocess.run(base + ["pull", "-q", f"oci:{layout}:sample:latest"], env=env,
+                               check=True, capture_output=True, text=True).stdout.strip()
+
+        def run(runtime):
+            argv = base + ["--runtime", runtime, "run", "--rm", "--network", "none",
+                           "--cgroup-parent", parent, image, "true"]
+            start = time.perf_counter()
+            p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True)
+            wall = time.perf_counter() - start
+            if p.returncode != 0:
+                sys.exit(f"podman --runtime {runtime}: exit {p.returncode}: {p.stderr.decode()}")
+            return wall
+
+        for _ in range(3):
+            run("isola"), run("runc")
+        t = {"isola": [], "runc": []}
+        for _ in range(RUNS):
+            for r in t:
+                t[r].append(run(r))
+        med = {r: statistics.median(v) for r, v in t.items()}
+        print(f"podman run --rm sample true, {RUNS} runs each, alternating (medians):")
+        for r in t:
+            print(f"  {r:6} {med[r] * 1000:8.1f} ms")
+        print(f"  ratio isola/runc: {med['isola'] / med['runc']:.2f}x (target <= 0.7x)")
+
+        share = {}
+        for r in ("isola", "runc"):
+            own, total = [], []
+            for _ in range(max(5, RUNS // 2)):
+                if os.path.exists(timings):
+                    os.remove(timings)
+                total.append(run(f"timed-{r}"))
+                with open(timings) as f:
+                    own.append(sum(int(l.split()[1]) for l in f) / 1e9)
+            share[r] = (statistics.median(own), statistics.median(total))
+        print("the runtime's own calls within a run (through a timing wrapper), medians:")
+        for r, (own, total) in share.items():
+            print(f"  {r:6} runtime {own * 1000:7.1f} ms of {total * 1000:7.1f} ms: "
+                  f"podman and conmon {100 * (1 - own / total):.0f}%")
+    finally:
+        subprocess.run(["podman", "--root", f"{work}/root", "--runroot", f"{work}/run",
+                        "rm", "-a", "-f"], capture_output=True)
+        for m in reversed([l.split()[4] for l in open("/proc/self/mountinfo") if l.split()[4].startswith(work)]):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        for d in glob.glob(f"/sys/fs/cgroup/*{parent}") + glob.glob(f"/sys/fs/cgroup/*/{parent.lstrip('/')}"):
+            for sub in sorted(glob.glob(f"{d}/*/"), reverse=True):
+                try:
+                    os.rmdir(sub)
+                except OSError:
+                    pass
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
