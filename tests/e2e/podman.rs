@@ -14,29 +14,39 @@ struct Podman {
 
 impl Podman {
     fn new() -> Podman {
+        Podman::with_runtime("isola")
+    }
+
+    /// A podman whose default runtime is `runtime`: "isola", or "isola-vm" (isola called by
+    /// that name: every bundle VM-isolated).
+    fn with_runtime(runtime: &str) -> Podman {
         let env = Env::new();
         // Short: podman refuses a run root longer than 50 characters.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = PathBuf::from(format!("/tmp/isola-pm-{}-{n}", std::process::id()));
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::os::unix::fs::symlink(bin(), dir.join("bin/isola-vm")).unwrap();
         // isola's state in this test's own root: podman 4.3 passes --runtime-flag to neither
         // conmon's exit command nor the environment, so a two-line wrapper does it.
-        let runtime = dir.join("isola");
-        std::fs::write(
-            &runtime,
-            format!(
-                "#!/bin/sh\nexec {} --root {} \"$@\"\n",
-                bin().display(),
-                dir.join("rt").display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            &runtime,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        for (name, program) in [("isola", bin()), ("isola-vm", dir.join("bin/isola-vm"))] {
+            let wrapper = dir.join(name);
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\nexec {} --root {} \"$@\"\n",
+                    program.display(),
+                    dir.join("rt").display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(
+                &wrapper,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+        }
         let conf = dir.join("containers.conf");
         // Root on these machines may not raise RLIMIT_NOFILE past its hard limit (no
         // CAP_SYS_RESOURCE): podman's default of 1048576 fails under runc as well.
@@ -45,8 +55,10 @@ impl Podman {
             format!(
                 "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
                  [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
-                 runtime = \"isola\"\n[engine.runtimes]\nisola = [\"{}\"]\n",
-                runtime.display()
+                 runtime = \"{runtime}\"\n[engine.runtimes]\nisola = [\"{}\"]\n\
+                 isola-vm = [\"{}\"]\n",
+                dir.join("isola").display(),
+                dir.join("isola-vm").display()
             ),
         )
         .unwrap();
@@ -324,5 +336,99 @@ fn podman_detaches_logs_execs_kills_stops_and_removes() {
     let o = p.podman(&["inspect", "--format", "{{.State.ExitCode}}", "stopper"]);
     assert_eq!(text(&o.stdout).trim(), "5");
     assert_eq!(code(&p.podman(&["rm", "stopper"])), 0);
+    p.assert_clean();
+}
+
+/// The same through `--runtime isola-vm`: each container is a VM (in the emulated test host,
+/// where KVM boots unmodified guests; `testhost.rs` runs it there).
+#[test]
+fn podman_runs_the_image_in_a_vm_through_isola_vm() {
+    let env = Env::new();
+    if !isola_e2e::vm_capable(&env) {
+        return;
+    }
+    drop(env);
+    let p = Podman::with_runtime("isola-vm");
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let o = p.run(&[], &["uname", "-r"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_ne!(
+        text(&o.stdout).trim(),
+        host.trim(),
+        "the guest's own kernel"
+    );
+    assert_eq!(code(&p.run(&[], &["sh", "-c", "exit 7"])), 7);
+    let o = p.run(&[], &["no-such-command"]);
+    assert_eq!(code(&o), 127, "{}", text(&o.stderr));
+    let o = p.run(
+        &[
+            "-e",
+            "FOO=bar",
+            "-u",
+            "1000:1000",
+            "-w",
+            "/tmp",
+            "--memory",
+            "64m",
+        ],
+        &["sh", "-c", "echo $FOO $(id -u):$(id -g) $(pwd)"],
+    );
+    assert_eq!(
+        text(&o.stdout),
+        "bar 1000:1000 /tmp\n",
+        "{}",
+        text(&o.stderr)
+    );
+
+    let mut child = p
+        .cmd(&[
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "--cgroup-parent",
+            &p.cgroup_parent,
+            "localhost/sample",
+            "tr",
+            "a-z",
+            "A-Z",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"piped in\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(text(&o.stdout), "PIPED IN\n");
+
+    let o = p.podman(&[
+        "run",
+        "-d",
+        "--name",
+        "vm1",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &p.cgroup_parent,
+        "localhost/sample",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1; exit 9' USR1; echo up; while :; do sleep 0.1; done",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let logs = || text(&p.podman(&["logs", "vm1"]).stdout);
+    for _ in 0..600 {
+        if logs() == "up\n" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(logs(), "up\n");
+    assert_eq!(code(&p.podman(&["kill", "-s", "USR1", "vm1"])), 0);
+    let o = p.podman(&["wait", "vm1"]);
+    assert_eq!(text(&o.stdout).trim(), "9", "{}", text(&o.stderr));
+    assert_eq!(logs(), "up\ngot-usr1\n");
+    assert_eq!(code(&p.podman(&["rm", "vm1"])), 0);
     p.assert_clean();
 }

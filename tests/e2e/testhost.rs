@@ -198,6 +198,24 @@ fn vm_suite_passes_where_kvm_works() {
     assert!(stdout.contains("test result: ok. 17 passed"), "{stdout}");
 }
 
+/// podman with `--runtime isola-vm`: each container a VM, where KVM runs unmodified guests
+/// (podman, conmon and their configuration go in with it).
+#[test]
+fn podman_runs_vms_through_isola_vm_where_kvm_works() {
+    let stdout = suite_inside_the_testhost_with(
+        "podman",
+        "1",
+        &[
+            "/usr/bin/podman",
+            "/usr/bin/conmon",
+            "/etc/containers",
+            "/usr/share/containers",
+        ],
+        &["podman_runs_the_image_in_a_vm_through_isola_vm"],
+    );
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+}
+
 /// Images pulled from a registry (docker-registry and skopeo run inside too, on loopback) run
 /// in VMs there, like in containers.
 #[test]
