@@ -15,10 +15,17 @@ struct Containerd {
     daemon: Child,
     image: String,
     cgroup_parent: String,
+    /// isola, or a link to it named isola-vm.
+    runtime: PathBuf,
 }
 
 impl Containerd {
     fn start() -> Containerd {
+        Containerd::start_with(false)
+    }
+
+    /// With `vm`, the shim's binary is isola called as isola-vm.
+    fn start_with(vm: bool) -> Containerd {
         let env = Env::new();
         let dir = PathBuf::from(format!("/tmp/isola-ctd-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -37,6 +44,13 @@ impl Containerd {
             ),
         )
         .unwrap();
+        let runtime = if vm {
+            let link = dir.join("isola-vm");
+            std::os::unix::fs::symlink(bin(), &link).unwrap();
+            link
+        } else {
+            bin()
+        };
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
         let daemon = Command::new("containerd")
             .arg("--config")
@@ -52,6 +66,7 @@ impl Containerd {
             image: String::new(),
             cgroup_parent: format!("/isola-e2e-ctd-{}", std::process::id()),
             dir,
+            runtime,
         };
         let t = Instant::now();
         while !c.ctr(&["version"]).status.success() {
@@ -109,7 +124,7 @@ impl Containerd {
     fn runtime_opts(&self, id: &str) -> Vec<String> {
         vec![
             "--runc-binary".into(),
-            bin().display().to_string(),
+            self.runtime.display().to_string(),
             "--runc-root".into(),
             self.dir.join("isola").display().to_string(),
             "--cgroup".into(),
@@ -295,5 +310,54 @@ fn containerd_runs_the_image_through_isola() {
         text(&o.stderr)
     );
     assert_eq!(o.status.code(), Some(2));
+    c.assert_clean();
+}
+
+/// The same shim with isola-vm as its binary: each task a VM (in the emulated test host;
+/// `testhost.rs` runs it there).
+#[test]
+fn containerd_runs_the_image_in_a_vm_through_isola_vm() {
+    let env = Env::new();
+    if !isola_e2e::vm_capable(&env) {
+        return;
+    }
+    drop(env);
+    let c = Containerd::start_with(true);
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let o = c.run(&["--rm"], "v1", &["sh", "-c", "uname -r; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert_ne!(
+        text(&o.stdout).trim(),
+        host.trim(),
+        "the guest's own kernel"
+    );
+    let o = c.run(
+        &["-d"],
+        "v2",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 9' USR1; while :; do sleep 0.1; done",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(c
+        .ctr(&["task", "kill", "-s", "SIGUSR1", "v2"])
+        .status
+        .success());
+    let t = Instant::now();
+    loop {
+        let o = c.ctr(&["task", "ls"]);
+        if text(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("v2") && l.contains("STOPPED"))
+        {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", text(&o.stdout));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(c.ctr(&["task", "delete", "v2"]).status.success());
+    assert!(c.ctr(&["containers", "delete", "v2"]).status.success());
     c.assert_clean();
 }

@@ -216,6 +216,23 @@ fn podman_runs_vms_through_isola_vm_where_kvm_works() {
     assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
 }
 
+/// containerd's runc shim with isola-vm as its binary: each task a VM.
+#[test]
+fn containerd_runs_vms_through_isola_vm_where_kvm_works() {
+    let stdout = suite_inside_the_testhost_with(
+        "containerd",
+        "1",
+        &[
+            "/usr/bin/containerd",
+            "/usr/bin/ctr",
+            "/usr/bin/containerd-shim-runc-v2",
+            "/usr/bin/tar",
+        ],
+        &["containerd_runs_the_image_in_a_vm_through_isola_vm"],
+    );
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+}
+
 /// Images pulled from a registry (docker-registry and skopeo run inside too, on loopback) run
 /// in VMs there, like in containers.
 #[test]
