@@ -402,6 +402,12 @@ fn podman_runs_the_image_in_a_vm_through_isola_vm() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(text(&o.stdout), "PIPED IN\n");
 
+    // A terminal: conmon's console socket gets a pty whose other end the monitor relays to
+    // the guest's.
+    let o = p.run(&["-t"], &["sh", "-c", "tty; exit 3"]);
+    assert_eq!(code(&o), 3, "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "/dev/pts/0\r\n");
+
     let o = p.podman(&[
         "run",
         "-d",

@@ -88,13 +88,6 @@ fn prepare(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<Prepared> {
     }
     // Only root may look in (the exec FIFOs in it are writable by all).
     let vm = rt.vm_by_name || annotated == Some("vm");
-    if vm && plan.terminal {
-        return Err(Failure(
-            "process.terminal: a terminal in a VM-isolated container is not supported through \
-             the runtime command line yet (`isola run -t --isolation vm` has one)"
-                .into(),
-        ));
-    }
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(&rt.root)
         .map_err(|e| Failure(format!("--root {}: {e}", rt.root.display())))?;
@@ -105,7 +98,8 @@ fn prepare(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<Prepared> {
 pub fn create(rt: &Runtime, a: &CreateArgs) -> Result<()> {
     let Prepared { bundle, spec, vm } = prepare(rt, a, true)?;
     if vm {
-        let pid = super::create_vm::create_vm(rt, &a.id, &bundle, spec)?;
+        let pid =
+            super::create_vm::create_vm(rt, &a.id, &bundle, spec, a.console_socket.as_deref())?;
         if let Some(file) = &a.pid_file {
             if let Err(e) = write_pid_file(file, pid) {
                 let _ = super::ops::delete(rt, &a.id, true);

@@ -21,7 +21,13 @@ fn disk_path(dir: &Path) -> std::path::PathBuf {
 }
 
 /// Returns the monitor's pid once the guest is set up and waits for `start`.
-pub fn create_vm(rt: &Runtime, id: &str, bundle: &Path, spec: Spec) -> Result<i32> {
+pub fn create_vm(
+    rt: &Runtime,
+    id: &str,
+    bundle: &Path,
+    spec: Spec,
+    console_socket: Option<&Path>,
+) -> Result<i32> {
     run_vm::preflight(&rt.paths).map_err(|e| Failure(format!("{e:#}")))?;
     let dir = rt.root.join(id);
     match std::fs::create_dir(&dir) {
@@ -31,7 +37,7 @@ pub fn create_vm(rt: &Runtime, id: &str, bundle: &Path, spec: Spec) -> Result<i3
         }
         Err(e) => return Err(Failure(format!("{}: {e}", dir.display()))),
     }
-    let made = create_in(rt, id, bundle, spec, &dir);
+    let made = create_in(rt, id, bundle, spec, &dir, console_socket);
     if made.is_err() {
         // What a half-made VM left: its monitor, the VMM's cgroup, the state directory.
         if let Ok(c) = Detached::load(&rt.root, id) {
@@ -42,7 +48,19 @@ pub fn create_vm(rt: &Runtime, id: &str, bundle: &Path, spec: Spec) -> Result<i3
     made
 }
 
-fn create_in(rt: &Runtime, id: &str, bundle: &Path, spec: Spec, dir: &Path) -> Result<i32> {
+fn create_in(
+    rt: &Runtime,
+    id: &str,
+    bundle: &Path,
+    spec: Spec,
+    dir: &Path,
+    console_socket: Option<&Path>,
+) -> Result<i32> {
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     let rootfs = spec
         .root()
         .as_ref()
@@ -96,6 +114,20 @@ fn create_in(rt: &Runtime, id: &str, bundle: &Path, spec: Spec, dir: &Path) -> R
             .map_err(|e| Failure(format!("{}: {e}", fifo.display())))?
             .into()
     };
+    // With a console socket, the workload's terminal is a pty here whose master goes to the
+    // caller; the monitor relays its slave to the guest's pty (keys raw, window sizes as
+    // `Resize`, as `isola run -t` does with its own terminal).
+    let pty = match console_socket {
+        Some(sock) => {
+            let pty =
+                nix::pty::openpty(None, None).map_err(|e| Failure(format!("openpty: {e}")))?;
+            isola_container::console_socket::connect(sock)
+                .and_then(|s| isola_container::console_socket::send(&s, &pty.master))
+                .map_err(|e| Failure(format!("--console-socket {}: {e}", sock.display())))?;
+            Some(pty.slave)
+        }
+        None => None,
+    };
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Failure(format!("pipe: {e}")))?;
     // SAFETY: fork(2) of this single-threaded process (the runtime command line starts no
@@ -109,11 +141,21 @@ fn create_in(rt: &Runtime, id: &str, bundle: &Path, spec: Spec, dir: &Path) -> R
     }
     if pid == 0 {
         drop(ready_r);
-        let code = monitor(rt, spec, disk, cgroups_path, start, ready_w);
+        // Its own session: the caller's terminal signals are the caller's to forward.
+        let _ = nix::unistd::setsid();
+        if let Some(slave) = &pty {
+            if let Err(e) = take_terminal(slave) {
+                let _ = std::fs::File::from(ready_w).write_all(e.as_bytes());
+                // SAFETY: _exit ends the monitor without running the parent's destructors.
+                unsafe { libc::_exit(125) }
+            }
+        }
+        drop(pty);
+        let code = monitor(rt, spec, disk, cgroups_path, start, ready_w, terminal);
         // SAFETY: _exit ends the monitor without running the parent's destructors twice.
         unsafe { libc::_exit(code) }
     }
-    drop((ready_w, start));
+    drop((ready_w, start, pty));
     st.pid = pid;
     st.pid_start_time = state::start_time(pid).unwrap_or(0);
     st.save(dir)?;
@@ -132,6 +174,21 @@ fn create_in(rt: &Runtime, id: &str, bundle: &Path, spec: Spec, dir: &Path) -> R
     Ok(pid)
 }
 
+/// In the monitor: a session of its own (the caller's terminal signals are the caller's), with
+/// `slave` as its controlling terminal and stdio when there is one (its size changes then
+/// arrive as SIGWINCH).
+fn take_terminal(slave: &OwnedFd) -> std::result::Result<(), String> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: TIOCSCTTY with arg 0 on the pty slave we opened, in our new session.
+    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+        return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
+    }
+    for target in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), target).map_err(|e| format!("dup2: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The monitor: boots the VM with the caller's stdio, tells `create` (through `ready`) once the
 /// guest is set up or why it could not be, relays until the VM ends. Returns the exit status.
 fn monitor(
@@ -141,9 +198,8 @@ fn monitor(
     cgroup_path: String,
     start: OwnedFd,
     ready: OwnedFd,
+    terminal: bool,
 ) -> i32 {
-    // Its own session: the caller's terminal signals are the caller's to forward.
-    let _ = nix::unistd::setsid();
     let ready = std::sync::Arc::new(std::sync::Mutex::new(Some(std::fs::File::from(ready))));
     let tell = ready.clone();
     let created = Box::new(move || {
@@ -159,7 +215,7 @@ fn monitor(
             disk_is_cache: false,
             cgroup_path,
             stdin: true,
-            tty: false,
+            tty: terminal,
             timeout: None,
             debug: false,
             timings: false,
