@@ -431,6 +431,55 @@ fn podman_runs_the_image_in_a_vm_through_isola_vm() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(logs(), "up\n");
+    // exec: another process in the guest, in the workload's namespaces.
+    let o = p.podman(&[
+        "exec",
+        "vm1",
+        "sh",
+        "-c",
+        "echo in-vm $(uname -r); ps -o pid,comm | grep -cE '^ *1 sh$'; exit 6",
+    ]);
+    assert_eq!(code(&o), 6, "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.starts_with("in-vm ") && !out.contains(host.trim()),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().nth(1),
+        Some("1"),
+        "the workload is PID 1 beside it: {out}"
+    );
+    let o = p.podman(&[
+        "exec",
+        "-u",
+        "1000",
+        "-w",
+        "/tmp",
+        "vm1",
+        "sh",
+        "-c",
+        "id -u; pwd",
+    ]);
+    assert_eq!(text(&o.stdout), "1000\n/tmp\n", "{}", text(&o.stderr));
+    let o = p.podman(&["exec", "vm1", "no-such-command"]);
+    assert_eq!(code(&o), 127, "{}", text(&o.stderr));
+    let mut child = p
+        .cmd(&["exec", "-i", "vm1", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"into the vm\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(text(&o.stdout), "INTO THE VM\n");
+    let o = p.podman(&["exec", "-t", "vm1", "tty"]);
+    assert!(
+        text(&o.stdout).starts_with("/dev/pts/"),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
     assert_eq!(code(&p.podman(&["kill", "-s", "USR1", "vm1"])), 0);
     let o = p.podman(&["wait", "vm1"]);
     assert_eq!(text(&o.stdout).trim(), "9", "{}", text(&o.stderr));

@@ -21,6 +21,12 @@ const READY: u8 = 7;
 const RESIZE: u8 = 8;
 const CREATED: u8 = 9;
 const START: u8 = 10;
+const EXEC: u8 = 11;
+const EXEC_STDIN: u8 = 12;
+const EXEC_SIGNAL: u8 = 13;
+const EXEC_STDOUT: u8 = 14;
+const EXEC_STDERR: u8 = 15;
+const EXEC_EXIT: u8 = 16;
 
 /// Guest to host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +38,22 @@ pub enum ToHost {
     Stderr(Vec<u8>),
     Exit(i32),
     Error(GuestError),
+    /// Output of an exec session (a runtime's `exec`: another process in the workload's
+    /// namespaces).
+    ExecStdout {
+        session: u32,
+        data: Vec<u8>,
+    },
+    ExecStderr {
+        session: u32,
+        data: Vec<u8>,
+    },
+    /// The session's process ended with this status (125-127 when it could not run; its
+    /// stderr said why).
+    ExecExit {
+        session: u32,
+        code: i32,
+    },
 }
 
 /// Host to guest.
@@ -47,6 +69,20 @@ pub enum ToGuest {
     },
     /// Run the workload (a runtime's `start`, when booted with `boot::WAIT_FOR_START`).
     Start,
+    /// Start an exec session: `plan` is the process (isola-process's `Plan`, as JSON).
+    Exec {
+        session: u32,
+        plan: Vec<u8>,
+    },
+    /// Stdin for a session (empty: end of file).
+    ExecStdin {
+        session: u32,
+        data: Vec<u8>,
+    },
+    ExecSignal {
+        session: u32,
+        signal: i32,
+    },
 }
 
 /// One direction's frames.
@@ -62,6 +98,45 @@ fn framed(kind: u8, payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     v.extend_from_slice(payload);
     v
+}
+
+/// A session number and the rest of the payload.
+fn session(payload: &[u8]) -> Option<(u32, &[u8])> {
+    let (id, rest) = payload.split_at_checked(4)?;
+    Some((u32::from_le_bytes(id.try_into().ok()?), rest))
+}
+
+fn with_session(kind: u8, session: u32, rest: &[u8]) -> Vec<u8> {
+    let mut p = session.to_le_bytes().to_vec();
+    p.extend_from_slice(rest);
+    framed(kind, &p)
+}
+
+impl ToGuest {
+    /// The same frame for another session (the monitor numbers a client's sessions).
+    pub fn for_session(self, id: u32) -> ToGuest {
+        match self {
+            ToGuest::Exec { plan, .. } => ToGuest::Exec { session: id, plan },
+            ToGuest::ExecStdin { data, .. } => ToGuest::ExecStdin { session: id, data },
+            ToGuest::ExecSignal { signal, .. } => ToGuest::ExecSignal {
+                session: id,
+                signal,
+            },
+            other => other,
+        }
+    }
+}
+
+impl ToHost {
+    /// The exec session a frame belongs to, if it is a session's.
+    pub fn session(&self) -> Option<u32> {
+        match self {
+            ToHost::ExecStdout { session, .. }
+            | ToHost::ExecStderr { session, .. }
+            | ToHost::ExecExit { session, .. } => Some(*session),
+            _ => None,
+        }
+    }
 }
 
 fn int(payload: &[u8]) -> Option<i32> {
@@ -81,6 +156,11 @@ impl Frame for ToHost {
                 p.extend_from_slice(e.message.as_bytes());
                 framed(ERROR, &p)
             }
+            ToHost::ExecStdout { session, data } => with_session(EXEC_STDOUT, *session, data),
+            ToHost::ExecStderr { session, data } => with_session(EXEC_STDERR, *session, data),
+            ToHost::ExecExit { session, code } => {
+                with_session(EXEC_EXIT, *session, &code.to_le_bytes())
+            }
         }
     }
 
@@ -91,6 +171,27 @@ impl Frame for ToHost {
             STDOUT => ToHost::Stdout(payload.to_vec()),
             STDERR => ToHost::Stderr(payload.to_vec()),
             EXIT => ToHost::Exit(int(payload)?),
+            EXEC_STDOUT => {
+                let (session, data) = session(payload)?;
+                ToHost::ExecStdout {
+                    session,
+                    data: data.to_vec(),
+                }
+            }
+            EXEC_STDERR => {
+                let (session, data) = session(payload)?;
+                ToHost::ExecStderr {
+                    session,
+                    data: data.to_vec(),
+                }
+            }
+            EXEC_EXIT => {
+                let (session, code) = session(payload)?;
+                ToHost::ExecExit {
+                    session,
+                    code: int(code)?,
+                }
+            }
             ERROR => {
                 let (k, msg) = payload.split_first()?;
                 let kind = [ErrorKind::RootDisk, ErrorKind::Setup]
@@ -118,6 +219,11 @@ impl Frame for ToGuest {
                 framed(RESIZE, &p)
             }
             ToGuest::Start => framed(START, &[]),
+            ToGuest::Exec { session, plan } => with_session(EXEC, *session, plan),
+            ToGuest::ExecStdin { session, data } => with_session(EXEC_STDIN, *session, data),
+            ToGuest::ExecSignal { session, signal } => {
+                with_session(EXEC_SIGNAL, *session, &signal.to_le_bytes())
+            }
         }
     }
 
@@ -134,6 +240,27 @@ impl Frame for ToGuest {
                 _ => return None,
             },
             START if payload.is_empty() => ToGuest::Start,
+            EXEC => {
+                let (session, plan) = session(payload)?;
+                ToGuest::Exec {
+                    session,
+                    plan: plan.to_vec(),
+                }
+            }
+            EXEC_STDIN => {
+                let (session, data) = session(payload)?;
+                ToGuest::ExecStdin {
+                    session,
+                    data: data.to_vec(),
+                }
+            }
+            EXEC_SIGNAL => {
+                let (session, signal) = session(payload)?;
+                ToGuest::ExecSignal {
+                    session,
+                    signal: int(signal)?,
+                }
+            }
             _ => return None,
         })
     }
@@ -232,6 +359,18 @@ mod tests {
         let to_host = vec![
             ToHost::Ready,
             ToHost::Created,
+            ToHost::ExecStdout {
+                session: 3,
+                data: b"x".to_vec(),
+            },
+            ToHost::ExecStderr {
+                session: 4,
+                data: Vec::new(),
+            },
+            ToHost::ExecExit {
+                session: 3,
+                code: 127,
+            },
             ToHost::Stdout(b"hello\n".to_vec()),
             ToHost::Stderr(Vec::new()),
             ToHost::Error(GuestError::root_disk("bad disk")),
@@ -243,6 +382,18 @@ mod tests {
             ToGuest::Signal(15),
             ToGuest::Resize { rows: 33, cols: 77 },
             ToGuest::Start,
+            ToGuest::Exec {
+                session: 1,
+                plan: b"{}".to_vec(),
+            },
+            ToGuest::ExecStdin {
+                session: 1,
+                data: Vec::new(),
+            },
+            ToGuest::ExecSignal {
+                session: 9,
+                signal: 15,
+            },
             ToGuest::StdinEof,
         ];
         let host_stream: Vec<u8> = to_host.iter().flat_map(Frame::encode).collect();

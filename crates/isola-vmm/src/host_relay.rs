@@ -33,6 +33,16 @@ pub struct HostIo {
     /// When the guest waits for `Start` (a runtime's `create`): readable once the workload may
     /// start (a runtime's `start` wrote to it); `Start` is sent then.
     pub start: Option<OwnedFd>,
+    /// More descriptors to watch for the owner (a runtime monitor's exec clients).
+    pub sideband: Option<Box<dyn Sideband>>,
+}
+
+/// Descriptors the relay watches for its owner; what they bring becomes frames for the guest.
+pub trait Sideband {
+    /// The descriptors to wait on for reading, now.
+    fn fds(&self) -> Vec<RawFd>;
+    /// `fd` is readable (or closed): frames for the guest go onto `to_guest`.
+    fn ready(&mut self, fd: RawFd, to_guest: &mut Vec<u8>);
 }
 
 /// isola's ends of the pipes to the VMM.
@@ -105,7 +115,7 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
     let outputs = [&pipes.channel, &pipes.console, &pipes.report].map(|p| p.as_raw_fd());
     let mut buf = vec![0u8; 64 << 10];
     while open.iter().any(|o| *o) {
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(7);
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(8);
         let poll = |fd, events| libc::pollfd {
             fd,
             events,
@@ -126,6 +136,11 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
             write_control.map_or(-1, |c| c.as_raw_fd()),
             libc::POLLOUT,
         ));
+        let side: Vec<RawFd> = match (&io.sideband, &control) {
+            (Some(s), Some(_)) if pending.len() < BACKLOG => s.fds(),
+            _ => Vec::new(),
+        };
+        fds.extend(side.iter().map(|fd| poll(*fd, libc::POLLIN)));
         // SAFETY: poll over our own array of pollfds, its true length given.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
@@ -162,6 +177,13 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
         if fds[5].revents != 0 {
             io.start = None;
             pending.extend(ToGuest::Start.encode());
+        }
+        if let Some(sb) = io.sideband.as_mut() {
+            for (fd, p) in side.iter().zip(&fds[7..]) {
+                if p.revents != 0 {
+                    sb.ready(*fd, &mut pending);
+                }
+            }
         }
         if let (Some(fd), true) = (stdin, fds[4].revents != 0) {
             match read_some(fd, &mut buf) {

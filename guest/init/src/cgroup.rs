@@ -45,3 +45,8 @@ pub fn workload_cgroup(plan: &Plan) -> Result<File, String> {
         .open(&procs)
         .map_err(|e| format!("{procs}: {e}"))
 }
+
+/// Moves the calling process into the workload's cgroup (an exec session joins it).
+pub fn join_workload() -> Result<(), String> {
+    write(&format!("{ROOT}/workload/cgroup.procs"), "0")
+}

@@ -43,6 +43,11 @@ impl Channel {
         self.send(&ToHost::Stderr(b.to_vec()));
     }
 
+    /// A frame of an exec session.
+    pub fn session(&mut self, f: &ToHost) {
+        self.send(f);
+    }
+
     pub fn error(&mut self, e: GuestError) {
         self.send(&ToHost::Error(e));
     }

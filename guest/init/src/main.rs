@@ -10,6 +10,7 @@
 
 mod cgroup;
 mod channel;
+mod exec_session;
 mod process;
 mod relay;
 mod setup;

@@ -29,11 +29,8 @@ pub fn run_workload(
     with_stdin: bool,
     ch: &mut Channel,
 ) -> Result<i32, String> {
-    let (args, env, cwd) = (&plan.args, &plan.env, &plan.cwd);
-    let cmd = args.first().ok_or("process.args is empty")?.clone();
-    let _ = std::fs::create_dir_all(cwd);
-    let no_new_privileges = plan.no_new_privileges;
-    let umask = plan.umask;
+    plan.args.first().ok_or("process.args is empty")?;
+    let _ = std::fs::create_dir_all(&plan.cwd);
 
     // The workload writes into two pipes; init frames what comes out onto the channel. With
     // -i, a third pipe carries what the host sends as stdin; without it, stdin is /dev/null.
@@ -160,35 +157,7 @@ pub fn run_workload(
                     &format!("mounting /proc in the workload's PID namespace: {}", err()),
                 );
             }
-            if let Err(e) = identity::apply_rlimits(&plan.rlimits) {
-                fail(125, &e);
-            }
-            // The bundle's seccomp filter, as the container init installs it: last before exec
-            // with no_new_privs; otherwise while still root (installing needs CAP_SYS_ADMIN).
-            if let (Some(f), false) = (seccomp, no_new_privileges) {
-                if let Err(e) = f.install() {
-                    fail(125, &e);
-                }
-            }
-            // User, groups, capabilities and no_new_privs, as in a container.
-            if let Err(e) = identity::become_user(plan) {
-                fail(125, &e);
-            }
-            if libc::chdir(c(&cwd.to_string_lossy()).as_ptr()) != 0 {
-                fail(125, &format!("chdir {}: {}", cwd.display(), err()));
-            }
-            libc::umask(umask as libc::mode_t);
-            let path = match exec::resolve(&cmd, env) {
-                Ok(p) => p,
-                Err(f) => fail(f.code, &f.message),
-            };
-            if no_new_privileges {
-                if let Some(Err(e)) = seccomp.map(|f| f.install()) {
-                    fail(125, &e);
-                }
-            }
-            let f = exec::exec(&path, args, env);
-            fail(f.code, &f.message);
+            become_process(plan, seccomp);
         }
     }
     // SAFETY: closing our copies of the workload's ends of the pipes (or the pty slave), so
@@ -208,11 +177,56 @@ pub fn run_workload(
         Some((master, _)) => Outputs::Terminal(master),
         None => Outputs::Pipes(out_r, err_r),
     };
-    relay(pid, outputs, in_w, ch)
+    relay(pid, outputs, in_w, ch, seccomp)
+}
+
+/// The last steps of the workload and of an exec session, in the child: rlimits, seccomp, user
+/// and capabilities, cwd, umask, lookup, exec. Never returns: a failure is reported on stderr
+/// (the container level's words) and ends the child with docker's status.
+pub fn become_process(plan: &Plan, seccomp: Option<&isola_seccomp::Filter>) -> ! {
+    let fail = |code: i32, msg: &str| -> ! {
+        let line = format!("isola: {msg}\n");
+        // SAFETY: write(2) of a live buffer to our stderr, then _exit.
+        unsafe {
+            libc::write(2, line.as_ptr().cast(), line.len());
+            libc::_exit(code)
+        }
+    };
+    if let Err(e) = identity::apply_rlimits(&plan.rlimits) {
+        fail(125, &e);
+    }
+    // The bundle's seccomp filter, as the container init installs it: last before exec with
+    // no_new_privs; otherwise while still root (installing needs CAP_SYS_ADMIN).
+    if let (Some(f), false) = (seccomp, plan.no_new_privileges) {
+        if let Err(e) = f.install() {
+            fail(125, &e);
+        }
+    }
+    // User, groups, capabilities and no_new_privs, as in a container.
+    if let Err(e) = identity::become_user(plan) {
+        fail(125, &e);
+    }
+    if let Err(e) = std::env::set_current_dir(&plan.cwd) {
+        fail(125, &format!("chdir {}: {e}", plan.cwd.display()));
+    }
+    // SAFETY: umask takes an integer only.
+    unsafe { libc::umask(plan.umask as libc::mode_t) };
+    let cmd = plan.args.first().map(String::as_str).unwrap_or_default();
+    let path = match exec::resolve(cmd, &plan.env) {
+        Ok(p) => p,
+        Err(f) => fail(f.code, &f.message),
+    };
+    if plan.no_new_privileges {
+        if let Some(Err(e)) = seccomp.map(|f| f.install()) {
+            fail(125, &e);
+        }
+    }
+    let f = exec::exec(&path, &plan.args, &plan.env);
+    fail(f.code, &f.message)
 }
 
 /// A pty pair in the root's own devpts instance, sized `size` (rows, columns): (master, slave).
-fn open_pty(size: Option<(u16, u16)>) -> Result<(libc::c_int, libc::c_int), String> {
+pub fn open_pty(size: Option<(u16, u16)>) -> Result<(libc::c_int, libc::c_int), String> {
     let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
     // SAFETY: posix_openpt/grantpt/unlockpt on the master we open; ptsname_r writes a
     // NUL-terminated name into our buffer of the length we pass; the slave is opened by it.
@@ -242,7 +256,7 @@ fn open_pty(size: Option<(u16, u16)>) -> Result<(libc::c_int, libc::c_int), Stri
     }
 }
 
-fn pipe() -> Result<(libc::c_int, libc::c_int), String> {
+pub fn pipe() -> Result<(libc::c_int, libc::c_int), String> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two descriptors.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {

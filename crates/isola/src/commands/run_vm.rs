@@ -64,7 +64,7 @@ fn write_all(fd: i32, mut b: &[u8]) {
 const KERNEL_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 nomodule 8250.nr_uarts=1";
 
 /// The signals forwarded to the workload, as in container isolation.
-const FORWARDED_SIGNALS: &[i32] = &[
+pub const FORWARDED_SIGNALS: &[i32] = &[
     libc::SIGINT,
     libc::SIGTERM,
     libc::SIGHUP,
@@ -203,6 +203,7 @@ pub fn run_vm(
             debug: a.debug,
             timings: a.timings,
             gate: None,
+            exec_hub: None,
         },
     )
 }
@@ -231,6 +232,8 @@ pub struct VmJob {
     pub debug: bool,
     pub timings: bool,
     pub gate: Option<StartGate>,
+    /// A runtime monitor's exec sessions (see `runtime::exec_hub`).
+    pub exec_hub: Option<crate::runtime::exec_hub::SharedHub>,
 }
 
 /// Guest memory (MiB) and vCPUs for a spec's `linux.resources`: the memory limit plus room
@@ -313,8 +316,10 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
 
     let console = Arc::new(Mutex::new(Vec::new()));
     let ending: Arc<Mutex<Ending>> = Arc::default();
+    let hub = job.exec_hub.clone();
     let channel = {
         let ending = ending.clone();
+        let hub = hub.clone();
         let mut decoder = Decoder::<ToHost>::default();
         Box::new(move |bytes: &[u8]| {
             let (frames, corrupt) = decoder.feed(bytes);
@@ -325,6 +330,13 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
                     ToHost::Created => {
                         if let Some(f) = created.as_mut() {
                             f();
+                        }
+                    }
+                    f @ (ToHost::ExecStdout { .. }
+                    | ToHost::ExecStderr { .. }
+                    | ToHost::ExecExit { .. }) => {
+                        if let Some(h) = &hub {
+                            h.lock().unwrap_or_else(|p| p.into_inner()).deliver(&f);
                         }
                     }
                     ToHost::Stdout(b) => write_all(1, &b),
@@ -382,6 +394,10 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
         // With -t, a window size change becomes the pty's new size, not a bare SIGWINCH.
         window_size: job.tty.then_some(terminal::window_size as WindowSize),
         start,
+        sideband: hub.map(|h| {
+            Box::new(crate::runtime::exec_hub::HubSide(h))
+                as Box<dyn isola_vmm::host_relay::Sideband>
+        }),
     };
     let cgroup = vmm_cgroup(&job.cgroup_path, mem_mib, cpus)?;
     let jail = JailConfig {

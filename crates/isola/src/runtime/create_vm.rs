@@ -128,6 +128,9 @@ fn create_in(
         }
         None => None,
     };
+    let exec_sock = super::exec_hub::socket_path(dir);
+    let listener = std::os::unix::net::UnixListener::bind(&exec_sock)
+        .map_err(|e| Failure(format!("{}: {e}", exec_sock.display())))?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Failure(format!("pipe: {e}")))?;
     // SAFETY: fork(2) of this single-threaded process (the runtime command line starts no
@@ -151,11 +154,12 @@ fn create_in(
             }
         }
         drop(pty);
-        let code = monitor(rt, spec, disk, cgroups_path, start, ready_w, terminal);
+        let hub = super::exec_hub::ExecHub::new(listener);
+        let code = monitor(rt, spec, disk, cgroups_path, start, ready_w, terminal, hub);
         // SAFETY: _exit ends the monitor without running the parent's destructors twice.
         unsafe { libc::_exit(code) }
     }
-    drop((ready_w, start, pty));
+    drop((ready_w, start, pty, listener));
     st.pid = pid;
     st.pid_start_time = state::start_time(pid).unwrap_or(0);
     st.save(dir)?;
@@ -189,6 +193,7 @@ fn take_terminal(slave: &OwnedFd) -> std::result::Result<(), String> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 /// The monitor: boots the VM with the caller's stdio, tells `create` (through `ready`) once the
 /// guest is set up or why it could not be, relays until the VM ends. Returns the exit status.
 fn monitor(
@@ -199,6 +204,7 @@ fn monitor(
     start: OwnedFd,
     ready: OwnedFd,
     terminal: bool,
+    hub: super::exec_hub::SharedHub,
 ) -> i32 {
     let ready = std::sync::Arc::new(std::sync::Mutex::new(Some(std::fs::File::from(ready))));
     let tell = ready.clone();
@@ -220,6 +226,7 @@ fn monitor(
             debug: false,
             timings: false,
             gate: Some(StartGate { start, created }),
+            exec_hub: Some(hub),
         },
     );
     match result {

@@ -55,6 +55,15 @@ fn process(c: &Detached, a: &ExecArgs) -> Result<Process> {
 pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
     let c = Detached::load(&rt.root, &a.id)?;
     let process = process(&c, a)?;
+    if c.state.isolation == "vm" {
+        return super::exec_vm::exec_vm(
+            &c,
+            process,
+            a.detach,
+            a.pid_file.as_deref(),
+            a.console_socket.as_deref(),
+        );
+    }
     let console_socket = a
         .console_socket
         .as_ref()

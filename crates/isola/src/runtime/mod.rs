@@ -9,6 +9,8 @@ pub mod cli;
 mod create;
 mod create_vm;
 mod exec;
+pub mod exec_hub;
+mod exec_vm;
 mod features;
 mod log;
 mod ops;

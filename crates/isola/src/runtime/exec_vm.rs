@@ -1,0 +1,201 @@
+//! `exec` into a VM-isolated container: this process is the session's client. It hands the
+//! process (resolved on the host, as the workload's was) to the container's monitor over
+//! `exec.sock`, then relays: its stdin in, the session's stdout and stderr out, the signals it
+//! gets in as the session's; it ends with the session's status. With `--detach` a child of it
+//! is the client, and the pid file names that child (a subreaper waits for it as for the
+//! process).
+
+use super::exec_hub::socket_path;
+use super::{create::write_pid_file, Failure, Result};
+use crate::commands::run_vm::FORWARDED_SIGNALS;
+use isola_container::detached::{Detached, Status};
+use isola_guest_contract::frame::{Decoder, Frame, ToGuest, ToHost};
+use oci_spec::runtime::Process;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+pub fn exec_vm(
+    c: &Detached,
+    process: Process,
+    detach: bool,
+    pid_file: Option<&Path>,
+    console_socket: Option<&Path>,
+) -> Result<i32> {
+    match c.status() {
+        Status::Running => {}
+        Status::Paused => return Err(Failure("cannot exec in a paused container".into())),
+        Status::Created => {
+            return Err(Failure(
+                "cannot exec in a VM container before it is started".into(),
+            ))
+        }
+        Status::Stopped | Status::Creating => {
+            return Err(Failure("cannot exec in a stopped container".into()))
+        }
+    }
+    let (mut spec, _) = isola_container::load_spec(&c.state.bundle)?;
+    spec.set_process(Some(process));
+    let plan = isola_process::Plan::from_spec(&spec).map_err(Failure)?;
+    let socket = socket_path(&c.dir);
+    let stream =
+        UnixStream::connect(&socket).map_err(|e| Failure(format!("{}: {e}", socket.display())))?;
+    // With a terminal and a console socket: a host pty whose master goes to the caller; its
+    // slave is the client's terminal (as the monitor does for the workload).
+    let slave = match (plan.terminal, console_socket) {
+        (true, Some(sock)) => {
+            let pty =
+                nix::pty::openpty(None, None).map_err(|e| Failure(format!("openpty: {e}")))?;
+            isola_container::console_socket::connect(sock)
+                .and_then(|s| isola_container::console_socket::send(&s, &pty.master))
+                .map_err(|e| Failure(format!("--console-socket {}: {e}", sock.display())))?;
+            Some(pty.slave)
+        }
+        _ => None,
+    };
+    let plan = serde_json::to_vec(&plan).map_err(|e| Failure(e.to_string()))?;
+    if !detach {
+        if let Some(f) = pid_file {
+            write_pid_file(f, std::process::id() as i32)?;
+        }
+        return Ok(session(stream, &plan, slave, plan_is_tty(&spec)));
+    }
+    // SAFETY: fork(2) of this single-threaded process; the child runs the session and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Failure(format!(
+            "fork: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    if pid == 0 {
+        let code = session(stream, &plan, slave, plan_is_tty(&spec));
+        // SAFETY: _exit ends the child with the session's status.
+        unsafe { libc::_exit(code) }
+    }
+    if let Some(f) = pid_file {
+        write_pid_file(f, pid)?;
+    }
+    Ok(0)
+}
+
+fn plan_is_tty(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+}
+
+fn write_all(fd: i32, mut b: &[u8]) {
+    while !b.is_empty() {
+        // SAFETY: write(2) from a live buffer to our own stdout/stderr.
+        let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
+        if n <= 0 {
+            return;
+        }
+        b = &b[n as usize..];
+    }
+}
+
+/// Runs one session to its end; returns its status.
+fn session(mut stream: UnixStream, plan: &[u8], slave: Option<OwnedFd>, tty: bool) -> i32 {
+    if let Some(slave) = &slave {
+        let _ = nix::unistd::setsid();
+        // SAFETY: TIOCSCTTY with arg 0 on the pty slave we opened, in our new session.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
+        for target in 0..3 {
+            let _ = nix::unistd::dup2(slave.as_raw_fd(), target);
+        }
+    }
+    drop(slave);
+    // Keys reach the guest's pty untouched.
+    let _raw = tty.then(crate::terminal::RawMode::enter).flatten();
+    let signals = match isola_vmm::host_relay::block_signals(FORWARDED_SIGNALS) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("isola: exec: {e}");
+            return 125;
+        }
+    };
+    let send = |stream: &mut UnixStream, f: ToGuest| stream.write_all(&f.encode()).is_ok();
+    if !send(
+        &mut stream,
+        ToGuest::Exec {
+            session: 0,
+            plan: plan.to_vec(),
+        },
+    ) {
+        eprintln!("isola: exec: the container's monitor is gone");
+        return 125;
+    }
+    let mut decoder = Decoder::<ToHost>::default();
+    let mut stdin_open = true;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: if stdin_open { 0 } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stream.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: signals.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll over our own array of three pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) } < 0 {
+            continue; // EINTR
+        }
+        if fds[0].revents != 0 {
+            // SAFETY: read into a live buffer from our stdin.
+            let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            let data = if n > 0 {
+                buf[..n as usize].to_vec()
+            } else {
+                Vec::new()
+            };
+            stdin_open = n > 0;
+            send(&mut stream, ToGuest::ExecStdin { session: 0, data });
+        }
+        if fds[2].revents != 0 {
+            // SAFETY: signalfd_siginfo is plain data; read(2) fills at most its size.
+            let signo = unsafe {
+                let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+                let size = std::mem::size_of::<libc::signalfd_siginfo>();
+                let n = libc::read(
+                    signals.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    size,
+                );
+                (n as usize == size).then_some(info.ssi_signo as i32)
+            };
+            if let Some(signal) = signo {
+                send(&mut stream, ToGuest::ExecSignal { session: 0, signal });
+            }
+        }
+        if fds[1].revents != 0 {
+            let n = stream.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                eprintln!("isola: exec: the container ended before the process did");
+                return 137;
+            }
+            let (frames, _) = decoder.feed(&buf[..n]);
+            for f in frames {
+                match f {
+                    ToHost::ExecStdout { data, .. } => write_all(1, &data),
+                    ToHost::ExecStderr { data, .. } => write_all(2, &data),
+                    ToHost::ExecExit { code, .. } => return code,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
