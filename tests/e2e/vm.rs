@@ -1118,6 +1118,22 @@ fn the_runtime_boots_at_create_and_runs_at_start() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(status("v1"), "running");
+    // exec: a second process in the guest, beside the workload, with its own stdio.
+    let r = op(
+        &link,
+        &[
+            "exec",
+            "-e",
+            "X=y",
+            "v1",
+            "sh",
+            "-c",
+            "echo $X; ps -o comm | grep -c sleep; exit 4",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stdout.starts_with("y\n"), "{}", r.stdout);
     let said = std::fs::read_to_string(&out).unwrap();
     assert!(
         !said.contains(host.trim()),
