@@ -91,7 +91,7 @@ fn apply(m: ToGuest, cx: &mut Ctx, ch: &mut Channel) {
     }
 }
 
-/// Writes what is pending into a non-blocking stdin; false once the reader is gone.
+/// Writes what is pending into a non-blocking stdin; drops it once the reader is gone.
 fn feed(fd: libc::c_int, pending: &mut Vec<u8>, revents: libc::c_short) {
     // SAFETY: write from our buffer into the non-blocking descriptor we own.
     let n = unsafe { libc::write(fd, pending.as_ptr().cast(), pending.len()) };

@@ -193,9 +193,9 @@ fn take_terminal(slave: &OwnedFd) -> std::result::Result<(), String> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The monitor: boots the VM with the caller's stdio, tells `create` (through `ready`) once the
 /// guest is set up or why it could not be, relays until the VM ends. Returns the exit status.
+#[allow(clippy::too_many_arguments)]
 fn monitor(
     rt: &Runtime,
     spec: Spec,
