@@ -381,7 +381,7 @@ fn exec_joins_the_running_container() {
     let pids: Vec<i64> = serde_json::from_str(&ps.stdout).unwrap();
     assert!(pids.contains(&pid) && pids.contains(&init_pid), "{pids:?}");
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
-    assert_eq!(cmdline, "sleep\07\0");
+    assert_eq!(cmdline, "sleep\x007\x00");
 
     // delete --force takes the exec'd process too.
     assert_eq!(rt.op(&["delete", "--force", &id]).code, 0);
