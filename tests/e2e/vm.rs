@@ -1139,7 +1139,8 @@ fn the_runtime_boots_at_create_and_runs_at_start() {
         !said.contains(host.trim()),
         "the guest's own kernel: {said}"
     );
-    let r = op(&link, &["kill", "v1", "TERM"], None);
+    // --all too reaches the workload (a VM's cgroup holds only its VMM's threads).
+    let r = op(&link, &["kill", "--all", "v1", "TERM"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let t = std::time::Instant::now();
     while status("v1") != "stopped" {

@@ -152,12 +152,15 @@ impl Detached {
         self.save()
     }
 
-    /// Sends `signal` to the init, or with `all` to every process in the container's cgroup.
+    /// Sends `signal` to the init (a VM's monitor), or with `all` to every process in the
+    /// container's cgroup.
     pub fn kill(&self, signal: i32, all: bool) -> Result<(), ContainerError> {
         if self.status() == Status::Stopped {
             return Err(ContainerError::WrongState("container not running".into()));
         }
-        let pids = if all {
+        // A VM's cgroup holds its VMM's threads, not the workload's processes: its monitor
+        // forwards the signal to the workload in the guest, with or without `all`.
+        let pids = if all && self.state.isolation != "vm" {
             self.cgroup()?.pids()
         } else {
             vec![self.state.pid]

@@ -141,6 +141,12 @@ fn reap(child: Pid) -> std::io::Result<Option<WaitStatus>> {
     }
 }
 
+/// Waits for our child `pid` (whose stdio are its own), forwarding the signals isola gets to it
+/// (call `block_signals` first); returns docker's exit code.
+pub fn forward_until_exit(pid: i32) -> std::io::Result<i32> {
+    supervise(pid, None)
+}
+
 /// Waits for the init without supervising (used when setup failed).
 pub fn wait_quietly(pid: i32) -> Option<i32> {
     loop {

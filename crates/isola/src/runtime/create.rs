@@ -167,13 +167,16 @@ pub fn run(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32
     }
     let Prepared { bundle, vm, .. } = prepare(rt, a, false)?;
     if vm {
-        // The monitor is our child: wait for it, then remove what create made.
+        // The monitor is our child: wait for it, passing on the signals we get (it forwards
+        // them into the guest), then remove what create made.
         create(rt, a)?;
         let pid = isola_container::detached::Detached::load(&rt.root, &a.id)?
             .state
             .pid;
+        monitor::block_signals().map_err(|e| Failure(format!("blocking signals: {e}")))?;
         ops::start(rt, &a.id)?;
-        let code = monitor::wait_quietly(pid).unwrap_or(125);
+        let code = monitor::forward_until_exit(pid)
+            .map_err(|e| Failure(format!("waiting for the VM: {e}")))?;
         if !keep {
             ops::delete(rt, &a.id, true)?;
         }
