@@ -120,15 +120,9 @@ pub fn load_spec(bundle: &Path) -> Result<(Spec, Plan), ContainerError> {
 pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
     let (spec, plan) = load_spec(o.bundle)?;
     let flags = clone_flags(&spec)?;
-    let seccomp = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::compile)
-        .transpose()
-        .map_err(|e| {
-            ContainerError::Config(format!("{}: {e}", o.bundle.join("config.json").display()))
-        })?;
+    let seccomp = crate::seccomp::compile_spec(&spec).map_err(|e| {
+        ContainerError::Config(format!("{}: {e}", o.bundle.join("config.json").display()))
+    })?;
     let hier = Hierarchies::detect()?;
     std::fs::create_dir_all(o.state_root)
         .map_err(|e| ContainerError::Io(format!("{}: {e}", o.state_root.display())))?;
@@ -136,46 +130,13 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
     let lock = claim_state_dir(&state_dir, o.id)?;
     let cgroups_path = crate::cgroups::container_path(&spec, o.id);
     let detached = matches!(o.attach, Attach::Detached { .. });
-    let mut state = State {
-        oci_version: spec.version().clone(),
-        id: o.id.to_string(),
-        status: "creating".into(),
-        pid: 0,
-        pid_start_time: 0,
-        bundle: o.bundle.to_path_buf(),
-        cgroups_path,
-        // A detached container has no owner: it lives until `delete`.
-        owner_pid: if detached {
-            0
-        } else {
-            std::process::id() as i32
-        },
-        owner_start_time: if detached {
-            0
-        } else {
-            state::start_time(std::process::id() as i32).unwrap_or(0)
-        },
-        created: state::now_rfc3339(),
-        annotations: spec
-            .annotations()
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        rootfs: spec
-            .root()
-            .as_ref()
-            .map(|r| {
-                let p = r.path();
-                if p.is_absolute() {
-                    p.clone()
-                } else {
-                    o.bundle.join(p)
-                }
-            })
-            .unwrap_or_default(),
-        isolation: "container".into(),
-    };
+    let mut state = State::new(&spec, o.id, o.bundle, cgroups_path, "container");
+    if !detached {
+        // Under a monitor (`isola run`): the container lives as long as this process. A
+        // detached one has no owner; it lives until `delete`.
+        state.owner_pid = std::process::id() as i32;
+        state.owner_start_time = state::start_time(state.owner_pid).unwrap_or(0);
+    }
     // Written before the cgroup is made: if we are killed from here on, `clean_stale` knows
     // which cgroup to remove.
     if let Err(e) = state.save(&state_dir) {

@@ -55,7 +55,8 @@ impl From<String> for Failure {
     }
 }
 
-fn has_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {
+/// Whether the bundle asks for a new namespace of type `t`.
+pub(crate) fn has_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {
     spec.linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())

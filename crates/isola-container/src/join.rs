@@ -73,19 +73,8 @@ impl Detached {
                 "exec with a terminal needs --console-socket".into(),
             ));
         }
-        let seccomp = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.seccomp().as_ref())
-            .map(crate::seccomp::compile)
-            .transpose()
-            .map_err(ContainerError::Config)?;
-        let wanted = |t: LinuxNamespaceType| {
-            spec.linux()
-                .as_ref()
-                .and_then(|l| l.namespaces().as_ref())
-                .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
-        };
+        let seccomp = crate::seccomp::compile_spec(&spec).map_err(ContainerError::Config)?;
+        let wanted = |t: LinuxNamespaceType| crate::init::has_ns(&spec, t);
         let ns_file = |name: &str| {
             let path = format!("/proc/{}/ns/{name}", self.state.pid);
             std::fs::File::open(&path)

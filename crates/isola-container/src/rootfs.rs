@@ -30,12 +30,7 @@ fn ctx<T, E: std::fmt::Display>(
 /// Prepares the rootfs and pivots into it. Runs in the container's init, in its new mount
 /// namespace, before any user code.
 pub fn enter_rootfs(spec: &Spec, bundle: &Path, hier: &Hierarchies) -> Result<()> {
-    let root_cfg = spec.root().as_ref().ok_or("config.json has no root")?;
-    let rootfs = if root_cfg.path().is_absolute() {
-        root_cfg.path().clone()
-    } else {
-        bundle.join(root_cfg.path())
-    };
+    let rootfs = crate::state::rootfs_of(spec, bundle).ok_or("config.json has no root")?;
     if !rootfs.is_dir() {
         return Err(format!(
             "rootfs {} is not a readable directory",
@@ -72,7 +67,7 @@ pub fn enter_rootfs(spec: &Spec, bundle: &Path, hier: &Hierarchies) -> Result<()
 
     // Without a cgroup namespace a fresh cgroup mount would show the host's whole tree: the
     // container sees only its own cgroup then, bound in place (as runc does).
-    let own_cgroups = if has_cgroup_ns(spec) {
+    let own_cgroups = if crate::init::has_ns(spec, oci_spec::runtime::LinuxNamespaceType::Cgroup) {
         None
     } else {
         Some(ctx(std::fs::read_to_string("/proc/self/cgroup"), || {
@@ -111,16 +106,6 @@ pub fn finish_rootfs(spec: &Spec) -> Result<()> {
         remount_readonly(Path::new("/"))?;
     }
     Ok(())
-}
-
-fn has_cgroup_ns(spec: &Spec) -> bool {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter()
-                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
-        })
 }
 
 /// The host directory of our own cgroup in the hierarchy with `controllers` ("" for cgroup2)
@@ -234,6 +219,27 @@ fn create_file(root: &Root, dest: &Path) -> Result<OwnedFd> {
     )
 }
 
+/// Remounts what is mounted at `path` in the rootfs read-only, nosuid, nodev and noexec. The
+/// path is opened anew: a descriptor taken before the mount is the directory under it.
+fn seal_readonly(root: &Root, path: &Path, what: impl Fn() -> String) -> Result<()> {
+    let target = ctx(root.open_at(path, libc::O_PATH, true), &what)?;
+    ctx(
+        mount(
+            None::<&str>,
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_REMOUNT
+                | MsFlags::MS_BIND
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        ),
+        what,
+    )
+}
+
 /// One hierarchy at `sub` in the rootfs: a fresh mount (rooted at our cgroup namespace), or
 /// with `own_cgroups` (no cgroup namespace) a bind of our own cgroup's directory, read-only if
 /// `flags` say so.
@@ -269,23 +275,7 @@ fn mount_hierarchy(
         what,
     )?;
     if flags.contains(MsFlags::MS_RDONLY) {
-        // Through a new descriptor: the old one is the directory under the bind.
-        let bound = ctx(root.open_at(sub, libc::O_PATH, true), what)?;
-        ctx(
-            mount(
-                None::<&str>,
-                &fd_path(&bound),
-                None::<&str>,
-                MsFlags::MS_REMOUNT
-                    | MsFlags::MS_BIND
-                    | MsFlags::MS_RDONLY
-                    | MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV
-                    | MsFlags::MS_NOEXEC,
-                None::<&str>,
-            ),
-            what,
-        )?;
+        seal_readonly(root, sub, what)?;
     }
     Ok(())
 }
@@ -351,22 +341,7 @@ fn mount_cgroups(
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        let target = ctx(root.open_at(dest, libc::O_PATH, true), what)?;
-        ctx(
-            mount(
-                None::<&str>,
-                &fd_path(&target),
-                None::<&str>,
-                MsFlags::MS_REMOUNT
-                    | MsFlags::MS_BIND
-                    | MsFlags::MS_RDONLY
-                    | MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV
-                    | MsFlags::MS_NOEXEC,
-                None::<&str>,
-            ),
-            what,
-        )?;
+        seal_readonly(root, dest, what)?;
     }
     Ok(())
 }

@@ -91,7 +91,48 @@ pub fn is_alive(pid: i32, start: u64) -> bool {
     !exited && fields.get(19).and_then(|t| t.parse().ok()) == Some(start)
 }
 
+/// The bundle's root filesystem as a host path (`root.path`, relative to the bundle unless
+/// absolute); `None` when config.json has no root.
+pub fn rootfs_of(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Option<PathBuf> {
+    let p = spec.root().as_ref()?.path();
+    Some(if p.is_absolute() {
+        p.clone()
+    } else {
+        bundle.join(p)
+    })
+}
+
 impl State {
+    /// A new container's state: `creating`, no process and no owner yet.
+    pub fn new(
+        spec: &oci_spec::runtime::Spec,
+        id: &str,
+        bundle: &Path,
+        cgroups_path: String,
+        isolation: &str,
+    ) -> State {
+        State {
+            oci_version: spec.version().clone(),
+            id: id.to_string(),
+            status: "creating".into(),
+            pid: 0,
+            pid_start_time: 0,
+            bundle: bundle.to_path_buf(),
+            cgroups_path,
+            owner_pid: 0,
+            owner_start_time: 0,
+            created: now_rfc3339(),
+            annotations: spec
+                .annotations()
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            rootfs: rootfs_of(spec, bundle).unwrap_or_default(),
+            isolation: isolation.into(),
+        }
+    }
+
     pub fn path(dir: &Path) -> PathBuf {
         dir.join("state.json")
     }

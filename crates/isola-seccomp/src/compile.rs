@@ -112,6 +112,15 @@ fn condition(a: &mut Assembler, arg: &LinuxSeccompArg, fail: usize) -> Result<()
     Ok(())
 }
 
+/// The bundle's filter: `linux.seccomp` compiled, `None` when it has none.
+pub fn compile_spec(spec: &oci_spec::runtime::Spec) -> Result<Option<Filter>, String> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(compile)
+        .transpose()
+}
+
 /// Compiles `linux.seccomp`. Names of calls x86-64 does not have are skipped (a profile may list
 /// other architectures' calls); anything else unusable is an error naming the field.
 pub fn compile(s: &LinuxSeccomp) -> Result<Filter, String> {

@@ -17,7 +17,7 @@ mod filter;
 mod syscalls_x86_64;
 
 #[cfg(feature = "compile")]
-pub use compile::compile;
+pub use compile::{compile, compile_spec};
 pub use filter::Filter;
 use syscalls_x86_64::SYSCALLS;
 

@@ -71,8 +71,8 @@ pub fn block_signals(signals: &[i32]) -> Result<OwnedFd, String> {
     }
 }
 
-/// The next queued signal's number, if any.
-fn next_signal(fd: RawFd) -> Option<i32> {
+/// The next queued signal's number on a signalfd, if any.
+pub fn next_signal(fd: RawFd) -> Option<i32> {
     // SAFETY: signalfd_siginfo is plain data; read(2) fills at most its size.
     unsafe {
         let mut info: libc::signalfd_siginfo = std::mem::zeroed();

@@ -51,7 +51,8 @@ struct Ending {
     error: Option<GuestError>,
 }
 
-fn write_all(fd: i32, mut b: &[u8]) {
+/// Writes all of `b` to `fd` (isola's stdout or stderr), giving up when it is closed.
+pub fn write_all(fd: i32, mut b: &[u8]) {
     while !b.is_empty() {
         // SAFETY: write(2) from a live buffer to isola's own stdout/stderr.
         let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
@@ -294,9 +295,9 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
     initrd.file(boot::PROCESS, 0o644, &plan);
     // The bundle's seccomp filter, compiled here: the guest init installs it as the container
     // init does (one compiler, one reading of linux.seccomp).
-    if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        let filter =
-            isola_seccomp::compile(s).map_err(|e| Exit(125, format!("config.json: {e}")))?;
+    let filter =
+        isola_seccomp::compile_spec(&spec).map_err(|e| Exit(125, format!("config.json: {e}")))?;
+    if let Some(filter) = filter {
         initrd.file(boot::SECCOMP, 0o644, &filter.to_bytes());
     }
     let initrd = initrd.finish();

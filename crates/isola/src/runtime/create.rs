@@ -4,7 +4,6 @@
 use super::cli::CreateArgs;
 use super::{ops, Failure, Result, Runtime};
 use isola_container::{monitor, Attach, Container, CreateOptions};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// The annotation that runs a bundle VM-isolated (as `isola-vm` does for every bundle).
@@ -127,19 +126,12 @@ pub fn create(rt: &Runtime, a: &CreateArgs) -> Result<()> {
 /// The console master to `--console-socket`, the pid to `--pid-file`.
 fn hand_over(container: &mut Container, a: &CreateArgs) -> Result<()> {
     if let (Some(master), Some(socket)) = (container.console.take(), &a.console_socket) {
-        send_console(socket, &master)?;
+        super::host_pty::send_master(socket, &master)?;
     }
     if let Some(file) = &a.pid_file {
         write_pid_file(file, container.pid)?;
     }
     Ok(())
-}
-
-/// Connects to the caller's socket and sends the terminal's master end.
-fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
-    isola_container::console_socket::connect(socket)
-        .and_then(|s| isola_container::console_socket::send(&s, master))
-        .map_err(|e| Failure(format!("--console-socket {}: {e}", socket.display())))
 }
 
 /// The pid, written whole or not at all (a caller may be watching for the file).

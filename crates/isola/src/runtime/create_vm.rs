@@ -61,38 +61,10 @@ fn create_in(
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    let rootfs = spec
-        .root()
-        .as_ref()
-        .map(|r| {
-            if r.path().is_absolute() {
-                r.path().clone()
-            } else {
-                bundle.join(r.path())
-            }
-        })
+    let rootfs = state::rootfs_of(&spec, bundle)
         .ok_or_else(|| Failure(format!("{}: no root", bundle.join("config.json").display())))?;
     let cgroups_path = isola_container::cgroups::container_path(&spec, id);
-    let mut st = State {
-        oci_version: spec.version().clone(),
-        id: id.to_string(),
-        status: "creating".into(),
-        pid: 0,
-        pid_start_time: 0,
-        bundle: bundle.to_path_buf(),
-        cgroups_path: cgroups_path.clone(),
-        owner_pid: 0,
-        owner_start_time: 0,
-        created: state::now_rfc3339(),
-        annotations: spec
-            .annotations()
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        rootfs: rootfs.clone(),
-        isolation: "vm".into(),
-    };
+    let mut st = State::new(&spec, id, bundle, cgroups_path.clone(), "vm");
     st.save(dir)?;
     let disk = disk_path(dir);
     crate::vm_disk::build(&rootfs, &disk).map_err(|e| {
@@ -117,17 +89,9 @@ fn create_in(
     // With a console socket, the workload's terminal is a pty here whose master goes to the
     // caller; the monitor relays its slave to the guest's pty (keys raw, window sizes as
     // `Resize`, as `isola run -t` does with its own terminal).
-    let pty = match console_socket {
-        Some(sock) => {
-            let pty =
-                nix::pty::openpty(None, None).map_err(|e| Failure(format!("openpty: {e}")))?;
-            isola_container::console_socket::connect(sock)
-                .and_then(|s| isola_container::console_socket::send(&s, &pty.master))
-                .map_err(|e| Failure(format!("--console-socket {}: {e}", sock.display())))?;
-            Some(pty.slave)
-        }
-        None => None,
-    };
+    let pty = console_socket
+        .map(super::host_pty::for_console_socket)
+        .transpose()?;
     let exec_sock = super::exec_hub::socket_path(dir);
     let listener = std::os::unix::net::UnixListener::bind(&exec_sock)
         .map_err(|e| Failure(format!("{}: {e}", exec_sock.display())))?;
@@ -147,7 +111,7 @@ fn create_in(
         // Its own session: the caller's terminal signals are the caller's to forward.
         let _ = nix::unistd::setsid();
         if let Some(slave) = &pty {
-            if let Err(e) = take_terminal(slave) {
+            if let Err(e) = super::host_pty::take(slave) {
                 let _ = std::fs::File::from(ready_w).write_all(e.as_bytes());
                 // SAFETY: _exit ends the monitor without running the parent's destructors.
                 unsafe { libc::_exit(125) }
@@ -176,21 +140,6 @@ fn create_in(
     st.status = "created".into();
     st.save(dir)?;
     Ok(pid)
-}
-
-/// In the monitor: a session of its own (the caller's terminal signals are the caller's), with
-/// `slave` as its controlling terminal and stdio when there is one (its size changes then
-/// arrive as SIGWINCH).
-fn take_terminal(slave: &OwnedFd) -> std::result::Result<(), String> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: TIOCSCTTY with arg 0 on the pty slave we opened, in our new session.
-    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-        return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
-    }
-    for target in 0..3 {
-        nix::unistd::dup2(slave.as_raw_fd(), target).map_err(|e| format!("dup2: {e}"))?;
-    }
-    Ok(())
 }
 
 /// The monitor: boots the VM with the caller's stdio, tells `create` (through `ready`) once the

@@ -7,7 +7,7 @@
 
 use super::exec_hub::socket_path;
 use super::{create::write_pid_file, Failure, Result};
-use crate::commands::run_vm::FORWARDED_SIGNALS;
+use crate::commands::run_vm::{write_all, FORWARDED_SIGNALS};
 use isola_container::detached::{Detached, Status};
 use isola_guest_contract::frame::{Decoder, Frame, ToGuest, ToHost};
 use oci_spec::runtime::Process;
@@ -44,14 +44,7 @@ pub fn exec_vm(
     // With a terminal and a console socket: a host pty whose master goes to the caller; its
     // slave is the client's terminal (as the monitor does for the workload).
     let slave = match (plan.terminal, console_socket) {
-        (true, Some(sock)) => {
-            let pty =
-                nix::pty::openpty(None, None).map_err(|e| Failure(format!("openpty: {e}")))?;
-            isola_container::console_socket::connect(sock)
-                .and_then(|s| isola_container::console_socket::send(&s, &pty.master))
-                .map_err(|e| Failure(format!("--console-socket {}: {e}", sock.display())))?;
-            Some(pty.slave)
-        }
+        (true, Some(sock)) => Some(super::host_pty::for_console_socket(sock)?),
         _ => None,
     };
     let plan = serde_json::to_vec(&plan).map_err(|e| Failure(e.to_string()))?;
@@ -87,25 +80,13 @@ fn plan_is_tty(spec: &oci_spec::runtime::Spec) -> bool {
         .unwrap_or(false)
 }
 
-fn write_all(fd: i32, mut b: &[u8]) {
-    while !b.is_empty() {
-        // SAFETY: write(2) from a live buffer to our own stdout/stderr.
-        let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
-        if n <= 0 {
-            return;
-        }
-        b = &b[n as usize..];
-    }
-}
-
 /// Runs one session to its end; returns its status.
 fn session(mut stream: UnixStream, plan: &[u8], slave: Option<OwnedFd>, tty: bool) -> i32 {
     if let Some(slave) = &slave {
         let _ = nix::unistd::setsid();
-        // SAFETY: TIOCSCTTY with arg 0 on the pty slave we opened, in our new session.
-        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
-        for target in 0..3 {
-            let _ = nix::unistd::dup2(slave.as_raw_fd(), target);
+        if let Err(e) = super::host_pty::take(slave) {
+            eprintln!("isola: exec: the terminal: {e}");
+            return 125;
         }
     }
     drop(slave);
@@ -166,18 +147,7 @@ fn session(mut stream: UnixStream, plan: &[u8], slave: Option<OwnedFd>, tty: boo
             send(&mut stream, ToGuest::ExecStdin { session: 0, data });
         }
         if fds[2].revents != 0 {
-            // SAFETY: signalfd_siginfo is plain data; read(2) fills at most its size.
-            let signo = unsafe {
-                let mut info: libc::signalfd_siginfo = std::mem::zeroed();
-                let size = std::mem::size_of::<libc::signalfd_siginfo>();
-                let n = libc::read(
-                    signals.as_raw_fd(),
-                    (&mut info as *mut libc::signalfd_siginfo).cast(),
-                    size,
-                );
-                (n as usize == size).then_some(info.ssi_signo as i32)
-            };
-            if let Some(signal) = signo {
+            while let Some(signal) = isola_vmm::host_relay::next_signal(signals.as_raw_fd()) {
                 send(&mut stream, ToGuest::ExecSignal { session: 0, signal });
             }
         }

@@ -12,6 +12,7 @@ mod exec;
 pub mod exec_hub;
 mod exec_vm;
 mod features;
+mod host_pty;
 mod log;
 mod ops;
 mod spec;
