@@ -1170,6 +1170,41 @@ fn the_runtime_boots_at_create_and_runs_at_start() {
     assert_eq!(r.code, 7, "{}", r.stderr);
     assert_ne!(r.stdout.trim(), host.trim(), "a VM runs its own kernel");
     assert_eq!(op(&link, &["list", "-q"], None).stdout, "");
+
+    // Annotations size the VM beyond linux.resources; a bad one is named and nothing is made.
+    spec["annotations"]["org.isola.vm.memory-mib"] = "384".into();
+    spec["annotations"]["org.isola.vm.vcpus"] = "2".into();
+    spec["process"]["args"] =
+        serde_json::json!(["sh", "-c", "nproc; sed -n 's/MemTotal: *//p' /proc/meminfo"]);
+    std::fs::write(&config, spec.to_string()).unwrap();
+    let r = op(
+        &isola_e2e::bin(),
+        &["run", "--bundle", bundle.to_str().unwrap(), "v3"],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut lines = r.stdout.lines();
+    assert_eq!(lines.next(), Some("2"), "{}", r.stdout);
+    let kb: u64 = lines
+        .next()
+        .and_then(|l| l.trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0);
+    // The guest kernel keeps some for itself: between 256 and 384 MiB seen.
+    assert!((256 << 10..=384 << 10).contains(&kb), "{}", r.stdout);
+    spec["annotations"]["org.isola.vm.vcpus"] = "0".into();
+    std::fs::write(&config, spec.to_string()).unwrap();
+    let r = op(
+        &isola_e2e::bin(),
+        &["run", "--bundle", bundle.to_str().unwrap(), "v4"],
+        None,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("org.isola.vm.vcpus=\"0\""),
+        "{}",
+        r.stderr
+    );
+    assert!(isola_e2e::cgroups_of("v4").is_empty());
     let left: Vec<_> = std::fs::read_dir(&rt)
         .unwrap()
         .flatten()

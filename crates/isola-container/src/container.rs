@@ -25,6 +25,7 @@ pub struct CreateOptions<'a> {
 }
 
 /// Who stays with the container, and so who carries its stdio and lets it start.
+#[derive(Clone, Copy, Debug)]
 pub enum Attach {
     /// isola stays as its monitor (`isola run`): the workload's stdio are pipes isola relays
     /// (stdin reads /dev/null unless `interactive`), `start` is a message on the channel, and the

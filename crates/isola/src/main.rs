@@ -7,8 +7,7 @@ mod limits;
 mod paths;
 mod records;
 mod runtime;
-mod terminal;
-mod vm_disk;
+mod vm_preflight;
 
 use clap::Parser;
 use cli::{Cli, Command, ImageCommand};

@@ -208,7 +208,7 @@ pub fn diagnose(paths: &Paths) -> Report {
         }
     }
 
-    // The image's root filesystem becomes an ext4 disk image (see vm_disk.rs).
+    // The image's root filesystem becomes an ext4 disk image (see isola-sandbox's vm/disk.rs).
     let mke2fs = tool("mke2fs");
     match &mke2fs {
         Some(p) => checks.push(check(

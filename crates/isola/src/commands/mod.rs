@@ -7,4 +7,3 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod run;
-pub mod run_vm;

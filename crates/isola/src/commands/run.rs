@@ -5,10 +5,12 @@ use crate::paths::Paths;
 use crate::records::{self, Record};
 use crate::{limits, Exit};
 use anyhow::{bail, Context, Result};
-use isola_container::{monitor, Attach, CreateOptions};
 use isola_oci::bundle::{runtime_spec, write_config, RunSettings, Seccomp};
+use isola_oci::rootfs::chain_id;
 use isola_oci::seccomp_profile::Profile;
 use isola_oci::{overlay, Image, Reference, Store};
+use isola_sandbox::vm::VmConfig;
+use isola_sandbox::{Attach, CreateOptions, Level};
 use std::path::Path;
 
 /// Validates the process flags and turns them into bundle settings (before anything is made).
@@ -103,15 +105,25 @@ pub fn image_and_rootfs(paths: &Paths, image: &str) -> Result<(Store, Image, std
     Ok((store, image, lower))
 }
 
+/// Where `isola run` bounds a sandbox (its container, or its VMM process): removed by
+/// `records::cleanup` if isola dies.
+pub fn cgroup_path(id: &str) -> String {
+    format!("/isola/{id}")
+}
+
 pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
-    if a.isolation == Isolation::Vm {
-        crate::commands::run_vm::preflight(paths)?;
+    let level = match a.isolation {
+        Isolation::Container => Level::Container,
+        Isolation::Vm => Level::Vm,
+    };
+    if level == Level::Vm {
+        crate::vm_preflight::preflight(paths)?;
     }
     let id = records::new_id()?;
     let short = id[..12].to_string();
-    let cpu_range = match a.isolation {
-        Isolation::Container => limits::CpuRange::Host,
-        Isolation::Vm => limits::CpuRange::Vm(isola_vmm::vm::MAX_CPUS),
+    let cpu_range = match level {
+        Level::Container => limits::CpuRange::Host,
+        Level::Vm => limits::CpuRange::Vm(isola_vmm::vm::MAX_CPUS),
     };
     let mut settings = settings(&a.process, &a.command, &short, a.tty, cpu_range)?;
     let name = a.name.clone().unwrap_or_else(|| short.clone());
@@ -124,9 +136,7 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         return Err(records::name_in_use(&name));
     }
     let (_store, image, lower) = image_and_rootfs(paths, &a.image)?;
-    if a.isolation == Isolation::Container {
-        settings.cgroups_path = Some(format!("/isola/{id}"));
-    }
+    settings.cgroups_path = Some(cgroup_path(&id));
 
     let dir = paths.bundles().join(&id);
     let mut record = Record {
@@ -134,11 +144,7 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         name,
         image: format!("{}:{}", image.name, image.tag),
         command: a.command.clone(),
-        isolation: match a.isolation {
-            Isolation::Container => "container",
-            Isolation::Vm => "vm",
-        }
-        .into(),
+        isolation: level.as_str().into(),
         created: records::now(),
         status: "creating".into(),
         exit_code: None,
@@ -156,12 +162,13 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
             .as_ref()
             .and_then(|p| p.args().clone())
             .unwrap_or_default();
-        match a.isolation {
-            Isolation::Container => run_container(paths, &a, &dir, &lower, spec, &mut record),
-            Isolation::Vm => {
-                crate::commands::run_vm::run_vm(paths, &a, &image, &lower, spec, &mut record)
-            }
-        }
+        let mut vm = crate::vm_preflight::vm_config(paths);
+        vm.timeout = a.timeout;
+        vm.debug = a.debug;
+        vm.timings = a.timings.then(|| crate::STARTED.get().copied()).flatten();
+        prepare_root(paths, level, &dir, &image, &lower, &mut vm)?;
+        write_config(&dir, &spec)?;
+        run_sandbox(paths, &a, level, &dir, &vm, &mut record)
     })();
     let _ = overlay::unmount(&dir.join("rootfs"));
     if a.rm || record.status == "creating" {
@@ -177,40 +184,69 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     result
 }
 
-/// The namespace back end: an overlay rootfs in the bundle directory, then create → start →
-/// wait → delete.
-fn run_container(
+/// The image's root filesystem as this level takes it: a writable overlay of the unpacked
+/// image in the bundle directory (container), or the image's read-only ext4 disk, built once
+/// and shared by its runs (VM; writes stay in the guest's memory).
+fn prepare_root(
+    paths: &Paths,
+    level: Level,
+    dir: &Path,
+    image: &Image,
+    lower: &Path,
+    vm: &mut VmConfig,
+) -> Result<()> {
+    match level {
+        Level::Container => prepare_bundle(dir, lower),
+        Level::Vm => {
+            let disk =
+                isola_sandbox::vm::disk::shared(&paths.vm_images(), chain_id(image)?.hex(), lower)
+                    .map_err(|e| Exit(125, format!("--isolation vm: root disk: {e}")))?;
+            vm.shared_disk = Some(disk);
+            Ok(())
+        }
+    }
+}
+
+/// The bundle in `dir`, as a sandbox at `level`: create → start → wait → delete.
+fn run_sandbox(
     paths: &Paths,
     a: &RunArgs,
+    level: Level,
     dir: &Path,
-    lower: &Path,
-    spec: oci_spec::runtime::Spec,
+    vm: &VmConfig,
     record: &mut Record,
 ) -> Result<i32> {
-    prepare_bundle(dir, lower)?;
-    write_config(dir, &spec)?;
-    monitor::block_signals().context("blocking signals")?;
-    let mut container = isola_container::create(&CreateOptions {
+    // isola's own failures at the VM level say which level failed.
+    let failed = |e: isola_sandbox::Error| {
+        let prefix = match (&e, level) {
+            (isola_sandbox::Error::Container(_), _) | (_, Level::Container) => "",
+            _ => "--isolation vm: ",
+        };
+        Exit(e.exit_code(), format!("{prefix}{e}"))
+    };
+    let mut sandbox = isola_sandbox::create(&CreateOptions {
         id: &record.id,
         bundle: dir,
         state_root: &paths.states(),
+        level,
         attach: Attach::Monitor {
             interactive: a.interactive,
         },
+        console_socket: None,
+        vm,
     })
-    .map_err(|e| Exit(e.exit_code(), e.to_string()))?;
+    .map_err(failed)?;
     record.status = "running".into();
     record.save(paths)?;
-    let code = match container.start() {
-        Ok(()) => container.wait(a.interactive),
+    let code = match sandbox.start() {
+        Ok(()) => sandbox.wait(),
         Err(e) => Err(e),
     };
-    let deleted = container.delete();
-    let code = code.map_err(|e| Exit(e.exit_code(), e.to_string()))?;
-    deleted?;
+    let deleted = sandbox.delete();
+    let code = code.map_err(failed)?;
+    deleted.map_err(failed)?;
     Ok(code)
 }
-
 /// The bundle's writable rootfs: an overlay of the image's rootfs and a fresh upper directory.
 fn prepare_bundle(dir: &Path, lower: &Path) -> Result<()> {
     for sub in ["upper", "work", "rootfs"] {

@@ -80,7 +80,7 @@ fn clean_damaged(paths: &Paths, d: Damaged) -> Option<String> {
 /// with its isola, its cgroup did not); a container's own is removed with its state.
 fn remove_cgroup(id: &str) {
     if let Ok(hier) = Hierarchies::detect() {
-        let path = crate::commands::run_vm::vmm_cgroup_path(id);
+        let path = crate::commands::run::cgroup_path(id);
         let _ = Cgroup::existing(&hier, &path).remove();
     }
 }

@@ -2,12 +2,9 @@
 //! `start` (create), or created, started and, unless detached, waited for (run).
 
 use super::cli::CreateArgs;
-use super::{ops, Failure, Result, Runtime};
-use isola_container::{monitor, Attach, Container, CreateOptions};
+use super::{Failure, Result, Runtime};
+use isola_sandbox::{Attach, CreateOptions, Level, Sandbox};
 use std::path::{Path, PathBuf};
-
-/// The annotation that runs a bundle VM-isolated (as `isola-vm` does for every bundle).
-pub const ISOLATION_ANNOTATION: &str = "org.isola.isolation";
 
 /// runc's rule for ids: letters, digits and `_ + - .`, not `.` or `..`.
 fn check_id(id: &str) -> Result<()> {
@@ -28,8 +25,7 @@ fn check_id(id: &str) -> Result<()> {
 /// A bundle, checked.
 struct Prepared {
     bundle: PathBuf,
-    spec: oci_spec::runtime::Spec,
-    vm: bool,
+    level: Level,
 }
 
 /// Everything checked before anything is made: the id, the bundle, the level, the terminal.
@@ -44,20 +40,12 @@ fn prepare(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<Prepared> {
         )));
     }
     let (spec, plan) = isola_container::load_spec(&bundle)?;
-    let annotated = spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(ISOLATION_ANNOTATION))
-        .map(String::as_str);
-    match annotated {
-        None | Some("container") | Some("vm") => {}
-        Some(other) => {
-            return Err(Failure(format!(
-                "{}: annotation {ISOLATION_ANNOTATION}={other:?}: expected \"container\" or \"vm\"",
-                bundle.join("config.json").display()
-            )))
-        }
-    }
+    let default = if rt.vm_by_name {
+        Level::Vm
+    } else {
+        Level::Container
+    };
+    let level = Level::of_bundle(&spec, &bundle, default)?;
     if spec.hooks().as_ref().is_some_and(|h| {
         [
             h.prestart(),
@@ -85,52 +73,44 @@ fn prepare(rt: &Runtime, a: &CreateArgs, detach: bool) -> Result<Prepared> {
             "cannot use console socket if isola will not detach or allocate tty".into(),
         ));
     }
+    if level == Level::Vm {
+        crate::vm_preflight::preflight(&rt.paths)?;
+    }
     // Only root may look in (the exec FIFOs in it are writable by all).
-    let vm = rt.vm_by_name || annotated == Some("vm");
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(&rt.root)
         .map_err(|e| Failure(format!("--root {}: {e}", rt.root.display())))?;
-    Ok(Prepared { bundle, spec, vm })
+    Ok(Prepared { bundle, level })
+}
+
+/// Creates the sandbox the way `attach` says.
+fn make(rt: &Runtime, a: &CreateArgs, p: &Prepared, attach: Attach) -> Result<Box<dyn Sandbox>> {
+    let vm = crate::vm_preflight::vm_config(&rt.paths);
+    let sandbox = isola_sandbox::create(&CreateOptions {
+        id: &a.id,
+        bundle: &p.bundle,
+        state_root: &rt.root,
+        level: p.level,
+        attach,
+        console_socket: a.console_socket.as_deref(),
+        vm: &vm,
+    })?;
+    if let Some(file) = &a.pid_file {
+        if let Err(e) = write_pid_file(file, sandbox.pid()) {
+            let _ = sandbox.delete();
+            return Err(e);
+        }
+    }
+    Ok(sandbox)
 }
 
 /// `create`: the container waits, created, for `start`; this process ends.
 pub fn create(rt: &Runtime, a: &CreateArgs) -> Result<()> {
-    let Prepared { bundle, spec, vm } = prepare(rt, a, true)?;
-    if vm {
-        let pid =
-            super::create_vm::create_vm(rt, &a.id, &bundle, spec, a.console_socket.as_deref())?;
-        if let Some(file) = &a.pid_file {
-            if let Err(e) = write_pid_file(file, pid) {
-                let _ = super::ops::delete(rt, &a.id, true);
-                return Err(e);
-            }
-        }
-        return Ok(());
-    }
-    let mut container = isola_container::create(&CreateOptions {
-        id: &a.id,
-        bundle: &bundle,
-        state_root: &rt.root,
-        attach: Attach::Detached {
-            preserve_fds: a.preserve_fds,
-        },
-    })?;
-    if let Err(e) = hand_over(&mut container, a) {
-        let _ = container.delete();
-        return Err(e);
-    }
-    container.detach();
-    Ok(())
-}
-
-/// The console master to `--console-socket`, the pid to `--pid-file`.
-fn hand_over(container: &mut Container, a: &CreateArgs) -> Result<()> {
-    if let (Some(master), Some(socket)) = (container.console.take(), &a.console_socket) {
-        super::host_pty::send_master(socket, &master)?;
-    }
-    if let Some(file) = &a.pid_file {
-        write_pid_file(file, container.pid)?;
-    }
+    let p = prepare(rt, a, true)?;
+    let attach = Attach::Detached {
+        preserve_fds: a.preserve_fds,
+    };
+    make(rt, a, &p, attach)?.detach();
     Ok(())
 }
 
@@ -152,50 +132,38 @@ pub fn write_pid_file(file: &Path, pid: i32) -> Result<()> {
 /// `run`: create and start; without `detach`, this process stays as the container's monitor
 /// (stdio relayed, signals forwarded), then removes it unless `keep`, and ends with its status.
 pub fn run(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
+    let p = prepare(rt, a, detach)?;
+    let attach = match p.level {
+        _ if detach => Attach::Detached {
+            preserve_fds: a.preserve_fds,
+        },
+        // The container's stdio relayed by this process, its terminal too.
+        Level::Container => Attach::Monitor { interactive: true },
+        // A VM's own monitor process keeps its state (exec.sock) as after `create`; this
+        // process waits for it.
+        Level::Vm => Attach::Detached {
+            preserve_fds: a.preserve_fds,
+        },
+    };
+    let mut sandbox = make(rt, a, &p, attach)?;
+    if let Err(e) = sandbox.start() {
+        let _ = sandbox.delete();
+        return Err(e.into());
+    }
     if detach {
-        create(rt, a)?;
-        ops::start(rt, &a.id)?;
+        sandbox.detach();
         return Ok(0);
     }
-    let Prepared { bundle, vm, .. } = prepare(rt, a, false)?;
-    if vm {
-        // The monitor is our child: wait for it, passing on the signals we get (it forwards
-        // them into the guest), then remove what create made.
-        create(rt, a)?;
-        let pid = isola_container::detached::Detached::load(&rt.root, &a.id)?
-            .state
-            .pid;
-        monitor::block_signals().map_err(|e| Failure(format!("blocking signals: {e}")))?;
-        ops::start(rt, &a.id)?;
-        let code = monitor::forward_until_exit(pid)
-            .map_err(|e| Failure(format!("waiting for the VM: {e}")))?;
-        if !keep {
-            ops::delete(rt, &a.id, true)?;
-        }
-        return Ok(code);
-    }
-    monitor::block_signals().map_err(|e| Failure(format!("blocking signals: {e}")))?;
-    let mut container = isola_container::create(&CreateOptions {
-        id: &a.id,
-        bundle: &bundle,
-        state_root: &rt.root,
-        attach: Attach::Monitor { interactive: true },
-    })?;
-    if let Some(file) = &a.pid_file {
-        if let Err(e) = write_pid_file(file, container.pid) {
-            let _ = container.delete();
-            return Err(e);
-        }
-    }
-    let code = container.start().and_then(|()| container.wait(true));
+    let code = sandbox.wait();
     if keep {
+        sandbox.detach();
         return Ok(code?);
     }
     // A `delete --force` from elsewhere may have removed it already.
-    let deleted = container.delete();
+    let deleted = sandbox.delete();
     let code = code?;
     if let Err(e) = deleted {
-        if isola_container::detached::Detached::load(&rt.root, &a.id).is_ok() {
+        if isola_sandbox::Detached::load(&rt.root, &a.id).is_ok() {
             return Err(e.into());
         }
     }

@@ -4,8 +4,7 @@
 
 use super::cli::ExecArgs;
 use super::{create::write_pid_file, Failure, Result, Runtime};
-use isola_container::detached::Detached;
-use isola_container::ExecOptions;
+use isola_sandbox::{Detached, ExecRequest};
 use oci_spec::runtime::Process;
 
 fn process(c: &Detached, a: &ExecArgs) -> Result<Process> {
@@ -55,36 +54,15 @@ fn process(c: &Detached, a: &ExecArgs) -> Result<Process> {
 pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
     let c = Detached::load(&rt.root, &a.id)?;
     let process = process(&c, a)?;
-    if c.state.isolation == "vm" {
-        return super::exec_vm::exec_vm(
-            &c,
-            process,
-            a.detach,
-            a.pid_file.as_deref(),
-            a.console_socket.as_deref(),
-        );
-    }
-    let console_socket = a
-        .console_socket
-        .as_ref()
-        .map(|s| {
-            isola_container::console_socket::connect(s)
-                .map_err(|e| Failure(format!("--console-socket {}: {e}", s.display())))
-        })
-        .transpose()?;
-    let code = c.exec(
-        ExecOptions {
-            process,
-            detach: a.detach,
-            console_socket,
-            preserve_fds: a.preserve_fds,
-        },
-        |pid| match &a.pid_file {
-            Some(f) => {
-                write_pid_file(f, pid).map_err(|Failure(m)| isola_container::ContainerError::Io(m))
-            }
-            None => Ok(()),
-        },
-    )?;
-    Ok(code.unwrap_or(0))
+    let mut started = |pid| match &a.pid_file {
+        Some(f) => write_pid_file(f, pid).map_err(|Failure(m)| isola_sandbox::Error::Io(m)),
+        None => Ok(()),
+    };
+    let request = ExecRequest {
+        process,
+        detach: a.detach,
+        console_socket: a.console_socket.as_deref(),
+        preserve_fds: a.preserve_fds,
+    };
+    Ok(isola_sandbox::exec(&c, request, &mut started)?)
 }

@@ -1,8 +1,9 @@
 //! `features`: what this runtime supports, as the runtime spec's features document, so a caller
 //! can check before it asks (containerd reads it).
 
-use super::create::ISOLATION_ANNOTATION;
 use super::Result;
+use isola_sandbox::vm::{MEMORY_ANNOTATION, VCPUS_ANNOTATION};
+use isola_sandbox::ISOLATION_ANNOTATION;
 use serde_json::json;
 
 pub fn features() -> Result<()> {
@@ -44,6 +45,8 @@ pub fn features() -> Result<()> {
         },
         "annotations": {
             ISOLATION_ANNOTATION: "container or vm: the isolation level (isola-vm: always vm)",
+            MEMORY_ANNOTATION: "the VM's guest memory in MiB (default: the memory limit plus 128, at least 256)",
+            VCPUS_ANNOTATION: "the VM's vCPUs (default: the CPU quota rounded up, at least 1)",
             "org.isola.runtime": "isola"
         }
     });

@@ -7,12 +7,8 @@
 
 pub mod cli;
 mod create;
-mod create_vm;
 mod exec;
-pub mod exec_hub;
-mod exec_vm;
 mod features;
-mod host_pty;
 mod log;
 mod ops;
 mod spec;
@@ -31,6 +27,12 @@ pub struct Failure(pub String);
 
 impl From<ContainerError> for Failure {
     fn from(e: ContainerError) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+impl From<isola_sandbox::Error> for Failure {
+    fn from(e: isola_sandbox::Error) -> Failure {
         Failure(e.to_string())
     }
 }

@@ -2,8 +2,8 @@
 
 use super::cli::ListFormat;
 use super::{Failure, Result, Runtime};
-use isola_container::detached::{Detached, Status};
 use isola_container::ContainerError;
+use isola_sandbox::{Detached, Status};
 use serde_json::json;
 
 fn load(rt: &Runtime, id: &str) -> Result<Detached> {

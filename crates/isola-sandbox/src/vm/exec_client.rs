@@ -5,93 +5,78 @@
 //! is the client, and the pid file names that child (a subreaper waits for it as for the
 //! process).
 
+use super::boot::{write_all, FORWARDED_SIGNALS};
 use super::exec_hub::socket_path;
-use super::{create::write_pid_file, Failure, Result};
-use crate::commands::run_vm::{write_all, FORWARDED_SIGNALS};
-use isola_container::detached::{Detached, Status};
+use crate::{Detached, Error, ExecRequest, Status};
 use isola_guest_contract::frame::{Decoder, Frame, ToGuest, ToHost};
-use oci_spec::runtime::Process;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 
-pub fn exec_vm(
+pub fn exec(
     c: &Detached,
-    process: Process,
-    detach: bool,
-    pid_file: Option<&Path>,
-    console_socket: Option<&Path>,
-) -> Result<i32> {
+    r: ExecRequest,
+    started: &mut dyn FnMut(i32) -> Result<(), Error>,
+) -> Result<i32, Error> {
+    let wrong = |m: &str| {
+        Err(Error::Container(
+            isola_container::ContainerError::WrongState(m.into()),
+        ))
+    };
     match c.status() {
         Status::Running => {}
-        Status::Paused => return Err(Failure("cannot exec in a paused container".into())),
-        Status::Created => {
-            return Err(Failure(
-                "cannot exec in a VM container before it is started".into(),
-            ))
-        }
-        Status::Stopped | Status::Creating => {
-            return Err(Failure("cannot exec in a stopped container".into()))
-        }
+        Status::Paused => return wrong("cannot exec in a paused container"),
+        Status::Created => return wrong("cannot exec in a VM container before it is started"),
+        Status::Stopped | Status::Creating => return wrong("cannot exec in a stopped container"),
     }
     let (mut spec, _) = isola_container::load_spec(&c.state.bundle)?;
-    spec.set_process(Some(process));
-    let plan = isola_process::Plan::from_spec(&spec).map_err(Failure)?;
+    spec.set_process(Some(r.process));
+    let plan = isola_process::Plan::from_spec(&spec).map_err(Error::Config)?;
     let socket = socket_path(&c.dir);
-    let stream =
-        UnixStream::connect(&socket).map_err(|e| Failure(format!("{}: {e}", socket.display())))?;
+    let stream = UnixStream::connect(&socket)
+        .map_err(|e| Error::Io(format!("{}: {e}", socket.display())))?;
     // With a terminal and a console socket: a host pty whose master goes to the caller; its
     // slave is the client's terminal (as the monitor does for the workload).
-    let slave = match (plan.terminal, console_socket) {
-        (true, Some(sock)) => Some(super::host_pty::for_console_socket(sock)?),
+    let slave = match (plan.terminal, r.console_socket) {
+        (true, Some(sock)) => Some(crate::console::for_console_socket(sock)?),
         _ => None,
     };
-    let plan = serde_json::to_vec(&plan).map_err(|e| Failure(e.to_string()))?;
-    if !detach {
-        if let Some(f) = pid_file {
-            write_pid_file(f, std::process::id() as i32)?;
-        }
-        return Ok(session(stream, &plan, slave, plan_is_tty(&spec)));
+    let tty = plan.terminal;
+    let plan = serde_json::to_vec(&plan).map_err(|e| Error::Io(e.to_string()))?;
+    if !r.detach {
+        started(std::process::id() as i32)?;
+        return Ok(session(stream, &plan, slave, tty));
     }
-    // SAFETY: fork(2) of this single-threaded process; the child runs the session and exits.
+    // SAFETY: fork(2) of this single-threaded process (an OCI runtime's `exec` starts no
+    // threads); the child runs the session and exits.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(Failure(format!(
+        return Err(Error::Io(format!(
             "fork: {}",
             std::io::Error::last_os_error()
         )));
     }
     if pid == 0 {
-        let code = session(stream, &plan, slave, plan_is_tty(&spec));
+        let code = session(stream, &plan, slave, tty);
         // SAFETY: _exit ends the child with the session's status.
         unsafe { libc::_exit(code) }
     }
-    if let Some(f) = pid_file {
-        write_pid_file(f, pid)?;
-    }
+    started(pid)?;
     Ok(0)
-}
-
-fn plan_is_tty(spec: &oci_spec::runtime::Spec) -> bool {
-    spec.process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false)
 }
 
 /// Runs one session to its end; returns its status.
 fn session(mut stream: UnixStream, plan: &[u8], slave: Option<OwnedFd>, tty: bool) -> i32 {
     if let Some(slave) = &slave {
         let _ = nix::unistd::setsid();
-        if let Err(e) = super::host_pty::take(slave) {
+        if let Err(e) = crate::console::take(slave) {
             eprintln!("isola: exec: the terminal: {e}");
             return 125;
         }
     }
     drop(slave);
     // Keys reach the guest's pty untouched.
-    let _raw = tty.then(crate::terminal::RawMode::enter).flatten();
+    let _raw = tty.then(super::terminal::RawMode::enter).flatten();
     let signals = match isola_vmm::host_relay::block_signals(FORWARDED_SIGNALS) {
         Ok(s) => s,
         Err(e) => {

@@ -1,25 +1,24 @@
-//! The link between one image format and two back ends: the image's unpacked root filesystem
-//! (the same tree container isolation mounts as its overlay's lower layer) as a read-only ext4
-//! disk image for VM isolation. Built once per chain ID with `mke2fs -t ext4 -d`, kept beside the
-//! image store, and reused by every VM run of that image.
+//! The link between one image format and two back ends: a root filesystem tree (an image's
+//! unpacked rootfs, the same tree container isolation mounts as its overlay's lower layer, or a
+//! bundle's rootfs) as a read-only ext4 disk image for VM isolation, written by
+//! `mke2fs -t ext4 -d`. An image's disk is built once per chain ID and shared by every VM run of
+//! it (`shared`); a runtime bundle's is the container's own (`build`).
 
-use crate::paths::Paths;
-use anyhow::{bail, Context, Result};
+use crate::Error;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bytes and inodes a tree needs (files rounded up to 4 KiB blocks).
-fn tree_usage(dir: &Path) -> Result<(u64, u64)> {
+fn tree_usage(dir: &Path) -> Result<(u64, u64), Error> {
+    let io = |p: &Path, e: std::io::Error| Error::Vm(format!("{}: {e}", p.display()));
     let mut bytes = 0;
     let mut inodes = 1;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| d.display().to_string())? {
-            let e = e.with_context(|| d.display().to_string())?;
-            let m = e
-                .metadata()
-                .with_context(|| e.path().display().to_string())?;
+        for e in std::fs::read_dir(&d).map_err(|e| io(&d, e))? {
+            let e = e.map_err(|e| io(&d, e))?;
+            let m = e.metadata().map_err(|err| io(&e.path(), err))?;
             inodes += 1;
             bytes += m.size().div_ceil(4096) * 4096;
             if m.is_dir() {
@@ -30,25 +29,24 @@ fn tree_usage(dir: &Path) -> Result<(u64, u64)> {
     Ok((bytes, inodes))
 }
 
-/// The disk image for `chain` (building it from `lower` if it is not there yet).
-pub fn root_disk(paths: &Paths, chain: &str, lower: &Path) -> Result<PathBuf> {
-    let dir = paths.vm_images();
+/// The shared disk image for `chain` in `dir` (building it from `tree` if it is not there yet).
+pub fn shared(dir: &Path, chain: &str, tree: &Path) -> Result<PathBuf, Error> {
     let file = dir.join(format!("{chain}.ext4"));
     if file.is_file() {
         return Ok(file);
     }
-    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::Vm(format!("{}: {e}", dir.display())))?;
     let tmp = dir.join(format!(".{chain}.{}.ext4", std::process::id()));
-    build(lower, &tmp)?;
+    build(tree, &tmp)?;
     if let Err(e) = std::fs::rename(&tmp, &file) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| file.display().to_string());
+        return Err(Error::Vm(format!("{}: {e}", file.display())));
     }
     Ok(file)
 }
 
 /// Writes `tree` as an ext4 image to `file` (nothing is left there on failure).
-pub fn build(tree: &Path, file: &Path) -> Result<()> {
+pub fn build(tree: &Path, file: &Path) -> Result<(), Error> {
     let (bytes, inodes) = tree_usage(tree)?;
     // Generous: the file is sparse, so room that is never used costs no disk.
     let size_mib = (bytes * 2).div_ceil(1 << 20) + 64;
@@ -77,16 +75,18 @@ pub fn build(tree: &Path, file: &Path) -> Result<()> {
         Ok(o) => o,
         Err(e) => {
             let _ = std::fs::remove_file(file);
-            bail!("mke2fs (from e2fsprogs) could not be run: {e}");
+            return Err(Error::Vm(format!(
+                "mke2fs (from e2fsprogs) could not be run: {e}"
+            )));
         }
     };
     if !out.status.success() {
         let _ = std::fs::remove_file(file);
-        bail!(
+        return Err(Error::Vm(format!(
             "mke2fs -d {} failed: {}",
             tree.display(),
             String::from_utf8_lossy(&out.stderr).trim()
-        );
+        )));
     }
     Ok(())
 }

@@ -1,20 +1,14 @@
-//! `isola run --isolation vm`: the same image and bundle as container mode, run by isola's own
-//! VMM behind a guest kernel. The image's rootfs is a read-only disk (built once per image, see
-//! `vm_disk.rs`); the guest init and the bundle's process, resolved (isola-process's `Plan`),
-//! travel in a small initramfs isola
-//! writes itself; stdin, stdout, stderr, signals and the exit status cross the virtio console.
+//! One VM of a bundle's spec, booted and relayed to its end in this process: the bundle's
+//! process, resolved (isola-process's `Plan`), and the guest init travel in a small initramfs
+//! written here; the root filesystem is a read-only ext4 disk (`disk.rs`); stdin, stdout,
+//! stderr, signals, exec sessions and the exit status cross the virtio console.
 
-use crate::cli::RunArgs;
-use crate::paths::Paths;
-use crate::records::Record;
-use crate::{terminal, Exit};
-use anyhow::{bail, Context, Result};
+use super::{terminal, VmConfig};
+use crate::Error;
 use isola_container::cgroups::{Cgroup, Hierarchies};
 use isola_guest_contract::boot::{self, Phase};
 use isola_guest_contract::frame::{Decoder, ToHost};
 use isola_guest_contract::{ErrorKind, GuestError};
-use isola_oci::rootfs::chain_id;
-use isola_oci::Image;
 use isola_vmm::devices::serial::Sink;
 use isola_vmm::host_relay::{HostIo, WindowSize};
 use isola_vmm::initramfs::Cpio;
@@ -25,21 +19,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const DEFAULT_MEMORY_MIB: u64 = 256;
-/// Guest RAM beyond `--memory`, for the guest kernel, init and page cache.
-const GUEST_HEADROOM_MIB: u64 = 128;
 /// How long the guest kernel may take to start init; `ISOLA_BOOT_TIMEOUT` (seconds) overrides.
 const DEFAULT_BOOT_TIMEOUT_S: u64 = 60;
 
-fn boot_timeout() -> Result<Duration> {
+fn boot_timeout() -> Result<Duration, Error> {
     match std::env::var("ISOLA_BOOT_TIMEOUT") {
         Err(_) => Ok(Duration::from_secs(DEFAULT_BOOT_TIMEOUT_S)),
         Ok(v) => match v.parse::<u64>() {
             Ok(s) if s > 0 => Ok(Duration::from_secs(s)),
-            _ => bail!(Exit(
-                125,
-                format!("ISOLA_BOOT_TIMEOUT {v:?}: expected whole seconds, at least 1")
-            )),
+            _ => Err(Error::Vm(format!(
+                "ISOLA_BOOT_TIMEOUT {v:?}: expected whole seconds, at least 1"
+            ))),
         },
     }
 }
@@ -75,73 +65,6 @@ pub const FORWARDED_SIGNALS: &[i32] = &[
     libc::SIGWINCH,
 ];
 
-/// The guest kernel (an ELF vmlinux, or else a bzImage) and the guest init.
-fn guest_artifacts(paths: &Paths) -> (PathBuf, PathBuf) {
-    let guest = paths.guest();
-    let kernel = Some(guest.join("vmlinux"))
-        .filter(|k| k.exists())
-        .or_else(|| Some(guest.join("bzImage")).filter(|k| k.exists()))
-        .unwrap_or_else(|| guest.join("vmlinux"));
-    (kernel, guest.join("init"))
-}
-
-/// Whether this host can run the VM at all, checked before anything is made: KVM that runs
-/// unmodified guests, and the guest artifacts.
-pub fn preflight(paths: &Paths) -> Result<()> {
-    // The probe VM costs a few ms on hardware (60 ms in the emulated test host); a usable
-    // verdict holds until the host reboots or /dev/kvm is made anew (kvm reloaded).
-    let remembered = paths.run.join("kvm-usable");
-    let key = kvm_key();
-    if key.is_none() || std::fs::read_to_string(&remembered).ok() != key {
-        let (kvm, verdict) = crate::commands::doctor::kvm_check();
-        if !verdict.can_run_vms() {
-            bail!(Exit(
-                125,
-                format!(
-                    "--isolation vm: this host cannot run VMs: {} (see `isola doctor`)",
-                    kvm.detail
-                )
-            ));
-        }
-        if let Some(key) = key {
-            let tmp = paths
-                .run
-                .join(format!(".kvm-usable.{}", std::process::id()));
-            let _ = std::fs::create_dir_all(&paths.run)
-                .and_then(|()| std::fs::write(&tmp, key))
-                .and_then(|()| std::fs::rename(&tmp, &remembered));
-            let _ = std::fs::remove_file(&tmp);
-        }
-    }
-    let (kernel, init) = guest_artifacts(paths);
-    for (what, p) in [("guest kernel", &kernel), ("guest init", &init)] {
-        if !p.is_file() {
-            bail!(Exit(
-                125,
-                format!(
-                    "--isolation vm: the {what} {} is missing (see `isola doctor`)",
-                    p.display()
-                )
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// This boot and this /dev/kvm: what a remembered KVM verdict is valid for.
-fn kvm_key() -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let dev = std::fs::metadata("/dev/kvm").ok()?;
-    Some(format!(
-        "{} {} {}.{}\n",
-        boot.trim(),
-        dev.rdev(),
-        dev.ctime(),
-        dev.ctime_nsec()
-    ))
-}
-
 /// What the VMM process may use beyond guest memory (its own code, heap, page tables, the root
 /// disk's page cache) before its cgroup's memory bound stops it.
 const VMM_HEADROOM_MIB: u64 = 64;
@@ -149,7 +72,7 @@ const VMM_HEADROOM_MIB: u64 = 64;
 const VMM_THREADS_BEYOND_VCPUS: i64 = 4;
 
 /// The cgroup at `path` that bounds the VMM process.
-fn vmm_cgroup(path: &str, mem_mib: u64, cpus: u8) -> Result<Cgroup> {
+fn vmm_cgroup(path: &str, mem_mib: u64, cpus: u8) -> Result<Cgroup, Error> {
     use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
     let memory = ((mem_mib + VMM_HEADROOM_MIB) << 20) as i64;
     let resources = LinuxResourcesBuilder::default()
@@ -157,56 +80,25 @@ fn vmm_cgroup(path: &str, mem_mib: u64, cpus: u8) -> Result<Cgroup> {
             LinuxMemoryBuilder::default()
                 .limit(memory)
                 .swap(memory)
-                .build()?,
+                .build()
+                .map_err(spec_error)?,
         )
         .pids(
             LinuxPidsBuilder::default()
                 .limit(i64::from(cpus) + VMM_THREADS_BEYOND_VCPUS)
-                .build()?,
+                .build()
+                .map_err(spec_error)?,
         )
-        .build()?;
-    let hier = Hierarchies::detect()
-        .map_err(|e| Exit(125, format!("--isolation vm: the VMM's cgroup: {e}")))?;
-    let cgroup = Cgroup::create(&hier, path, Some(&resources))
-        .map_err(|e| Exit(125, format!("--isolation vm: the VMM's cgroup: {e}")))?;
-    Ok(cgroup)
+        .build()
+        .map_err(spec_error)?;
+    let failed =
+        |e: isola_container::cgroups::CgroupError| Error::Vm(format!("the VMM's cgroup: {e}"));
+    let hier = Hierarchies::detect().map_err(failed)?;
+    Cgroup::create(&hier, path, Some(&resources)).map_err(failed)
 }
 
-/// Where a VM's VMM process is bounded (removed again by `records::cleanup` if isola dies).
-pub fn vmm_cgroup_path(id: &str) -> String {
-    format!("/isola/{id}")
-}
-
-/// Runs the bundle's process in a new VM; `record` is marked running once the VM starts.
-pub fn run_vm(
-    paths: &Paths,
-    a: &RunArgs,
-    image: &Image,
-    lower: &Path,
-    spec: Spec,
-    record: &mut Record,
-) -> Result<i32> {
-    let disk = crate::vm_disk::root_disk(paths, chain_id(image)?.hex(), lower)
-        .map_err(|e| Exit(125, format!("--isolation vm: root disk: {e:#}")))?;
-    isola_oci::bundle::write_config(&record.dir(paths), &spec)?;
-    record.status = "running".into();
-    record.save(paths)?;
-    run_job(
-        paths,
-        VmJob {
-            spec,
-            disk,
-            disk_is_cache: true,
-            cgroup_path: vmm_cgroup_path(&record.id),
-            stdin: a.interactive,
-            tty: a.tty,
-            timeout: a.timeout,
-            debug: a.debug,
-            timings: a.timings,
-            gate: None,
-            exec_hub: None,
-        },
-    )
+fn spec_error(e: oci_spec::OciSpecError) -> Error {
+    Error::Vm(e.to_string())
 }
 
 /// A runtime's `create`: the guest sets up and waits; `created` runs when it says so, and the
@@ -229,42 +121,16 @@ pub struct VmJob {
     pub stdin: bool,
     /// A terminal in the guest sized like isola's (and raw mode with `stdin`).
     pub tty: bool,
-    pub timeout: Option<u64>,
-    pub debug: bool,
-    pub timings: bool,
     pub gate: Option<StartGate>,
-    /// A runtime monitor's exec sessions (see `runtime::exec_hub`).
-    pub exec_hub: Option<crate::runtime::exec_hub::SharedHub>,
-}
-
-/// Guest memory (MiB) and vCPUs for a spec's `linux.resources`: the memory limit plus room
-/// for the guest's kernel and init (at least the default); `cpus` rounded up to whole CPUs
-/// (a VM has whole CPUs; the container level throttles instead).
-fn vm_size(spec: &Spec) -> (u64, u8) {
-    let res = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    let limit = res
-        .and_then(|r| r.memory().as_ref())
-        .and_then(|m| m.limit())
-        .filter(|l| *l > 0);
-    let mem_mib = limit.map_or(DEFAULT_MEMORY_MIB, |b| {
-        ((b as u64).div_ceil(1 << 20) + GUEST_HEADROOM_MIB).max(DEFAULT_MEMORY_MIB)
-    });
-    let cpu = res.and_then(|r| r.cpu().as_ref());
-    let cpus = match (cpu.and_then(|c| c.quota()), cpu.and_then(|c| c.period())) {
-        (Some(q), p) if q > 0 => (q as u64).div_ceil(p.unwrap_or(100_000).max(1)),
-        _ => 1,
-    };
-    (
-        mem_mib,
-        cpus.clamp(1, u64::from(isola_vmm::vm::MAX_CPUS)) as u8,
-    )
+    /// A monitor's exec sessions (see `exec_hub`).
+    pub exec_hub: Option<super::exec_hub::SharedHub>,
 }
 
 /// Boots the VM, relays until it ends; returns the workload's exit status.
-pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
+pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
     let VmJob { mut spec, .. } = job;
-    let (kernel, init) = guest_artifacts(paths);
-    let (mem_mib, cpus) = vm_size(&spec);
+    let (kernel, init) = (config.kernel(), config.init());
+    let (mem_mib, cpus) = super::size::vm_size(&spec)?;
     if job.tty {
         // The pty inside starts with the size of isola's own terminal.
         if let Some(size) = terminal::window_size() {
@@ -272,22 +138,24 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
                 let size = oci_spec::runtime::BoxBuilder::default()
                     .height(u64::from(size.0))
                     .width(u64::from(size.1))
-                    .build()?;
+                    .build()
+                    .map_err(spec_error)?;
                 process.set_console_size(Some(size));
             }
         }
     }
     let disk_path = job.disk;
     let root_disk = std::fs::File::open(&disk_path)
-        .map_err(|e| Exit(125, format!("--isolation vm: {}: {e}", disk_path.display())))?;
+        .map_err(|e| Error::Vm(format!("{}: {e}", disk_path.display())))?;
     // Sized up front and the init binary dropped once copied in: what the VMM holds beyond
     // guest memory stays small (see --timings' memory line).
-    let init_bytes = std::fs::read(&init).with_context(|| init.display().to_string())?;
+    let init_bytes =
+        std::fs::read(&init).map_err(|e| Error::Vm(format!("{}: {e}", init.display())))?;
     // The process spec read here, once, by the code the container init uses too: the guest
     // init carries the plan out and needs no OCI parser of its own.
     let plan = isola_process::Plan::from_spec(&spec)
-        .map_err(|e| Exit(125, format!("config.json: {e}")))?;
-    let plan = serde_json::to_vec(&plan)?;
+        .map_err(|e| Error::Vm(format!("config.json: {e}")))?;
+    let plan = serde_json::to_vec(&plan).map_err(|e| Error::Vm(e.to_string()))?;
     let mut initrd = Cpio::with_capacity(init_bytes.len() + plan.len() + 16384);
     initrd.file(boot::INIT, 0o755, &init_bytes);
     drop(init_bytes);
@@ -296,7 +164,7 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
     // The bundle's seccomp filter, compiled here: the guest init installs it as the container
     // init does (one compiler, one reading of linux.seccomp).
     let filter =
-        isola_seccomp::compile_spec(&spec).map_err(|e| Exit(125, format!("config.json: {e}")))?;
+        isola_seccomp::compile_spec(&spec).map_err(|e| Error::Vm(format!("config.json: {e}")))?;
     if let Some(filter) = filter {
         initrd.file(boot::SECCOMP, 0o644, &filter.to_bytes());
     }
@@ -304,10 +172,10 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
     // For booting the very same guest under another VMM (tests/bench/vm does, with QEMU).
     if let Some(out) = std::env::var_os("ISOLA_DEBUG_INITRAMFS").filter(|v| !v.is_empty()) {
         std::fs::write(&out, &initrd).map_err(|e| {
-            Exit(
-                125,
-                format!("ISOLA_DEBUG_INITRAMFS {}: {e}", Path::new(&out).display()),
-            )
+            Error::Vm(format!(
+                "ISOLA_DEBUG_INITRAMFS {}: {e}",
+                Path::new(&out).display()
+            ))
         })?;
     }
     let (start, mut created) = match job.gate {
@@ -352,7 +220,7 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
         })
     };
     let mut cmdline = format!("{KERNEL_CMDLINE} rdinit={}", boot::INIT);
-    cmdline.push_str(if job.debug {
+    cmdline.push_str(if config.debug {
         " printk.time=1"
     } else {
         " quiet"
@@ -384,7 +252,7 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
         mem_mib,
         cpus,
         root_disk: Some(root_disk),
-        timeout: job.timeout.map(Duration::from_secs),
+        timeout: config.timeout.map(Duration::from_secs),
         boot_timeout: boot_timeout()?,
     };
     let host = HostIo {
@@ -396,15 +264,14 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
         window_size: job.tty.then_some(terminal::window_size as WindowSize),
         start,
         sideband: hub.map(|h| {
-            Box::new(crate::runtime::exec_hub::HubSide(h))
-                as Box<dyn isola_vmm::host_relay::Sideband>
+            Box::new(super::exec_hub::HubSide(h)) as Box<dyn isola_vmm::host_relay::Sideband>
         }),
     };
     let cgroup = vmm_cgroup(&job.cgroup_path, mem_mib, cpus)?;
     let jail = JailConfig {
         // The jail's empty root is mounted on the run directory, in the VMM's own mount
         // namespace.
-        dir: paths.run.clone(),
+        dir: config.run_dir.clone(),
         place: Box::new(|pid| {
             cgroup
                 .add_pid(pid)
@@ -417,31 +284,26 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
         eprintln!("isola: warning: removing the VMM's cgroup: {e}");
     }
     if oom {
-        bail!(Exit(
-            125,
-            format!(
-                "--isolation vm: the VMM went over its memory bound ({} MiB: guest memory plus {VMM_HEADROOM_MIB} MiB) and the kernel killed it",
-                mem_mib + VMM_HEADROOM_MIB
-            )
-        ));
+        return Err(Error::Vm(format!(
+            "the VMM went over its memory bound ({} MiB: guest memory plus {VMM_HEADROOM_MIB} MiB) and the kernel killed it",
+            mem_mib + VMM_HEADROOM_MIB
+        )));
     }
-    let outcome = outcome.map_err(|e| Exit(125, format!("--isolation vm: {e}")))?;
+    let outcome = outcome.map_err(|e| Error::Vm(e.to_string()))?;
 
     let log =
         String::from_utf8_lossy(&console.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
-    if job.debug {
+    if config.debug {
         eprint!("{log}");
     }
-    if job.timings {
+    if let Some(t) = config.timings {
         let end = outcome.started.elapsed();
-        if let Some(t) = crate::STARTED.get() {
-            // Image, rootfs cache, root disk, initramfs and the KVM check, before the VMM.
-            let before = outcome.started.saturating_duration_since(*t);
-            eprintln!(
-                "timings: isola start -{:.1} ms",
-                before.as_secs_f64() * 1000.0
-            );
-        }
+        // Image, rootfs cache, root disk, initramfs and the KVM check, before the VMM.
+        let before = outcome.started.saturating_duration_since(t);
+        eprintln!(
+            "timings: isola start -{:.1} ms",
+            before.as_secs_f64() * 1000.0
+        );
         eprintln!("timings: vmm start 0.0 ms");
         eprintln!(
             "timings: kernel entry {:.1} ms",
@@ -471,15 +333,12 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
         if err.kind == ErrorKind::RootDisk && job.disk_is_cache {
             // A damaged cached image: drop it, so the next run builds it again.
             let _ = std::fs::remove_file(&disk_path);
-            bail!(Exit(
-                125,
-                format!(
-                    "--isolation vm: {err} ({} was removed; the next run rebuilds it)",
-                    disk_path.display()
-                )
-            ));
+            return Err(Error::Vm(format!(
+                "{err} ({} was removed; the next run rebuilds it)",
+                disk_path.display()
+            )));
         }
-        bail!(Exit(125, format!("--isolation vm: {err}")));
+        return Err(Error::Vm(err.to_string()));
     }
     if let Some(code) = ending.code {
         return Ok(code);
@@ -487,7 +346,7 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
     let why = match outcome.exit {
         VmExit::Timeout => format!(
             "the workload did not finish within --timeout {}s; the VM was stopped",
-            job.timeout.unwrap_or(0)
+            config.timeout.unwrap_or(0)
         ),
         VmExit::BootTimeout => format!(
             "the guest did not boot within {}s (its init never started); the VM was stopped",
@@ -500,15 +359,12 @@ pub fn run_job(paths: &Paths, job: VmJob) -> Result<i32> {
     };
     let tail: Vec<&str> = log.lines().rev().take(3).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
-    bail!(Exit(
-        125,
-        format!(
-            "--isolation vm: {why}{}",
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!("; kernel log ends: {}", tail.join(" | "))
-            }
-        )
-    ))
+    Err(Error::Vm(format!(
+        "{why}{}",
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; kernel log ends: {}", tail.join(" | "))
+        }
+    )))
 }

@@ -6,8 +6,9 @@
 //! workload's, and the signals it gets go to the workload. `start` writes into the exec FIFO
 //! the monitor watches, which sends the guest `Start`.
 
-use super::{Failure, Result, Runtime};
-use crate::commands::run_vm::{self, StartGate, VmJob};
+use super::boot::{self, StartGate, VmJob};
+use super::{exec_hub, VmConfig};
+use crate::{CreateOptions, Error, Sandbox};
 use isola_container::detached::{exec_fifo, Detached};
 use isola_container::state::{self, State};
 use oci_spec::runtime::Spec;
@@ -20,62 +21,83 @@ fn disk_path(dir: &Path) -> std::path::PathBuf {
     dir.join("root.ext4")
 }
 
-/// Returns the monitor's pid once the guest is set up and waits for `start`.
-pub fn create_vm(
-    rt: &Runtime,
-    id: &str,
-    bundle: &Path,
-    spec: Spec,
-    console_socket: Option<&Path>,
-) -> Result<i32> {
-    run_vm::preflight(&rt.paths).map_err(|e| Failure(format!("{e:#}")))?;
-    let dir = rt.root.join(id);
+/// A VM whose monitor is a process of its own.
+struct MonitoredVm(Detached);
+
+impl Sandbox for MonitoredVm {
+    fn pid(&self) -> i32 {
+        self.0.state.pid
+    }
+
+    fn start(&mut self) -> Result<(), Error> {
+        Ok(self.0.start()?)
+    }
+
+    /// The monitor is our child: waits for it, passing on the signals we get (it forwards them
+    /// into the guest).
+    fn wait(&mut self) -> Result<i32, Error> {
+        let io = |e: std::io::Error| Error::Io(format!("waiting for the VM's monitor: {e}"));
+        isola_container::monitor::block_signals().map_err(io)?;
+        isola_container::monitor::forward_until_exit(self.0.state.pid).map_err(io)
+    }
+
+    fn delete(self: Box<Self>) -> Result<(), Error> {
+        Ok(self.0.delete(true)?)
+    }
+
+    fn detach(self: Box<Self>) {}
+}
+
+/// Returns once the guest is set up and waits for `start`.
+pub fn create(o: &CreateOptions, spec: Spec) -> Result<Box<dyn Sandbox>, Error> {
+    let dir = o.state_root.join(o.id);
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Failure(format!("container with id exists: {id}")))
+            return Err(isola_container::ContainerError::Exists(o.id.to_string()).into())
         }
-        Err(e) => return Err(Failure(format!("{}: {e}", dir.display()))),
+        Err(e) => return Err(Error::Io(format!("{}: {e}", dir.display()))),
     }
-    let made = create_in(rt, id, bundle, spec, &dir, console_socket);
+    let made = create_in(o, spec, &dir);
     if made.is_err() {
         // What a half-made VM left: its monitor, the VMM's cgroup, the state directory.
-        if let Ok(c) = Detached::load(&rt.root, id) {
+        if let Ok(c) = Detached::load(o.state_root, o.id) {
             let _ = c.delete(true);
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-    made
+    Ok(Box::new(MonitoredVm(made?)))
 }
 
-fn create_in(
-    rt: &Runtime,
-    id: &str,
-    bundle: &Path,
-    spec: Spec,
-    dir: &Path,
-    console_socket: Option<&Path>,
-) -> Result<i32> {
+fn create_in(o: &CreateOptions, spec: Spec, dir: &Path) -> Result<Detached, Error> {
+    let io = |what: &Path, e: std::io::Error| Error::Io(format!("{}: {e}", what.display()));
     let terminal = spec
         .process()
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    let rootfs = state::rootfs_of(&spec, bundle)
-        .ok_or_else(|| Failure(format!("{}: no root", bundle.join("config.json").display())))?;
-    let cgroups_path = isola_container::cgroups::container_path(&spec, id);
-    let mut st = State::new(&spec, id, bundle, cgroups_path.clone(), "vm");
-    st.save(dir)?;
-    let disk = disk_path(dir);
-    crate::vm_disk::build(&rootfs, &disk).map_err(|e| {
-        Failure(format!(
-            "the VM's root disk from {}: {e:#}",
-            rootfs.display()
-        ))
-    })?;
+    let cgroups_path = isola_container::cgroups::container_path(&spec, o.id);
+    let mut st = State::new(&spec, o.id, o.bundle, cgroups_path.clone(), "vm");
+    st.save(dir).map_err(|e| io(dir, e))?;
+    let (disk, disk_is_cache) = match &o.vm.shared_disk {
+        Some(shared) => (shared.clone(), true),
+        None => {
+            let rootfs = state::rootfs_of(&spec, o.bundle).ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: no root",
+                    o.bundle.join("config.json").display()
+                ))
+            })?;
+            let disk = disk_path(dir);
+            super::disk::build(&rootfs, &disk).map_err(|e| {
+                Error::Vm(format!("the VM's root disk from {}: {e}", rootfs.display()))
+            })?;
+            (disk, false)
+        }
+    };
     let fifo = exec_fifo(dir);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .map_err(|e| Failure(format!("{}: {e}", fifo.display())))?;
+        .map_err(|e| io(&fifo, e.into()))?;
     // Ours before the monitor exists: `start` finds a reader from the moment create returns.
     let start: OwnedFd = {
         use std::os::unix::fs::OpenOptionsExt;
@@ -83,25 +105,26 @@ fn create_in(
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&fifo)
-            .map_err(|e| Failure(format!("{}: {e}", fifo.display())))?
+            .map_err(|e| io(&fifo, e))?
             .into()
     };
     // With a console socket, the workload's terminal is a pty here whose master goes to the
     // caller; the monitor relays its slave to the guest's pty (keys raw, window sizes as
     // `Resize`, as `isola run -t` does with its own terminal).
-    let pty = console_socket
-        .map(super::host_pty::for_console_socket)
+    let pty = o
+        .console_socket
+        .map(crate::console::for_console_socket)
         .transpose()?;
-    let exec_sock = super::exec_hub::socket_path(dir);
-    let listener = std::os::unix::net::UnixListener::bind(&exec_sock)
-        .map_err(|e| Failure(format!("{}: {e}", exec_sock.display())))?;
+    let exec_sock = exec_hub::socket_path(dir);
+    let listener =
+        std::os::unix::net::UnixListener::bind(&exec_sock).map_err(|e| io(&exec_sock, e))?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Failure(format!("pipe: {e}")))?;
-    // SAFETY: fork(2) of this single-threaded process (the runtime command line starts no
+        .map_err(|e| Error::Io(format!("pipe: {e}")))?;
+    // SAFETY: fork(2) of this single-threaded process (an OCI runtime's commands start no
     // threads); the child runs `monitor` and exits, never returning here.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(Failure(format!(
+        return Err(Error::Io(format!(
             "fork: {}",
             std::io::Error::last_os_error()
         )));
@@ -111,22 +134,31 @@ fn create_in(
         // Its own session: the caller's terminal signals are the caller's to forward.
         let _ = nix::unistd::setsid();
         if let Some(slave) = &pty {
-            if let Err(e) = super::host_pty::take(slave) {
+            if let Err(e) = crate::console::take(slave) {
                 let _ = std::fs::File::from(ready_w).write_all(e.as_bytes());
                 // SAFETY: _exit ends the monitor without running the parent's destructors.
                 unsafe { libc::_exit(125) }
             }
         }
         drop(pty);
-        let hub = super::exec_hub::ExecHub::new(listener);
-        let code = monitor(rt, spec, disk, cgroups_path, start, ready_w, terminal, hub);
+        let job = VmJob {
+            spec,
+            disk,
+            disk_is_cache,
+            cgroup_path: cgroups_path,
+            stdin: true,
+            tty: terminal,
+            gate: None,
+            exec_hub: Some(exec_hub::ExecHub::new(listener)),
+        };
+        let code = monitor(o.vm, job, start, ready_w);
         // SAFETY: _exit ends the monitor without running the parent's destructors twice.
         unsafe { libc::_exit(code) }
     }
     drop((ready_w, start, pty, listener));
     st.pid = pid;
     st.pid_start_time = state::start_time(pid).unwrap_or(0);
-    st.save(dir)?;
+    st.save(dir).map_err(|e| io(dir, e))?;
     let mut said = String::new();
     let _ = std::fs::File::from(ready_r).read_to_string(&mut said);
     if said != "ok" {
@@ -135,26 +167,19 @@ fn create_in(
         } else {
             said
         };
-        return Err(Failure(why));
+        return Err(Error::Vm(why));
     }
     st.status = "created".into();
-    st.save(dir)?;
-    Ok(pid)
+    st.save(dir).map_err(|e| io(dir, e))?;
+    Ok(Detached {
+        dir: dir.to_path_buf(),
+        state: st,
+    })
 }
 
 /// The monitor: boots the VM with the caller's stdio, tells `create` (through `ready`) once the
 /// guest is set up or why it could not be, relays until the VM ends. Returns the exit status.
-#[allow(clippy::too_many_arguments)]
-fn monitor(
-    rt: &Runtime,
-    spec: Spec,
-    disk: std::path::PathBuf,
-    cgroup_path: String,
-    start: OwnedFd,
-    ready: OwnedFd,
-    terminal: bool,
-    hub: super::exec_hub::SharedHub,
-) -> i32 {
+fn monitor(config: &VmConfig, mut job: VmJob, start: OwnedFd, ready: OwnedFd) -> i32 {
     let ready = std::sync::Arc::new(std::sync::Mutex::new(Some(std::fs::File::from(ready))));
     let tell = ready.clone();
     let created = Box::new(move || {
@@ -162,37 +187,18 @@ fn monitor(
             let _ = f.write_all(b"ok");
         }
     });
-    let result = run_vm::run_job(
-        &rt.paths,
-        VmJob {
-            spec,
-            disk,
-            disk_is_cache: false,
-            cgroup_path,
-            stdin: true,
-            tty: terminal,
-            timeout: None,
-            debug: false,
-            timings: false,
-            gate: Some(StartGate { start, created }),
-            exec_hub: Some(hub),
-        },
-    );
-    match result {
+    job.gate = Some(StartGate { start, created });
+    match boot::run_job(config, job) {
         Ok(code) => code,
         Err(e) => {
-            let (code, msg) = match e.downcast_ref::<crate::Exit>() {
-                Some(crate::Exit(code, msg)) => (*code, msg.clone()),
-                None => (125, format!("{e:#}")),
-            };
             match ready.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 // Before the guest was set up: `create` reports it.
                 Some(mut f) => {
-                    let _ = f.write_all(msg.as_bytes());
+                    let _ = f.write_all(e.to_string().as_bytes());
                 }
-                None => eprintln!("isola: {msg}"),
+                None => eprintln!("isola: {e}"),
             }
-            code
+            e.exit_code()
         }
     }
 }

@@ -1,0 +1,110 @@
+//! A VM relayed by the process that made it (`isola run`): its stdio, terminal and signals are
+//! this process's own. Nothing outside can see it in its created state, so the VM boots at
+//! `wait` (after `start`) with no created→start round trip through the guest; it ends with
+//! this process (the VMM is its child, killed with it).
+
+use super::boot::{self, VmJob};
+use super::VmConfig;
+use crate::{CreateOptions, Error, Sandbox};
+use oci_spec::runtime::Spec;
+use std::path::PathBuf;
+
+struct InProcessVm {
+    config: VmConfig,
+    job: Option<VmJob>,
+    started: bool,
+    /// The sandbox's own root disk (none with a shared one).
+    own_disk: Option<PathBuf>,
+}
+
+pub fn create(o: &CreateOptions, spec: Spec, interactive: bool) -> Result<Box<dyn Sandbox>, Error> {
+    if o.console_socket.is_some() {
+        return Err(Error::Config(
+            "a VM relayed by its creator uses the creator's terminal, not a console socket".into(),
+        ));
+    }
+    let (disk, own_disk) = match &o.vm.shared_disk {
+        Some(shared) => (shared.clone(), None),
+        None => {
+            let rootfs = isola_container::state::rootfs_of(&spec, o.bundle).ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: no root",
+                    o.bundle.join("config.json").display()
+                ))
+            })?;
+            let disk = o.vm.run_dir.join(format!("vm-disk-{}.ext4", o.id));
+            super::disk::build(&rootfs, &disk).map_err(|e| {
+                Error::Vm(format!("the VM's root disk from {}: {e}", rootfs.display()))
+            })?;
+            (disk.clone(), Some(disk))
+        }
+    };
+    let tty = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let job = VmJob {
+        cgroup_path: isola_container::cgroups::container_path(&spec, o.id),
+        spec,
+        disk,
+        disk_is_cache: own_disk.is_none(),
+        stdin: interactive,
+        tty,
+        gate: None,
+        exec_hub: None,
+    };
+    Ok(Box::new(InProcessVm {
+        config: o.vm.clone(),
+        job: Some(job),
+        started: false,
+        own_disk,
+    }))
+}
+
+impl Sandbox for InProcessVm {
+    fn pid(&self) -> i32 {
+        std::process::id() as i32
+    }
+
+    fn start(&mut self) -> Result<(), Error> {
+        if self.started || self.job.is_none() {
+            return Err(isola_container::ContainerError::WrongState(
+                "cannot start an already running container".into(),
+            )
+            .into());
+        }
+        self.started = true;
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<i32, Error> {
+        let job = match (self.started, self.job.take()) {
+            (true, Some(job)) => job,
+            _ => {
+                return Err(isola_container::ContainerError::WrongState(
+                    "the VM was not started, or has ended".into(),
+                )
+                .into())
+            }
+        };
+        boot::run_job(&self.config, job)
+    }
+
+    fn delete(self: Box<Self>) -> Result<(), Error> {
+        if let Some(disk) = &self.own_disk {
+            match std::fs::remove_file(disk) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io(format!("{}: {e}", disk.display())))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing outlives this process (the VM runs only while it relays): as `delete`.
+    fn detach(self: Box<Self>) {
+        let _ = self.delete();
+    }
+}
