@@ -319,3 +319,28 @@ pub fn fake_id(tag: char) -> String {
     let pid = format!("{:08x}", std::process::id());
     format!("{pid}{}", tag.to_string().repeat(64 - pid.len()))
 }
+
+/// Listens on a unix socket and takes the one descriptor sent to it (runc's console socket).
+pub fn receive_fd(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    let (stream, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u8; 64];
+    // SAFETY: msghdr is plain data; every pointer in it refers to a live local buffer.
+    let fd = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len();
+        assert!(libc::recvmsg(std::os::fd::AsRawFd::as_raw_fd(&stream), &mut msg, 0) > 0);
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!cmsg.is_null() && (*cmsg).cmsg_type == libc::SCM_RIGHTS);
+        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>())
+    };
+    // SAFETY: SCM_RIGHTS gave us a new descriptor that nothing else owns.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
+}

@@ -2,8 +2,7 @@
 //! containerd's shim drive it: each operation its own process, the workload's stdio handed to
 //! `create`, errors read from stderr, the exit status and the `--log` file.
 
-use isola_e2e::{cgroups_of, Env, Run};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use isola_e2e::{cgroups_of, receive_fd, Env, Run};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -393,31 +392,6 @@ fn exec_joins_the_running_container() {
     );
     assert!(cgroups_of(&id).is_empty());
     rt.assert_clean();
-}
-
-/// Listens on a unix socket and takes the one descriptor sent to it (runc's console socket).
-fn receive_fd(listener: &std::os::unix::net::UnixListener) -> OwnedFd {
-    let (stream, _) = listener.accept().unwrap();
-    let mut buf = [0u8; 64];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut control = [0u8; 64];
-    // SAFETY: msghdr is plain data; every pointer in it refers to a live local buffer.
-    let fd = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = control.len();
-        assert!(libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) > 0);
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!cmsg.is_null() && (*cmsg).cmsg_type == libc::SCM_RIGHTS);
-        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>())
-    };
-    // SAFETY: SCM_RIGHTS gave us a new descriptor that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 #[test]

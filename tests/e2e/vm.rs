@@ -1139,6 +1139,67 @@ fn the_runtime_boots_at_create_and_runs_at_start() {
         !said.contains(host.trim()),
         "the guest's own kernel: {said}"
     );
+    // exec with a terminal: the pty master goes to the console socket; a size set on it
+    // reaches the session's pty in the guest.
+    let sock = env.root.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let taker = std::thread::spawn(move || isola_e2e::receive_fd(&listener));
+    let mut client = std::process::Command::new(&link)
+        .arg("--root")
+        .arg(&rt)
+        .args([
+            "exec",
+            "--tty",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "v1",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "until [ \"$(stty size)\" = '40 100' ]; do sleep 0.1; done; echo resized; exit 6",
+        ])
+        .env("ISOLA_ROOT", &env.root)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let master = std::fs::File::from(taker.join().unwrap());
+    let ws = libc::winsize {
+        ws_row: 40,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer we pass, on the master we own.
+    assert_eq!(
+        unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&master),
+                libc::TIOCSWINSZ,
+                &ws,
+            )
+        },
+        0
+    );
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = (&master).read_to_string(&mut text);
+        text
+    });
+    let t = std::time::Instant::now();
+    let code = loop {
+        if let Some(st) = client.try_wait().unwrap() {
+            break st.code();
+        }
+        if t.elapsed().as_secs() > 60 {
+            let _ = client.kill();
+            panic!("the exec session never saw its new size");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(6));
+    assert!(reader.join().unwrap().contains("resized"));
+
     // --all too reaches the workload (a VM's cgroup holds only its VMM's threads).
     let r = op(&link, &["kill", "--all", "v1", "TERM"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -27,6 +27,7 @@ const EXEC_SIGNAL: u8 = 13;
 const EXEC_STDOUT: u8 = 14;
 const EXEC_STDERR: u8 = 15;
 const EXEC_EXIT: u8 = 16;
+const EXEC_RESIZE: u8 = 17;
 
 /// Guest to host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +84,12 @@ pub enum ToGuest {
         session: u32,
         signal: i32,
     },
+    /// The session's terminal has a new size (a session with `process.terminal`).
+    ExecResize {
+        session: u32,
+        rows: u16,
+        cols: u16,
+    },
 }
 
 /// One direction's frames.
@@ -122,6 +129,11 @@ impl ToGuest {
                 session: id,
                 signal,
             },
+            ToGuest::ExecResize { rows, cols, .. } => ToGuest::ExecResize {
+                session: id,
+                rows,
+                cols,
+            },
             other => other,
         }
     }
@@ -136,6 +148,23 @@ impl ToHost {
             | ToHost::ExecExit { session, .. } => Some(*session),
             _ => None,
         }
+    }
+}
+
+/// A terminal size: rows, then columns.
+fn size(rows: u16, cols: u16) -> [u8; 4] {
+    let [r0, r1] = rows.to_le_bytes();
+    let [c0, c1] = cols.to_le_bytes();
+    [r0, r1, c0, c1]
+}
+
+fn parse_size(payload: &[u8]) -> Option<(u16, u16)> {
+    match payload {
+        [r0, r1, c0, c1] => Some((
+            u16::from_le_bytes([*r0, *r1]),
+            u16::from_le_bytes([*c0, *c1]),
+        )),
+        _ => None,
     }
 }
 
@@ -213,17 +242,18 @@ impl Frame for ToGuest {
             ToGuest::Stdin(b) => framed(STDIN, b),
             ToGuest::StdinEof => framed(STDIN, &[]),
             ToGuest::Signal(sig) => framed(SIGNAL, &sig.to_le_bytes()),
-            ToGuest::Resize { rows, cols } => {
-                let mut p = rows.to_le_bytes().to_vec();
-                p.extend_from_slice(&cols.to_le_bytes());
-                framed(RESIZE, &p)
-            }
+            ToGuest::Resize { rows, cols } => framed(RESIZE, &size(*rows, *cols)),
             ToGuest::Start => framed(START, &[]),
             ToGuest::Exec { session, plan } => with_session(EXEC, *session, plan),
             ToGuest::ExecStdin { session, data } => with_session(EXEC_STDIN, *session, data),
             ToGuest::ExecSignal { session, signal } => {
                 with_session(EXEC_SIGNAL, *session, &signal.to_le_bytes())
             }
+            ToGuest::ExecResize {
+                session,
+                rows,
+                cols,
+            } => with_session(EXEC_RESIZE, *session, &size(*rows, *cols)),
         }
     }
 
@@ -232,13 +262,10 @@ impl Frame for ToGuest {
             STDIN if payload.is_empty() => ToGuest::StdinEof,
             STDIN => ToGuest::Stdin(payload.to_vec()),
             SIGNAL => ToGuest::Signal(int(payload)?),
-            RESIZE => match payload {
-                [r0, r1, c0, c1] => ToGuest::Resize {
-                    rows: u16::from_le_bytes([*r0, *r1]),
-                    cols: u16::from_le_bytes([*c0, *c1]),
-                },
-                _ => return None,
-            },
+            RESIZE => {
+                let (rows, cols) = parse_size(payload)?;
+                ToGuest::Resize { rows, cols }
+            }
             START if payload.is_empty() => ToGuest::Start,
             EXEC => {
                 let (session, plan) = session(payload)?;
@@ -259,6 +286,15 @@ impl Frame for ToGuest {
                 ToGuest::ExecSignal {
                     session,
                     signal: int(signal)?,
+                }
+            }
+            EXEC_RESIZE => {
+                let (session, size) = session(payload)?;
+                let (rows, cols) = parse_size(size)?;
+                ToGuest::ExecResize {
+                    session,
+                    rows,
+                    cols,
                 }
             }
             _ => return None,
@@ -393,6 +429,11 @@ mod tests {
             ToGuest::ExecSignal {
                 session: 9,
                 signal: 15,
+            },
+            ToGuest::ExecResize {
+                session: 9,
+                rows: 40,
+                cols: 100,
             },
             ToGuest::StdinEof,
         ];

@@ -12,6 +12,8 @@ pub struct Session {
     pub pid: libc::pid_t,
     /// (descriptor, is stderr, still open): two pipes, or one pty master.
     pub outputs: Vec<(libc::c_int, bool, bool)>,
+    /// Its terminal's master, when it has one (for window sizes).
+    pub master: Option<libc::c_int>,
     /// Where its stdin goes (non-blocking); `None` once closed.
     pub stdin: Option<libc::c_int>,
     pub pending: Vec<u8>,
@@ -134,6 +136,7 @@ pub fn spawn(
         id,
         pid,
         outputs,
+        master: pty.map(|(master, _)| master),
         stdin: Some(in_w),
         pending: Vec::new(),
         stdin_eof: false,

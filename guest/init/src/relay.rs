@@ -88,6 +88,20 @@ fn apply(m: ToGuest, cx: &mut Ctx, ch: &mut Channel) {
                 unsafe { libc::kill(s.pid, signal) };
             }
         }
+        ToGuest::ExecResize {
+            session,
+            rows,
+            cols,
+        } => {
+            if let Some(m) = cx
+                .sessions
+                .iter()
+                .find(|s| s.id == session)
+                .and_then(|s| s.master)
+            {
+                set_window_size(m, rows, cols);
+            }
+        }
     }
 }
 
@@ -241,8 +255,7 @@ pub fn relay(
         }
         close_stdin(&mut in_w, cx.stdin_eof, &cx.pending, cx.master.is_some());
         for s in &mut cx.sessions {
-            let pty = s.outputs.len() == 1;
-            close_stdin(&mut s.stdin, s.stdin_eof, &s.pending, pty);
+            close_stdin(&mut s.stdin, s.stdin_eof, &s.pending, s.master.is_some());
         }
         loop {
             let mut status = 0;

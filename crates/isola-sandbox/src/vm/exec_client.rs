@@ -95,6 +95,23 @@ fn session(mut stream: UnixStream, plan: &[u8], slave: Option<OwnedFd>, tty: boo
         eprintln!("isola: exec: the container's monitor is gone");
         return 125;
     }
+    // With a terminal, its size goes in now and with each change (its SIGWINCH): the guest
+    // pty's size, which signals the session's foreground processes there.
+    let resize = |stream: &mut UnixStream| {
+        if let Some((rows, cols)) = super::terminal::window_size().filter(|s| *s != (0, 0)) {
+            send(
+                stream,
+                ToGuest::ExecResize {
+                    session: 0,
+                    rows,
+                    cols,
+                },
+            );
+        }
+    };
+    if tty {
+        resize(&mut stream);
+    }
     let mut decoder = Decoder::<ToHost>::default();
     let mut stdin_open = true;
     let mut buf = vec![0u8; 65536];
@@ -133,7 +150,11 @@ fn session(mut stream: UnixStream, plan: &[u8], slave: Option<OwnedFd>, tty: boo
         }
         if fds[2].revents != 0 {
             while let Some(signal) = isola_vmm::host_relay::next_signal(signals.as_raw_fd()) {
-                send(&mut stream, ToGuest::ExecSignal { session: 0, signal });
+                if tty && signal == libc::SIGWINCH {
+                    resize(&mut stream);
+                } else {
+                    send(&mut stream, ToGuest::ExecSignal { session: 0, signal });
+                }
             }
         }
         if fds[1].revents != 0 {
