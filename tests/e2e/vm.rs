@@ -1106,6 +1106,15 @@ fn the_runtime_boots_at_create_and_runs_at_start() {
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+    // ps lists the guest's processes: none before start.
+    let r = op(&link, &["ps", "v1"], None);
+    assert_eq!(
+        (r.code, r.stdout.lines().count()),
+        (0, 1),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
     assert_eq!(op(&link, &["start", "v1"], None).code, 0);
     let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let t = std::time::Instant::now();
@@ -1118,6 +1127,20 @@ fn the_runtime_boots_at_create_and_runs_at_start() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(status("v1"), "running");
+    // ... and the workload's once it runs, numbered as it numbers them (it is 1).
+    let r = op(&link, &["ps", "v1"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"1") && f.get(2) == Some(&"0") && l.contains("sh -c trap")
+        }),
+        "{}",
+        r.stdout
+    );
+    let r = op(&link, &["ps", "--format", "json", "v1"], None);
+    let pids: Vec<u32> = serde_json::from_str(&r.stdout).unwrap_or_default();
+    assert!(pids.contains(&1), "{}", r.stdout);
     // exec: a second process in the guest, beside the workload, with its own stdio.
     let r = op(
         &link,

@@ -28,6 +28,8 @@ const EXEC_STDOUT: u8 = 14;
 const EXEC_STDERR: u8 = 15;
 const EXEC_EXIT: u8 = 16;
 const EXEC_RESIZE: u8 = 17;
+const LIST_PROCESSES: u8 = 18;
+const PROCESSES: u8 = 19;
 
 /// Guest to host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +56,12 @@ pub enum ToHost {
     ExecExit {
         session: u32,
         code: i32,
+    },
+    /// The workload's processes (`processes::encode`), for the session that asked; it ends
+    /// that session.
+    Processes {
+        session: u32,
+        list: Vec<u8>,
     },
 }
 
@@ -89,6 +97,10 @@ pub enum ToGuest {
         session: u32,
         rows: u16,
         cols: u16,
+    },
+    /// Asks for the workload's processes (answered with `ToHost::Processes`).
+    ListProcesses {
+        session: u32,
     },
 }
 
@@ -134,6 +146,7 @@ impl ToGuest {
                 rows,
                 cols,
             },
+            ToGuest::ListProcesses { .. } => ToGuest::ListProcesses { session: id },
             other => other,
         }
     }
@@ -145,9 +158,15 @@ impl ToHost {
         match self {
             ToHost::ExecStdout { session, .. }
             | ToHost::ExecStderr { session, .. }
-            | ToHost::ExecExit { session, .. } => Some(*session),
+            | ToHost::ExecExit { session, .. }
+            | ToHost::Processes { session, .. } => Some(*session),
             _ => None,
         }
+    }
+
+    /// Whether this frame is the last of its session.
+    pub fn ends_session(&self) -> bool {
+        matches!(self, ToHost::ExecExit { .. } | ToHost::Processes { .. })
     }
 }
 
@@ -190,6 +209,7 @@ impl Frame for ToHost {
             ToHost::ExecExit { session, code } => {
                 with_session(EXEC_EXIT, *session, &code.to_le_bytes())
             }
+            ToHost::Processes { session, list } => with_session(PROCESSES, *session, list),
         }
     }
 
@@ -219,6 +239,13 @@ impl Frame for ToHost {
                 ToHost::ExecExit {
                     session,
                     code: int(code)?,
+                }
+            }
+            PROCESSES => {
+                let (session, list) = session(payload)?;
+                ToHost::Processes {
+                    session,
+                    list: list.to_vec(),
                 }
             }
             ERROR => {
@@ -254,6 +281,7 @@ impl Frame for ToGuest {
                 rows,
                 cols,
             } => with_session(EXEC_RESIZE, *session, &size(*rows, *cols)),
+            ToGuest::ListProcesses { session } => with_session(LIST_PROCESSES, *session, &[]),
         }
     }
 
@@ -288,6 +316,10 @@ impl Frame for ToGuest {
                     signal: int(signal)?,
                 }
             }
+            LIST_PROCESSES => match session(payload)? {
+                (session, []) => ToGuest::ListProcesses { session },
+                _ => return None,
+            },
             EXEC_RESIZE => {
                 let (session, size) = session(payload)?;
                 let (rows, cols) = parse_size(size)?;
@@ -407,6 +439,10 @@ mod tests {
                 session: 3,
                 code: 127,
             },
+            ToHost::Processes {
+                session: 5,
+                list: b"1\t0\t0\tsh\n".to_vec(),
+            },
             ToHost::Stdout(b"hello\n".to_vec()),
             ToHost::Stderr(Vec::new()),
             ToHost::Error(GuestError::root_disk("bad disk")),
@@ -435,6 +471,7 @@ mod tests {
                 rows: 40,
                 cols: 100,
             },
+            ToGuest::ListProcesses { session: 2 },
             ToGuest::StdinEof,
         ];
         let host_stream: Vec<u8> = to_host.iter().flat_map(Frame::encode).collect();

@@ -6,18 +6,20 @@
 //! - owned, by the process that made it: [`create`] → [`Sandbox::start`] → [`Sandbox::wait`]
 //!   → [`Sandbox::delete`] (or [`Sandbox::detach`], leaving it to later operations);
 //! - by id, from any process (an OCI runtime's separate commands): [`Detached`]'s status,
-//!   start, kill, pause, pids, delete, and [`exec`].
+//!   start, kill, pause, delete, and [`exec`] and [`processes`].
 //!
 //! The level is chosen once, by [`Level::of_bundle`]; nothing above this crate branches on it.
 
 mod console;
 mod container_backend;
 pub mod exec;
+mod processes;
 pub mod vm;
 
 pub use exec::{exec, ExecRequest};
 pub use isola_container::detached::{Detached, Status};
 pub use isola_container::{Attach, ContainerError};
+pub use processes::{processes, GuestProcess, Processes};
 
 use oci_spec::runtime::Spec;
 use std::path::Path;

@@ -67,6 +67,11 @@ impl Channel {
             for f in self.receive() {
                 match f {
                     ToGuest::Start => return,
+                    // Nothing runs yet: the workload starts at `Start`.
+                    ToGuest::ListProcesses { session } => self.send(&ToHost::Processes {
+                        session,
+                        list: Vec::new(),
+                    }),
                     other => self.held.push(other),
                 }
             }

@@ -49,18 +49,7 @@ pub fn spawn(
         }
         Ok(fd)
     };
-    // Init's own root has no /proc (the workload mounts its own, in its namespaces): one for
-    // init's eyes only, once, to reach the workload's namespaces.
-    if !std::path::Path::new("/proc/self").exists() {
-        crate::setup::mount(
-            "proc",
-            "/proc",
-            "proc",
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            "",
-        )
-        .map_err(|e| format!("exec: {e}"))?;
-    }
+    crate::processes::mount_proc().map_err(|e| format!("exec: {e}"))?;
     let (cgroup_ns, mount_ns) = (ns("cgroup")?, ns("mnt")?);
     let pty = if plan.terminal {
         Some(open_pty(plan.console_size)?)

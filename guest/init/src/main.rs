@@ -12,6 +12,7 @@ mod cgroup;
 mod channel;
 mod exec_session;
 mod process;
+mod processes;
 mod relay;
 mod setup;
 

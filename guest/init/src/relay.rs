@@ -88,6 +88,10 @@ fn apply(m: ToGuest, cx: &mut Ctx, ch: &mut Channel) {
                 unsafe { libc::kill(s.pid, signal) };
             }
         }
+        ToGuest::ListProcesses { session } => {
+            let list = isola_guest_contract::processes::encode(&crate::processes::list());
+            ch.session(&ToHost::Processes { session, list });
+        }
         ToGuest::ExecResize {
             session,
             rows,

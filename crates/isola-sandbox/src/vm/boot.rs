@@ -203,7 +203,8 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
                     }
                     f @ (ToHost::ExecStdout { .. }
                     | ToHost::ExecStderr { .. }
-                    | ToHost::ExecExit { .. }) => {
+                    | ToHost::ExecExit { .. }
+                    | ToHost::Processes { .. }) => {
                         if let Some(h) = &hub {
                             h.lock().unwrap_or_else(|p| p.into_inner()).deliver(&f);
                         }

@@ -8,7 +8,9 @@
 use super::boot::{write_all, FORWARDED_SIGNALS};
 use super::exec_hub::socket_path;
 use crate::{Detached, Error, ExecRequest, Status};
+use isola_container::ContainerError;
 use isola_guest_contract::frame::{Decoder, Frame, ToGuest, ToHost};
+use isola_guest_contract::processes::GuestProcess;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -63,6 +65,49 @@ pub fn exec(
     }
     started(pid)?;
     Ok(0)
+}
+
+/// The workload's processes, as the guest numbers them (none before `start`).
+pub fn processes(c: &Detached) -> Result<Vec<GuestProcess>, Error> {
+    match c.status() {
+        Status::Running | Status::Created => {}
+        Status::Paused => {
+            return Err(Error::Container(ContainerError::WrongState(
+                "cannot list the processes of a paused VM (its vCPUs are frozen)".into(),
+            )))
+        }
+        Status::Stopped | Status::Creating => {
+            return Err(Error::Container(ContainerError::WrongState(
+                "container not running".into(),
+            )))
+        }
+    }
+    let socket = socket_path(&c.dir);
+    let gone = |e: std::io::Error| Error::Io(format!("{}: {e}", socket.display()));
+    let mut stream = UnixStream::connect(&socket).map_err(gone)?;
+    stream
+        .write_all(&ToGuest::ListProcesses { session: 0 }.encode())
+        .map_err(gone)?;
+    let mut decoder = Decoder::<ToHost>::default();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = stream.read(&mut buf).map_err(gone)?;
+        if n == 0 {
+            return Err(Error::Vm(
+                "the VM ended before it listed its processes".into(),
+            ));
+        }
+        let (frames, corrupt) = decoder.feed(&buf[..n]);
+        if let Some(c) = corrupt {
+            return Err(Error::Vm(c.to_string()));
+        }
+        for f in frames {
+            if let ToHost::Processes { list, .. } = f {
+                return isola_guest_contract::processes::decode(&list)
+                    .ok_or_else(|| Error::Vm("the guest's process list does not parse".into()));
+            }
+        }
+    }
 }
 
 /// Runs one session to its end; returns its status.

@@ -42,13 +42,13 @@ impl ExecHub {
         }))
     }
 
-    /// A guest frame of a session, to its client (the last one, `ExecExit`, ends it).
+    /// A guest frame of a session, to its client (the last one ends it).
     pub fn deliver(&mut self, f: &ToHost) {
         let Some(id) = f.session() else { return };
         if let Some(c) = self.clients.iter_mut().find(|c| c.id == id) {
             let _ = c.stream.write_all(&f.encode());
         }
-        if matches!(f, ToHost::ExecExit { .. }) {
+        if f.ends_session() {
             self.clients.retain(|c| c.id != id);
         }
     }

@@ -3,7 +3,7 @@
 use super::cli::ListFormat;
 use super::{Failure, Result, Runtime};
 use isola_container::ContainerError;
-use isola_sandbox::{Detached, Status};
+use isola_sandbox::{Detached, Processes, Status};
 use serde_json::json;
 
 fn load(rt: &Runtime, id: &str) -> Result<Detached> {
@@ -142,10 +142,31 @@ fn print_table<const N: usize>(rows: &[[String; N]]) {
     }
 }
 
-/// The container's processes: their host pids as JSON, or ps(1)'s lines for them.
+/// The container's processes: their host pids as JSON, or ps(1)'s lines for them. A VM's are
+/// the guest's: their pids (as the workload numbers them) as JSON, or a table of them.
 pub fn ps(rt: &Runtime, id: &str, format: ListFormat, ps_args: &[String]) -> Result<()> {
     let c = load(rt, id)?;
-    let pids = c.pids()?;
+    let pids = match isola_sandbox::processes(&c)? {
+        Processes::Host(pids) => pids,
+        Processes::Guest(list) => {
+            if format == ListFormat::Json {
+                let pids: Vec<u32> = list.iter().map(|p| p.pid).collect();
+                println!("{}", serde_json::Value::from(pids));
+                return Ok(());
+            }
+            let mut rows = vec![["UID".to_string(), "PID".into(), "PPID".into(), "CMD".into()]];
+            for p in list {
+                rows.push([
+                    p.uid.to_string(),
+                    p.pid.to_string(),
+                    p.ppid.to_string(),
+                    p.command,
+                ]);
+            }
+            print_table(&rows);
+            return Ok(());
+        }
+    };
     if format == ListFormat::Json {
         println!("{}", serde_json::Value::from(pids));
         return Ok(());
