@@ -1246,11 +1246,14 @@ fn the_runtime_boots_at_create_and_runs_at_start() {
     spec["annotations"]["org.isola.isolation"] = "vm".into();
     spec["process"]["args"] = serde_json::json!(["sh", "-c", "uname -r; exit 7"]);
     std::fs::write(&config, spec.to_string()).unwrap();
-    let r = op(
-        &isola_e2e::bin(),
-        &["run", "--bundle", bundle.to_str().unwrap(), "v2"],
-        None,
-    );
+    let run = |id: &str| {
+        op(
+            &isola_e2e::bin(),
+            &["run", "--bundle", bundle.to_str().unwrap(), id],
+            None,
+        )
+    };
+    let r = run("v2");
     assert_eq!(r.code, 7, "{}", r.stderr);
     assert_ne!(r.stdout.trim(), host.trim(), "a VM runs its own kernel");
     assert_eq!(op(&link, &["list", "-q"], None).stdout, "");
@@ -1261,11 +1264,7 @@ fn the_runtime_boots_at_create_and_runs_at_start() {
     spec["process"]["args"] =
         serde_json::json!(["sh", "-c", "nproc; sed -n 's/MemTotal: *//p' /proc/meminfo"]);
     std::fs::write(&config, spec.to_string()).unwrap();
-    let r = op(
-        &isola_e2e::bin(),
-        &["run", "--bundle", bundle.to_str().unwrap(), "v3"],
-        None,
-    );
+    let r = run("v3");
     assert_eq!(r.code, 0, "{}", r.stderr);
     let mut lines = r.stdout.lines();
     assert_eq!(lines.next(), Some("2"), "{}", r.stdout);
@@ -1277,11 +1276,7 @@ fn the_runtime_boots_at_create_and_runs_at_start() {
     assert!((256 << 10..=384 << 10).contains(&kb), "{}", r.stdout);
     spec["annotations"]["org.isola.vm.vcpus"] = "0".into();
     std::fs::write(&config, spec.to_string()).unwrap();
-    let r = op(
-        &isola_e2e::bin(),
-        &["run", "--bundle", bundle.to_str().unwrap(), "v4"],
-        None,
-    );
+    let r = run("v4");
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
         r.stderr.contains("org.isola.vm.vcpus=\"0\""),

@@ -51,19 +51,13 @@ pub fn exec(
     }
     // SAFETY: fork(2) of this single-threaded process (an OCI runtime's `exec` starts no
     // threads); the child runs the session and exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Error::Io(format!(
-            "fork: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    if pid == 0 {
+    let fork = unsafe { nix::unistd::fork() }.map_err(|e| Error::Io(format!("fork: {e}")))?;
+    let nix::unistd::ForkResult::Parent { child } = fork else {
         let code = session(stream, &plan, slave, tty);
         // SAFETY: _exit ends the child with the session's status.
         unsafe { libc::_exit(code) }
-    }
-    started(pid)?;
+    };
+    started(child.as_raw())?;
     Ok(0)
 }
 

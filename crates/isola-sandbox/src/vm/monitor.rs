@@ -122,14 +122,8 @@ fn create_in(o: &CreateOptions, spec: Spec, dir: &Path) -> Result<Detached, Erro
         .map_err(|e| Error::Io(format!("pipe: {e}")))?;
     // SAFETY: fork(2) of this single-threaded process (an OCI runtime's commands start no
     // threads); the child runs `monitor` and exits, never returning here.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Error::Io(format!(
-            "fork: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    if pid == 0 {
+    let fork = unsafe { nix::unistd::fork() }.map_err(|e| Error::Io(format!("fork: {e}")))?;
+    let nix::unistd::ForkResult::Parent { child } = fork else {
         drop(ready_r);
         // Its own session: the caller's terminal signals are the caller's to forward.
         let _ = nix::unistd::setsid();
@@ -154,7 +148,8 @@ fn create_in(o: &CreateOptions, spec: Spec, dir: &Path) -> Result<Detached, Erro
         let code = monitor(o.vm, job, start, ready_w);
         // SAFETY: _exit ends the monitor without running the parent's destructors twice.
         unsafe { libc::_exit(code) }
-    }
+    };
+    let pid = child.as_raw();
     drop((ready_w, start, pty, listener));
     st.pid = pid;
     st.pid_start_time = state::start_time(pid).unwrap_or(0);
