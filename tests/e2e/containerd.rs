@@ -3,7 +3,7 @@
 //! an OCI archive and runs it with `ctr run --runc-binary` (the shim's `BinaryName` option).
 
 use isola_e2e::{bin, Env};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -143,6 +143,22 @@ impl Containerd {
         self.ctr(&args)
     }
 
+    /// Until `ctr task ls` says task `id` has stopped.
+    fn wait_until_stopped(&self, id: &str, limit: Duration) {
+        let t = Instant::now();
+        loop {
+            let o = self.ctr(&["task", "ls"]);
+            if text(&o.stdout)
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(id) && l.contains("STOPPED"))
+            {
+                return;
+            }
+            assert!(t.elapsed() < limit, "{}", text(&o.stdout));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn assert_clean(&self) {
         let left: Vec<_> = std::fs::read_dir(self.dir.join("isola").join(NAMESPACE))
             .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
@@ -176,16 +192,7 @@ impl Drop for Containerd {
         // SAFETY: kill(2) of the containerd this test started.
         unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
         let _ = self.daemon.wait();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| Path::new(m).starts_with(&self.dir))
-            .collect();
-        ours.reverse();
-        for m in ours {
-            let _ = Command::new("umount").arg("-l").arg(m).status();
-        }
+        isola_e2e::unmount_below(&self.dir);
         for top in isola_e2e::cgroup_tops() {
             let _ = std::fs::remove_dir(top.join(self.cgroup_parent.trim_start_matches('/')));
         }
@@ -268,18 +275,7 @@ fn containerd_runs_the_image_through_isola() {
         .ctr(&["task", "kill", "-s", "SIGUSR1", "t3"])
         .status
         .success());
-    let t = Instant::now();
-    loop {
-        let o = c.ctr(&["task", "ls"]);
-        if text(&o.stdout)
-            .lines()
-            .any(|l| l.starts_with("t3") && l.contains("STOPPED"))
-        {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "{}", text(&o.stdout));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    c.wait_until_stopped("t3", Duration::from_secs(20));
     let o = c.ctr(&["task", "delete", "t3"]);
     assert!(
         text(&o.stdout).contains("9") || o.status.success(),
@@ -345,18 +341,7 @@ fn containerd_runs_the_image_in_a_vm_through_isola_vm() {
         .ctr(&["task", "kill", "-s", "SIGUSR1", "v2"])
         .status
         .success());
-    let t = Instant::now();
-    loop {
-        let o = c.ctr(&["task", "ls"]);
-        if text(&o.stdout)
-            .lines()
-            .any(|l| l.starts_with("v2") && l.contains("STOPPED"))
-        {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(60), "{}", text(&o.stdout));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.wait_until_stopped("v2", Duration::from_secs(60));
     assert!(c.ctr(&["task", "delete", "v2"]).status.success());
     assert!(c.ctr(&["containers", "delete", "v2"]).status.success());
     c.assert_clean();

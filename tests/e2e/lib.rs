@@ -344,3 +344,18 @@ pub fn receive_fd(listener: &std::os::unix::net::UnixListener) -> std::os::fd::O
     // SAFETY: SCM_RIGHTS gave us a new descriptor that nothing else owns.
     unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
 }
+
+/// Lazily unmounts everything mounted at or below `dir`, deepest first (what a client such as
+/// podman or containerd left there).
+pub fn unmount_below(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut ours: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect();
+    ours.reverse();
+    for m in ours {
+        let _ = Command::new("umount").arg("-l").arg(m).status();
+    }
+}

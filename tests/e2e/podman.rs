@@ -2,7 +2,7 @@
 //! conmon, with podman's own storage, the sample image pulled from an OCI layout on disk.
 
 use isola_e2e::{bin, Env};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 /// A podman with its own root, run root, runtime root and cgroup parent, removed on drop.
@@ -127,6 +127,53 @@ impl Podman {
     }
 
     /// No container of podman's and no state of isola's left.
+    /// `-i` pipes stdin in; `-t` gives a terminal (conmon's console socket gets a pty whose
+    /// other end reaches the workload's, through the monitor at the VM level).
+    fn assert_stdin_and_terminal(&self) {
+        let mut child = self
+            .cmd(&[
+                "run",
+                "--rm",
+                "-i",
+                "--network",
+                "none",
+                "--cgroup-parent",
+                &self.cgroup_parent,
+                "localhost/sample",
+                "tr",
+                "a-z",
+                "A-Z",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"piped in\n").unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(text(&o.stdout), "PIPED IN\n");
+        let o = self.run(&["-t"], &["sh", "-c", "tty; exit 3"]);
+        assert_eq!(code(&o), 3, "{}", text(&o.stderr));
+        assert_eq!(text(&o.stdout), "/dev/pts/0\r\n");
+    }
+
+    /// `exec -u -w` into container `name` as its user and directory; a missing command is 127.
+    fn assert_exec_user_workdir_and_missing_command(&self, name: &str) {
+        let o = self.podman(&[
+            "exec",
+            "-u",
+            "1000",
+            "-w",
+            "/tmp",
+            name,
+            "sh",
+            "-c",
+            "id -u; pwd",
+        ]);
+        assert_eq!(text(&o.stdout), "1000\n/tmp\n", "{}", text(&o.stderr));
+        let o = self.podman(&["exec", name, "no-such-command"]);
+        assert_eq!(code(&o), 127, "{}", text(&o.stderr));
+    }
+
     fn assert_clean(&self) {
         let o = self.podman(&["ps", "-a", "-q"]);
         assert_eq!(text(&o.stdout), "", "podman containers left");
@@ -157,16 +204,7 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.podman(&["rm", "-a", "-f", "-t", "0"]);
         // podman's storage mounts (its overlay home, a container's layers) go before the tree.
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| Path::new(m).starts_with(&self.dir))
-            .collect();
-        ours.reverse();
-        for m in ours {
-            let _ = Command::new("umount").arg("-l").arg(m).status();
-        }
+        isola_e2e::unmount_below(&self.dir);
         // conmon's cgroup and the parent podman made in every hierarchy.
         for top in isola_e2e::cgroup_tops() {
             let parent = top.join(self.cgroup_parent.trim_start_matches('/'));
@@ -233,31 +271,7 @@ fn podman_runs_the_image_through_isola() {
     );
     assert_eq!(text(&o.stdout), "67108864\n50\n", "{}", text(&o.stderr));
 
-    let mut child = p
-        .cmd(&[
-            "run",
-            "--rm",
-            "-i",
-            "--network",
-            "none",
-            "--cgroup-parent",
-            &p.cgroup_parent,
-            "localhost/sample",
-            "tr",
-            "a-z",
-            "A-Z",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"piped in\n").unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(text(&o.stdout), "PIPED IN\n");
-
-    let o = p.run(&["-t"], &["sh", "-c", "tty; exit 3"]);
-    assert_eq!(code(&o), 3, "{}", text(&o.stderr));
-    assert_eq!(text(&o.stdout), "/dev/pts/0\r\n");
+    p.assert_stdin_and_terminal();
     p.assert_clean();
 }
 
@@ -294,20 +308,7 @@ fn podman_detaches_logs_execs_kills_stops_and_removes() {
     let o = p.podman(&["exec", "sleeper", "sh", "-c", "echo in $(hostname); exit 6"]);
     assert_eq!(code(&o), 6, "{}", text(&o.stderr));
     assert!(text(&o.stdout).starts_with("in "), "{}", text(&o.stdout));
-    let o = p.podman(&[
-        "exec",
-        "-u",
-        "1000",
-        "-w",
-        "/tmp",
-        "sleeper",
-        "sh",
-        "-c",
-        "id -u; pwd",
-    ]);
-    assert_eq!(text(&o.stdout), "1000\n/tmp\n", "{}", text(&o.stderr));
-    let o = p.podman(&["exec", "sleeper", "no-such-command"]);
-    assert_eq!(code(&o), 127, "{}", text(&o.stderr));
+    p.assert_exec_user_workdir_and_missing_command("sleeper");
     let o = p.podman(&["exec", "-t", "sleeper", "tty"]);
     assert_eq!(text(&o.stdout), "/dev/pts/0\r\n", "{}", text(&o.stderr));
 
@@ -380,33 +381,7 @@ fn podman_runs_the_image_in_a_vm_through_isola_vm() {
         text(&o.stderr)
     );
 
-    let mut child = p
-        .cmd(&[
-            "run",
-            "--rm",
-            "-i",
-            "--network",
-            "none",
-            "--cgroup-parent",
-            &p.cgroup_parent,
-            "localhost/sample",
-            "tr",
-            "a-z",
-            "A-Z",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"piped in\n").unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(text(&o.stdout), "PIPED IN\n");
-
-    // A terminal: conmon's console socket gets a pty whose other end the monitor relays to
-    // the guest's.
-    let o = p.run(&["-t"], &["sh", "-c", "tty; exit 3"]);
-    assert_eq!(code(&o), 3, "{}", text(&o.stderr));
-    assert_eq!(text(&o.stdout), "/dev/pts/0\r\n");
+    p.assert_stdin_and_terminal();
 
     let o = p.podman(&[
         "run",
@@ -450,20 +425,7 @@ fn podman_runs_the_image_in_a_vm_through_isola_vm() {
         Some("1"),
         "the workload is PID 1 beside it: {out}"
     );
-    let o = p.podman(&[
-        "exec",
-        "-u",
-        "1000",
-        "-w",
-        "/tmp",
-        "vm1",
-        "sh",
-        "-c",
-        "id -u; pwd",
-    ]);
-    assert_eq!(text(&o.stdout), "1000\n/tmp\n", "{}", text(&o.stderr));
-    let o = p.podman(&["exec", "vm1", "no-such-command"]);
-    assert_eq!(code(&o), 127, "{}", text(&o.stderr));
+    p.assert_exec_user_workdir_and_missing_command("vm1");
     let mut child = p
         .cmd(&["exec", "-i", "vm1", "tr", "a-z", "A-Z"])
         .stdin(Stdio::piped())
