@@ -3,7 +3,8 @@
 //! namespaces), under the workload's cgroup and seccomp filter, with its own pipes or pty. The
 //! host's `Exec` frame starts it; `relay.rs` carries its stdio under its session number.
 
-use crate::process::{become_process, open_pty, pipe};
+use crate::process::become_process;
+use crate::stdio::ProcessStdio;
 use isola_process::Plan;
 
 /// One running session, as the relay tracks it.
@@ -51,26 +52,7 @@ pub fn spawn(
     };
     crate::processes::mount_proc().map_err(|e| format!("exec: {e}"))?;
     let (cgroup_ns, mount_ns) = (ns("cgroup")?, ns("mnt")?);
-    let pty = if plan.terminal {
-        Some(open_pty(plan.console_size)?)
-    } else {
-        None
-    };
-    let (out_r, out_w, err_r, err_w) = match pty {
-        Some((_, slave)) => (-1, slave, -1, slave),
-        None => {
-            let (out_r, out_w) = pipe()?;
-            let (err_r, err_w) = pipe()?;
-            (out_r, out_w, err_r, err_w)
-        }
-    };
-    let (in_r, in_w) = match pty {
-        // SAFETY: a close-on-exec copy of the master we own, for writing its input.
-        Some((master, slave)) => (slave, unsafe {
-            libc::fcntl(master, libc::F_DUPFD_CLOEXEC, 0)
-        }),
-        None => pipe()?,
-    };
+    let stdio = ProcessStdio::open(plan.terminal, plan.console_size, true)?;
     // SAFETY: fork(2) in single-threaded PID 1; the child joins, sets up and execs or _exits.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -79,13 +61,7 @@ pub fn spawn(
     if pid == 0 {
         // SAFETY: descriptors we own; setns on namespace files we opened; see become_process.
         unsafe {
-            libc::setsid();
-            if pty.is_some() {
-                libc::ioctl(out_w, libc::TIOCSCTTY, 0);
-            }
-            libc::dup2(in_r, 0);
-            libc::dup2(out_w, 1);
-            libc::dup2(err_w, 2);
+            stdio.install();
             let joined = crate::cgroup::join_workload().and_then(|()| {
                 for (fd, what) in [
                     (cgroup_ns, libc::CLONE_NEWCGROUP),
@@ -108,25 +84,21 @@ pub fn spawn(
         }
         become_process(&plan, seccomp);
     }
-    let mut theirs = vec![in_r, out_w, err_w, cgroup_ns, mount_ns];
-    theirs.sort_unstable();
-    theirs.dedup();
-    for fd in theirs {
-        // SAFETY: descriptors we own, each closed once (the pty slave may be three of them).
+    stdio.close_theirs();
+    for fd in [cgroup_ns, mount_ns] {
+        // SAFETY: the namespace files we opened, closed once.
         unsafe { libc::close(fd) };
     }
-    // SAFETY: fcntl on the descriptor we own: writes must not block the relay.
-    unsafe { libc::fcntl(in_w, libc::F_SETFL, libc::O_NONBLOCK) };
-    let outputs = match pty {
+    let outputs = match stdio.pty {
         Some((master, _)) => vec![(master, false, true)],
-        None => vec![(out_r, false, true), (err_r, true, true)],
+        None => vec![(stdio.out_r, false, true), (stdio.err_r, true, true)],
     };
     Ok(Session {
         id,
         pid,
         outputs,
-        master: pty.map(|(master, _)| master),
-        stdin: Some(in_w),
+        master: stdio.pty.map(|(master, _)| master),
+        stdin: stdio.in_w,
         pending: Vec::new(),
         stdin_eof: false,
         status: None,

@@ -15,6 +15,7 @@ mod process;
 mod processes;
 mod relay;
 mod setup;
+mod stdio;
 
 use isola_guest_contract::boot::{self, Phase};
 use isola_guest_contract::GuestError;

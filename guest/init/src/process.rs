@@ -6,6 +6,7 @@
 use crate::channel::Channel;
 use crate::relay::{relay, Outputs};
 use crate::setup::mark;
+use crate::stdio::ProcessStdio;
 use isola_guest_contract::boot::Phase;
 use isola_process::{exec, identity, Plan};
 use std::ffi::CString;
@@ -36,36 +37,8 @@ pub fn run_workload(
     // -i, a third pipe carries what the host sends as stdin; without it, stdin is /dev/null.
     // With a terminal (-t), a pty instead: its slave is all three, its master what init
     // relays (both ways, with -i).
-    let terminal = plan.terminal;
-    let pty = if terminal {
-        Some(open_pty(plan.console_size)?)
-    } else {
-        None
-    };
-    let (out_r, stdout, err_r, stderr) = match pty {
-        Some((_, slave)) => (-1, slave, -1, slave),
-        None => {
-            let (out_r, stdout) = pipe()?;
-            let (err_r, stderr) = pipe()?;
-            (out_r, stdout, err_r, stderr)
-        }
-    };
-    let (stdin, in_w) = match (pty, with_stdin) {
-        // SAFETY: a close-on-exec copy of the master we own, so closing the writer leaves the
-        // reader open and the workload inherits neither.
-        (Some((master, slave)), true) => (
-            slave,
-            Some(unsafe { libc::fcntl(master, libc::F_DUPFD_CLOEXEC, 0) }),
-        ),
-        (Some((_, slave)), false) => (slave, None),
-        (None, true) => {
-            let (r, w) = pipe()?;
-            (r, Some(w))
-        }
-        (None, false) => (-1, None),
-    };
+    let stdio = ProcessStdio::open(plan.terminal, plan.console_size, with_stdin)?;
     let c = |s: &str| CString::new(s).unwrap_or_default();
-    let null = c("/dev/null");
     let proc_ = c("proc");
     let slash_proc = c("/proc");
 
@@ -95,19 +68,7 @@ pub fn run_workload(
     if pid == 0 {
         // SAFETY: see above; all pointers refer to live, NUL-terminated buffers.
         unsafe {
-            let stdin = if stdin >= 0 {
-                stdin
-            } else {
-                libc::open(null.as_ptr(), libc::O_RDONLY)
-            };
-            libc::setsid();
-            if terminal {
-                // The pty becomes the workload's controlling terminal, as with `docker run -t`.
-                libc::ioctl(stdout, libc::TIOCSCTTY, 0);
-            }
-            libc::dup2(stdin, 0);
-            libc::dup2(stdout, 1);
-            libc::dup2(stderr, 2);
+            stdio.install();
             let fail = |code: i32, msg: &str| -> ! {
                 let line = format!("isola: {msg}\n");
                 libc::write(2, line.as_ptr().cast(), line.len());
@@ -160,24 +121,12 @@ pub fn run_workload(
             become_process(plan, seccomp);
         }
     }
-    // SAFETY: closing our copies of the workload's ends of the pipes (or the pty slave), so
-    // EOF comes when its side closes (and a write to its stdin fails once it is gone).
-    let mut theirs = vec![stdout, stderr, stdin];
-    theirs.sort_unstable();
-    theirs.dedup();
-    for fd in theirs.into_iter().filter(|fd| *fd >= 0) {
-        // SAFETY: each is a descriptor we own and close once (the pty slave may be all three).
-        unsafe { libc::close(fd) };
-    }
-    if let Some(w) = in_w {
-        // SAFETY: fcntl on the descriptor we own: writes must not block the relay.
-        unsafe { libc::fcntl(w, libc::F_SETFL, libc::O_NONBLOCK) };
-    }
-    let outputs = match pty {
+    stdio.close_theirs();
+    let outputs = match stdio.pty {
         Some((master, _)) => Outputs::Terminal(master),
-        None => Outputs::Pipes(out_r, err_r),
+        None => Outputs::Pipes(stdio.out_r, stdio.err_r),
     };
-    relay(pid, outputs, in_w, ch, seccomp)
+    relay(pid, outputs, stdio.in_w, ch, seccomp)
 }
 
 /// The last steps of the workload and of an exec session, in the child: rlimits, seccomp, user
