@@ -50,7 +50,7 @@ def main():
             with open(path, "w") as f:
                 f.write("#!/bin/sh\ns=$(date +%s%N)\n"
                         f"{binary} \"$@\"\nrc=$?\n"
-                        f"echo {name} $(( $(date +%s%N) - s )) >> {timings}\nexit $rc\n")
+                        f"echo {name} $(( $(date +%s%N) - s )) \"$*\" >> {timings}\nexit $rc\n")
             os.chmod(path, 0o755)
             wrappers[name] = path
         conf = os.path.join(work, "containers.conf")
@@ -91,19 +91,28 @@ def main():
         print(f"  ratio {first}/{second}: {med[first] / med[second]:.2f}x{target}")
 
         share = {}
+        verbs = ("create", "start", "state", "kill", "delete", "exec", "run", "features")
         for r in (first, second):
-            own, total = [], []
+            own, total, per_verb = [], [], {}
             for _ in range(max(5, RUNS // 2)):
                 if os.path.exists(timings):
                     os.remove(timings)
                 total.append(run(f"timed-{r}"))
+                calls = {}
                 with open(timings) as f:
-                    own.append(sum(int(l.split()[1]) for l in f) / 1e9)
-            share[r] = (statistics.median(own), statistics.median(total))
+                    for line in f:
+                        words = line.split()
+                        verb = next((w for w in words[2:] if w in verbs), "other")
+                        calls[verb] = calls.get(verb, 0) + int(words[1]) / 1e9
+                own.append(sum(calls.values()))
+                for verb, t in calls.items():
+                    per_verb.setdefault(verb, []).append(t)
+            share[r] = (statistics.median(own), statistics.median(total), per_verb)
         print("the runtime's own calls within a run (through a timing wrapper), medians:")
-        for r, (own, total) in share.items():
+        for r, (own, total, per_verb) in share.items():
+            each = ", ".join(f"{v} {statistics.median(t) * 1000:.1f}" for v, t in sorted(per_verb.items()))
             print(f"  {r:6} runtime {own * 1000:7.1f} ms of {total * 1000:7.1f} ms: "
-                  f"podman and conmon {100 * (1 - own / total):.0f}%")
+                  f"podman and conmon {100 * (1 - own / total):.0f}%  ({each} ms)")
     finally:
         subprocess.run(["podman", "--root", f"{work}/root", "--runroot", f"{work}/run",
                         "rm", "-a", "-f"], capture_output=True)

@@ -27,7 +27,10 @@ impl Containerd {
     /// With `vm`, the shim's binary is isola called as isola-vm.
     fn start_with(vm: bool) -> Containerd {
         let env = Env::new();
-        let dir = PathBuf::from(format!("/tmp/isola-ctd-{}", std::process::id()));
+        // Its own daemon, directory and cgroup parent: the tests of this binary run at once.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = PathBuf::from(format!("/tmp/isola-ctd-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("config.toml");
@@ -64,7 +67,7 @@ impl Containerd {
             _env: env,
             daemon,
             image: String::new(),
-            cgroup_parent: format!("/isola-e2e-ctd-{}", std::process::id()),
+            cgroup_parent: format!("/isola-e2e-ctd-{}-{n}", std::process::id()),
             dir,
             runtime,
         };

@@ -63,7 +63,8 @@ impl Podman {
         )
         .unwrap();
         let p = Podman {
-            cgroup_parent: format!("/isola-e2e-podman-{}", std::process::id()),
+            // Its own: the tests of this binary run at once, and each checks its cgroups.
+            cgroup_parent: format!("/isola-e2e-podman-{}-{n}", std::process::id()),
             dir,
             _env: env,
         };

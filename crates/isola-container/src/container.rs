@@ -2,7 +2,8 @@
 //! the OCI runtime operations. `create` clones the init into its namespaces, places it in its
 //! cgroups and lets it build its rootfs; it then waits, ready, until `start` lets it exec.
 
-use crate::cgroups::{Cgroup, Hierarchies};
+use crate::cgroups::{Cgroup, Hierarchies, Placement};
+use crate::clone_init::clone_init;
 use crate::channel::{self, Channel, Message};
 use crate::init::{init_main, InitArgs, StartGate};
 use crate::monitor;
@@ -185,8 +186,18 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
             return Err(ContainerError::Io(format!("{}: {e}", exec_fifo.display())));
         }
     }
-    let spawned = spawn_init(&spec, &plan, o, &exec_fifo, &hier, flags, seccomp.as_ref());
-    let (pid, channel, stdio) = match spawned {
+    let placement = cgroup.placement();
+    let spawned = spawn_init(
+        &spec,
+        &plan,
+        o,
+        &exec_fifo,
+        &hier,
+        flags,
+        seccomp.as_ref(),
+        &placement,
+    );
+    let (pid, born_in, channel, stdio) = match spawned {
         Ok(x) => x,
         Err(e) => {
             undo(&cgroup, None);
@@ -199,7 +210,10 @@ pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
         state
             .save(&state_dir)
             .map_err(|e| ContainerError::Io(format!("{}: {e}", state_dir.display())))?;
-        cgroup.add_pid(pid)?;
+        // The init moves itself into the v1 cgroups once it has this message.
+        if !born_in {
+            placement.add_to_v2(pid)?;
+        }
         channel
             .send(&Message::Joined)
             .map_err(|e| ContainerError::Io(format!("channel: {e}")))?;
@@ -305,8 +319,10 @@ fn open_path(path: &Path) -> Result<OwnedFd, ContainerError> {
         .map_err(|e| ContainerError::Io(format!("{}: {e}", path.display())))
 }
 
-/// Clones the init into its new namespaces. Returns its pid (in our namespace) and our end of
-/// the channel.
+/// Clones the init into its new namespaces, and into its cgroup2 workload cgroup where the
+/// kernel can. Returns its pid (in our namespace), whether it was born in that cgroup, and our
+/// end of the channel.
+#[allow(clippy::too_many_arguments)]
 fn spawn_init(
     spec: &Spec,
     plan: &Plan,
@@ -315,7 +331,8 @@ fn spawn_init(
     hier: &Hierarchies,
     flags: libc::c_int,
     seccomp: Option<&crate::seccomp::Filter>,
-) -> Result<(i32, Channel, Option<StdioRelay>), ContainerError> {
+    placement: &Placement,
+) -> Result<(i32, bool, Channel, Option<StdioRelay>), ContainerError> {
     let (parent_end, init_end) =
         channel::pair().map_err(|e| ContainerError::Io(format!("socketpair: {e}")))?;
     let terminal = spec
@@ -344,25 +361,7 @@ fn spawn_init(
             (gate, Some(fifo))
         }
     };
-    // SAFETY: clone(2) without CLONE_VM behaves like fork(2): the child gets a copy of this
-    // single-threaded process (isola starts no threads) and runs only `init_main`, which ends
-    // in execve or _exit and never returns into the caller.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid < 0 {
-        return Err(ContainerError::Io(format!(
-            "clone: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
+    let (pid, born_in) = clone_init(flags, placement)?;
     if pid == 0 {
         drop(parent_end);
         init_main(&InitArgs {
@@ -380,11 +379,12 @@ fn spawn_init(
             }),
             gate,
             seccomp,
+            placement,
         });
     }
     drop(init_end);
     drop(workload_stdio);
-    Ok((pid as i32, parent_end, relay))
+    Ok((pid, born_in, parent_end, relay))
 }
 
 impl Container {

@@ -29,6 +29,8 @@ pub struct InitArgs<'a> {
     pub gate: StartGate,
     /// `linux.seccomp`, compiled by the parent before clone.
     pub seccomp: Option<&'a seccomp::Filter>,
+    /// The v1 cgroups the init moves itself into (see `cgroups::Placement`).
+    pub placement: &'a crate::cgroups::Placement,
 }
 
 /// How the init learns that the workload may start.
@@ -93,6 +95,10 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
         None => return Ok(()),
         Some((other, _)) => return Err(format!("unexpected message {other:?}").into()),
     }
+    // Before anything else: what it does from here on is charged to, and bounded by, them.
+    a.placement
+        .join_v1()
+        .map_err(|e| format!("joining the container's cgroups: {e}"))?;
     if has_ns(spec, LinuxNamespaceType::Cgroup) {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| format!("entering a new cgroup namespace: {e}"))?;

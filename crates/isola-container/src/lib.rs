@@ -7,6 +7,7 @@
 
 pub mod cgroups;
 mod channel;
+mod clone_init;
 mod console_relay;
 pub mod console_socket;
 pub mod container;

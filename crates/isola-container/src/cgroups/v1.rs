@@ -120,6 +120,18 @@ impl V1Cgroup {
         Ok(())
     }
 
+    pub fn placement(&self) -> super::Placement {
+        let mut p = super::Placement::default();
+        for (ctrls, dir) in &self.dirs {
+            if ctrls == "cgroup2" {
+                p.born_into = Some(dir.join(WORKLOAD));
+            } else {
+                p.self_join.push(dir.join(WORKLOAD).join("tasks"));
+            }
+        }
+        p
+    }
+
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
         for (_, dir) in &self.dirs {
             write_file(&dir.join(WORKLOAD).join("cgroup.procs"), &pid.to_string())?;

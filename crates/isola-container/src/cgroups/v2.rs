@@ -92,6 +92,13 @@ impl V2Cgroup {
         Ok(cg)
     }
 
+    pub fn placement(&self) -> super::Placement {
+        super::Placement {
+            born_into: Some(self.path.join(WORKLOAD)),
+            self_join: Vec::new(),
+        }
+    }
+
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
         write_file(
             &self.path.join(WORKLOAD).join("cgroup.procs"),
