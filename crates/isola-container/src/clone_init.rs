@@ -12,7 +12,10 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Clones this process with namespace `flags`; returns the child's pid (0 in the child) and
 /// whether it was born in `placement.born_into`.
-pub fn clone_init(flags: libc::c_int, placement: &Placement) -> Result<(i32, bool), ContainerError> {
+pub fn clone_init(
+    flags: libc::c_int,
+    placement: &Placement,
+) -> Result<(i32, bool), ContainerError> {
     let dir: Option<OwnedFd> = placement.born_into.as_ref().and_then(|d| {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()

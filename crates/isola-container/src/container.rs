@@ -3,8 +3,8 @@
 //! cgroups and lets it build its rootfs; it then waits, ready, until `start` lets it exec.
 
 use crate::cgroups::{Cgroup, Hierarchies, Placement};
-use crate::clone_init::clone_init;
 use crate::channel::{self, Channel, Message};
+use crate::clone_init::clone_init;
 use crate::init::{init_main, InitArgs, StartGate};
 use crate::monitor;
 use crate::state::{self, State};

@@ -60,6 +60,9 @@ pub enum Command {
     },
     /// Write an OCI runtime bundle (config.json + rootfs/) for an image, e.g. for runc
     Bundle(BundleArgs),
+    /// Manage networks: create, ls, rm, inspect
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Remove what crashed isola processes left behind (runs before every command anyway)
     Cleanup,
     /// Check what this host can run: cgroups, namespaces, overlayfs, pivot_root, KVM, guest artifacts
@@ -86,6 +89,35 @@ pub enum ImageCommand {
     Rm {
         /// NAME[:TAG]
         image: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// Create a network (a bridge and an IPv4 subnet; its workloads reach each other by name)
+    Create {
+        /// IPv4 subnet, e.g. 10.90.0.0/24 (default: the first free /24 of 10.88.0.0/16)
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<String>,
+        name: String,
+    },
+    /// List networks
+    #[command(alias = "list")]
+    Ls {
+        /// Print names only
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove networks no workload uses
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print networks as JSON: subnet, gateway, bridge, the workloads' addresses
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 

@@ -10,7 +10,7 @@ mod runtime;
 mod vm_preflight;
 
 use clap::Parser;
-use cli::{Cli, Command, ImageCommand};
+use cli::{Cli, Command, ImageCommand, NetworkCommand};
 
 /// An error that ends isola with a specific exit status (docker's convention: 125 for isola's
 /// own failures, 126/127 when the command cannot run, otherwise the workload's status).
@@ -68,6 +68,14 @@ fn main() {
         Command::Ps { all } => commands::containers::ps(&paths, all),
         Command::Rm { containers, force } => commands::containers::rm(&paths, &containers, force),
         Command::Bundle(a) => commands::bundle::bundle(&paths, a),
+        Command::Network(c) => match c {
+            NetworkCommand::Create { subnet, name } => {
+                commands::network::create(&paths, &name, subnet.as_deref())
+            }
+            NetworkCommand::Ls { quiet } => commands::network::ls(&paths, quiet),
+            NetworkCommand::Rm { names } => commands::network::rm(&paths, &names),
+            NetworkCommand::Inspect { names } => commands::network::inspect(&paths, &names),
+        },
         Command::Cleanup => commands::containers::cleanup(&paths),
         Command::Doctor { json } => commands::doctor::doctor(&paths, json),
     };

@@ -100,6 +100,21 @@ impl Paths {
         self.data.join("vm")
     }
 
+    /// User-defined networks, one JSON file each.
+    pub fn networks(&self) -> PathBuf {
+        self.data.join("networks")
+    }
+
+    /// Address leases, one directory per network (gone with a reboot, as the bridges are).
+    pub fn leases(&self) -> PathBuf {
+        self.run.join("leases")
+    }
+
+    /// The networks and their leases.
+    pub fn network_store(&self) -> isola_net::NetworkStore {
+        isola_net::NetworkStore::new(self.networks(), self.leases())
+    }
+
     /// One state directory per running container.
     pub fn states(&self) -> PathBuf {
         self.run.join("containers")

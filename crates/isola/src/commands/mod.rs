@@ -3,6 +3,7 @@ pub mod containers;
 pub mod doctor;
 pub mod image;
 pub mod images;
+pub mod network;
 pub mod progress;
 pub mod pull;
 pub mod push;

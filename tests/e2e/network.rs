@@ -1,0 +1,152 @@
+//! Networks: `isola network create|ls|rm|inspect` through the real binary. Anything that
+//! touches the kernel's networking runs inside a network namespace the test makes itself.
+
+use isola_e2e::Env;
+
+#[test]
+fn networks_are_created_listed_inspected_and_removed() {
+    let env = Env::empty();
+    let ls = || env.isola(&["network", "ls", "-q"]).stdout;
+    assert_eq!(
+        ls(),
+        "bridge\n",
+        "the default network is there from the start"
+    );
+    let r = env.isola(&["network", "create", "--subnet", "10.90.0.0/24", "front"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{}", r.stdout);
+    // Without --subnet: the first free /24 of 10.88.0.0/16.
+    assert_eq!(env.isola(&["network", "create", "back"]).code, 0);
+    assert_eq!(ls(), "bridge\nback\nfront\n");
+    let r = env.isola(&["network", "inspect", "front", &id[..12]]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["Subnet"], "10.90.0.0/24");
+    assert_eq!(v[0]["Gateway"], "10.90.0.1");
+    assert_eq!(v[1]["Name"], "front", "found by its id too");
+    let bridge = v[0]["Bridge"].as_str().unwrap();
+    assert!(
+        bridge.len() <= 15 && bridge.starts_with("isola-"),
+        "{bridge}"
+    );
+    let r = env.isola(&["network", "inspect", "back"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["Subnet"], "10.88.0.0/24");
+    let r = env.isola(&["network", "rm", "front", "back"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "front\nback\n"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(ls(), "bridge\n");
+    let left: Vec<_> = std::fs::read_dir(env.root.join("networks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn bad_network_input_is_named_and_changes_nothing() {
+    let env = Env::empty();
+    assert_eq!(
+        env.isola(&["network", "create", "--subnet", "10.90.0.0/24", "taken"])
+            .code,
+        0
+    );
+    for (args, words) in [
+        (
+            vec!["create", "--subnet", "10.90.0.1/24", "x"],
+            "\"10.90.0.1/24\": host bits",
+        ),
+        (
+            vec!["create", "--subnet", "10.90.0.0/40", "x"],
+            "\"10.90.0.0/40\"",
+        ),
+        (vec!["create", "--subnet", "ten/8", "x"], "\"ten/8\""),
+        (
+            vec!["create", "--subnet", "10.90.0.128/25", "x"],
+            "overlaps network \"taken\"",
+        ),
+        (
+            vec!["create", "--subnet", "10.0.0.0/8", "x"],
+            "overlaps network \"bridge\"",
+        ),
+        (vec!["create", "taken"], "network \"taken\" already exists"),
+        (vec!["create", "_bad"], "network name \"_bad\""),
+        (vec!["create", "no/slash"], "network name \"no/slash\""),
+        (vec!["rm", "nope"], "no such network: \"nope\""),
+        (vec!["rm", "bridge"], "\"bridge\" is a pre-defined network"),
+        (vec!["inspect", "nope"], "no such network: \"nope\""),
+    ] {
+        let mut all = vec!["network"];
+        all.extend(&args);
+        let r = env.isola(&all);
+        assert_ne!(r.code, 0, "{args:?}: {}", r.stdout);
+        assert!(r.stderr.contains(words), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(
+        env.isola(&["network", "ls", "-q"]).stdout,
+        "bridge\ntaken\n"
+    );
+}
+
+#[test]
+fn a_subnet_on_a_route_of_the_host_is_refused() {
+    // The "host" is a network namespace of this test's own, with a route to 10.200.0.0/24.
+    let env = Env::empty();
+    let script = format!(
+        "ip link set lo up && ip route add 10.200.0.0/24 dev lo && \
+         exec {} network create --subnet 10.200.0.0/16 onroute",
+        isola_e2e::bin().display()
+    );
+    let o = std::process::Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .env("ISOLA_ROOT", &env.root)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_ne!(o.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("overlaps this host's route to 10.200.0.0/24 (on lo)"),
+        "{stderr}"
+    );
+    assert_eq!(env.isola(&["network", "ls", "-q"]).stdout, "bridge\n");
+}
+
+#[test]
+fn concurrent_creates_get_distinct_subnets() {
+    let env = Env::empty();
+    let children: Vec<_> = (0..12)
+        .map(|i| {
+            env.cmd(&["network", "create", &format!("n{i}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let r = env.isola(&[
+        "network", "inspect", "n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10",
+        "n11",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let mut subnets: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["Subnet"].as_str().unwrap())
+        .collect();
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), 12, "{subnets:?}");
+}
