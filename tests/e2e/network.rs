@@ -150,3 +150,123 @@ fn concurrent_creates_get_distinct_subnets() {
     subnets.dedup();
     assert_eq!(subnets.len(), 12, "{subnets:?}");
 }
+
+/// The names of the network interfaces in /proc/net/dev (of whoever reads it).
+fn interfaces(dev: &str) -> Vec<String> {
+    let mut names: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn network_none_is_loopback_only_and_host_is_the_hosts_own() {
+    let env = Env::new();
+    // A server on the host's loopback (the only place this test sends anything).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut s, &mut got).unwrap();
+        got
+    });
+    let send = format!("echo hello-from-inside | nc 127.0.0.1 {port}");
+
+    let r = env.isola(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "sample",
+        "cat",
+        "/proc/net/dev",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(interfaces(&r.stdout), ["lo"]);
+    let r = env.isola(&["run", "--rm", "sample", "sh", "-c", &send]);
+    assert_ne!(
+        r.code, 0,
+        "the default (none for now) cannot reach the host"
+    );
+
+    let host_dev = std::fs::read_to_string("/proc/net/dev").unwrap();
+    let r = env.isola(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "sample",
+        "cat",
+        "/proc/net/dev",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(interfaces(&r.stdout), interfaces(&host_dev));
+    let r = env.isola(&["run", "--rm", "--net", "host", "sample", "sh", "-c", &send]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.join().unwrap(), "hello-from-inside\n");
+    let r = env.isola(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "sample",
+        "sh",
+        "-c",
+        "hostname; cat /etc/resolv.conf",
+    ]);
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert_eq!(r.stdout, format!("{}{resolv}", host_name), "{}", r.stderr);
+    // Read-only: the host's file is not the container's to change.
+    let r = env.isola(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "sample",
+        "sh",
+        "-c",
+        "echo x >> /etc/resolv.conf",
+    ]);
+    assert_ne!(r.code, 0);
+    assert_eq!(
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        resolv
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn a_network_isola_cannot_give_is_refused_in_one_line() {
+    let env = Env::new();
+    for (args, words) in [
+        (
+            vec![
+                "run",
+                "--rm",
+                "--isolation",
+                "vm",
+                "--network",
+                "host",
+                "sample",
+                "true",
+            ],
+            "--network host: a VM has its own kernel",
+        ),
+        (
+            vec!["run", "--rm", "--network", "bogus", "sample", "true"],
+            "--network \"bogus\"",
+        ),
+    ] {
+        let r = env.isola(&args);
+        assert_eq!(r.code, 125, "{args:?}");
+        assert!(r.stderr.contains(words), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    }
+    env.assert_clean();
+}

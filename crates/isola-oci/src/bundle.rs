@@ -8,7 +8,7 @@ use crate::users::resolve_user;
 use isola_inroot::Root;
 use oci_spec::runtime::{
     Capability, LinuxCapabilities, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory,
-    LinuxPids, LinuxResources, Spec, User,
+    LinuxNamespaceType, LinuxPids, LinuxResources, Mount, Spec, User,
 };
 use std::collections::HashSet;
 use std::path::Path;
@@ -34,6 +34,18 @@ pub struct RunSettings {
     /// runtime's default).
     pub cgroups_path: Option<String>,
     pub seccomp: Seccomp,
+    pub network: Network,
+}
+
+/// Which network the workload is on (`--network`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Network {
+    /// Its own network namespace, loopback only.
+    #[default]
+    None,
+    /// The host's network namespace (the container level only), with the host's
+    /// /etc/resolv.conf and /etc/hosts bound in read-only, as docker does.
+    Host,
 }
 
 /// Which seccomp filter the workload runs under (`--security-opt seccomp=...`).
@@ -232,6 +244,31 @@ pub fn runtime_spec(
     }
     linux.set_resources(Some(resources));
     linux.set_seccomp(seccomp);
+    if settings.network == Network::Host {
+        let namespaces = linux.namespaces().clone().unwrap_or_default();
+        linux.set_namespaces(Some(
+            namespaces
+                .into_iter()
+                .filter(|n| n.typ() != LinuxNamespaceType::Network)
+                .collect(),
+        ));
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        for file in ["/etc/resolv.conf", "/etc/hosts"] {
+            if Path::new(file).is_file() {
+                let mut m = Mount::default();
+                m.set_destination(file.into());
+                m.set_typ(Some("bind".into()));
+                m.set_source(Some(file.into()));
+                m.set_options(Some(
+                    ["rbind", "ro", "nosuid", "nodev", "noexec"]
+                        .map(String::from)
+                        .to_vec(),
+                ));
+                mounts.push(m);
+            }
+        }
+        spec.set_mounts(Some(mounts));
+    }
     spec.set_linux(Some(linux));
 
     let mut annotations = spec.annotations().clone().unwrap_or_default();

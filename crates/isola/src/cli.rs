@@ -159,6 +159,10 @@ pub struct ProcessArgs {
     /// Security options: seccomp=unconfined, seccomp=PROFILE.json (Docker's format)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// Network: none (its own, loopback only; the default for now) or host (the host's own
+    /// network stack, container level only)
+    #[arg(long, alias = "net", value_name = "NETWORK")]
+    pub network: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@ use crate::paths::Paths;
 use crate::records::{self, Record};
 use crate::{limits, Exit};
 use anyhow::{bail, Context, Result};
-use isola_oci::bundle::{runtime_spec, write_config, RunSettings, Seccomp};
+use isola_oci::bundle::{runtime_spec, write_config, Network, RunSettings, Seccomp};
 use isola_oci::rootfs::chain_id;
 use isola_oci::seccomp_profile::Profile;
 use isola_oci::{overlay, Image, Reference, Store};
@@ -61,19 +61,35 @@ pub fn settings(
             ),
         };
     }
+    let network = match p.network.as_deref() {
+        None | Some("none") => Network::None,
+        Some("host") => Network::Host,
+        Some(other) => {
+            bail!("--network {other:?}: expected none or host (bridge networks are not built yet)")
+        }
+    };
+    // As docker: on the host's network, the host's name unless --hostname says otherwise.
+    let hostname = match (&p.hostname, network) {
+        (Some(h), _) => h.clone(),
+        (None, Network::Host) => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| hostname.to_string()),
+        (None, Network::None) => hostname.to_string(),
+    };
     Ok(RunSettings {
         cmd: command.to_vec(),
         entrypoint: p.entrypoint.as_ref().map(|e| vec![e.clone()]),
         env: p.env.clone(),
         workdir: p.workdir.clone(),
         user: p.user.clone(),
-        hostname: p.hostname.clone().unwrap_or_else(|| hostname.to_string()),
+        hostname,
         terminal,
         memory,
         cpus,
         pids_limit,
         cgroups_path: None,
         seccomp,
+        network,
     })
 }
 
@@ -116,9 +132,6 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         Isolation::Container => Level::Container,
         Isolation::Vm => Level::Vm,
     };
-    if level == Level::Vm {
-        crate::vm_preflight::preflight(paths)?;
-    }
     let id = records::new_id()?;
     let short = id[..12].to_string();
     let cpu_range = match level {
@@ -126,6 +139,12 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         Level::Vm => limits::CpuRange::Vm(isola_vmm::vm::MAX_CPUS),
     };
     let mut settings = settings(&a.process, &a.command, &short, a.tty, cpu_range)?;
+    if level == Level::Vm {
+        if settings.network == Network::Host {
+            bail!("--network host: a VM has its own kernel and network stack; host networking is for --isolation container");
+        }
+        crate::vm_preflight::preflight(paths)?;
+    }
     let name = a.name.clone().unwrap_or_else(|| short.clone());
     if !valid_name(&name) {
         bail!("--name {name:?}: expected letters, digits, '_', '.' or '-', starting with a letter or digit");
