@@ -4,9 +4,11 @@
 //! Read: `subnet.rs` (IPv4 prefixes: parse, overlap, hosts), `store.rs` (the networks: create,
 //! list, remove, with the checks that keep subnets apart from each other and from the host's
 //! routes), `ipam.rs` (address leases: one file each, made atomically, so concurrent runs never
-//! share an address and a killed owner's lease is found and freed).
+//! share an address and a killed owner's lease is found and freed), `netlink.rs` (bridges, veth
+//! pairs, addresses and routes, asked of the kernel directly).
 
 pub mod ipam;
+pub mod netlink;
 pub mod store;
 pub mod subnet;
 
