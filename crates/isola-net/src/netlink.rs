@@ -41,9 +41,7 @@ const IFA_LOCAL: u16 = 2;
 const NLA_F_NESTED: u16 = 0x8000;
 
 fn pad4(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
-        v.push(0);
-    }
+    v.resize(v.len().next_multiple_of(4), 0);
 }
 
 /// One type-length-value attribute, padded.
@@ -140,7 +138,7 @@ impl Netlink {
                         e => Err(os(what)(std::io::Error::from_raw_os_error(-e))),
                     };
                 }
-                at += (len + 3) & !3;
+                at += len.next_multiple_of(4);
             }
         }
     }
