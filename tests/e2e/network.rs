@@ -260,7 +260,20 @@ fn a_network_isola_cannot_give_is_refused_in_one_line() {
         ),
         (
             vec!["run", "--rm", "--network", "bogus", "sample", "true"],
-            "--network \"bogus\"",
+            "no such network: \"bogus\"",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--isolation",
+                "vm",
+                "--network",
+                "bridge",
+                "sample",
+                "true",
+            ],
+            "--network bridge: VMs cannot join bridge networks yet",
         ),
     ] {
         let r = env.isola(&args);
@@ -268,5 +281,120 @@ fn a_network_isola_cannot_give_is_refused_in_one_line() {
         assert!(r.stderr.contains(words), "{args:?}: {}", r.stderr);
         assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     }
+    env.assert_clean();
+}
+
+/// Runs `script` with sh inside a network namespace of its own (the "host" of this test),
+/// `$ISOLA` being the isola under test; returns its output and status.
+fn in_own_netns(env: &Env, script: &str) -> (i32, String, String) {
+    // Bounded: a workload that never gets its connection must not hang the suite.
+    let o = std::process::Command::new("timeout")
+        .args(["-k", "5", "120", "unshare", "-n", "sh", "-c", script])
+        .env("ISOLA_ROOT", &env.root)
+        .env("ISOLA", isola_e2e::bin())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn containers_on_a_bridge_network_reach_each_other_by_name_and_the_host_reaches_them() {
+    let env = Env::new();
+    let script = r#"
+set -e
+# Whatever happens, no workload outlives the script.
+trap 'kill $(jobs -p) 2>/dev/null; exit 1' TERM INT
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+leases() { ls "$ISOLA_ROOT/run/leases/n1" 2>/dev/null | wc -l; }
+wait_for() { i=0; until [ "$(leases)" -ge "$1" ]; do i=$((i+1)); [ $i -lt 300 ] || exit 9; sleep 0.1; done; }
+$ISOLA network create --subnet 10.90.0.0/24 n1 >/dev/null
+$ISOLA network create --subnet 10.91.0.0/24 n2 >/dev/null
+# One after the other, so srv is 10.90.0.2 and web 10.90.0.3.
+$ISOLA run --rm --name srv --network n1 sample sh -c 'echo from-srv | nc -l -p 8080' &
+wait_for 1
+$ISOLA run --rm --name web --network n1 sample sh -c 'echo from-web | nc -l -p 9090' &
+wait_for 2
+sleep 0.5
+echo "peer: $($ISOLA run --rm --name cli --network n1 sample nc -w 10 srv 8080)"
+# The host reaches a workload at its address on the bridge.
+echo "host: $(busybox nc -w 10 10.90.0.3 9090 </dev/null)"
+# Another network is another bridge: no way across.
+echo "other: $($ISOLA run --rm --network n2 sample sh -c 'nc -w 2 10.90.0.2 8080 || echo unreachable')"
+echo "default: $($ISOLA run --rm --network bridge sample sh -c 'ip -4 -o addr show eth0 | cut -d" " -f7; ip route | head -1')"
+wait
+echo "links: $(ip -o link | grep -c veth || true)"
+$ISOLA network inspect n1 | tr -d ' \n' | grep -o '"Workloads":\[[^]]*\]'
+$ISOLA network rm n1 n2
+echo "bridges: $(ip -o link | grep -c isola- || true)"
+"#;
+    let (code, out, err) = in_own_netns(&env, script);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("peer: from-srv\n"), "{out}{err}");
+    assert!(out.contains("host: from-web\n"), "{out}{err}");
+    assert!(out.contains("other: unreachable\n"), "{out}{err}");
+    assert!(
+        out.contains("default: 10.87.0.2/16\ndefault via 10.87.0.1 dev eth0"),
+        "{out}{err}"
+    );
+    assert!(out.contains("links: 0\n"), "no veth left: {out}{err}");
+    assert!(
+        out.contains("\"Workloads\":[]"),
+        "no lease left: {out}{err}"
+    );
+    assert!(
+        out.contains("bridges: 0\n"),
+        "rm takes the bridges: {out}{err}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn fifty_concurrent_runs_get_fifty_addresses() {
+    let env = Env::new();
+    let script = r#"
+$ISOLA network create --subnet 10.92.0.0/24 many >/dev/null || exit 9
+for i in $(seq 50); do
+  # Each holds its address a while: a freed address is rightly taken again later.
+  $ISOLA run --rm --network many sample sh -c 'ip -4 -o addr show eth0 | cut -d" " -f7; sleep 8' > "$ISOLA_ROOT/addr.$i" 2>&1 &
+done
+wait
+cat "$ISOLA_ROOT"/addr.*
+"#;
+    let (code, out, err) = in_own_netns(&env, script);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut addrs: Vec<&str> = out.lines().collect();
+    assert_eq!(addrs.len(), 50, "{out}{err}");
+    assert!(addrs.iter().all(|a| a.starts_with("10.92.0.")), "{out}");
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 50, "each its own: {out}");
+    env.assert_clean();
+}
+
+#[test]
+fn a_killed_isola_leaves_no_address_or_link_once_cleanup_has_run() {
+    let env = Env::new();
+    let script = r#"
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+$ISOLA network create --subnet 10.93.0.0/24 k >/dev/null || exit 9
+$ISOLA run --rm --network k sample sleep 300 &
+pid=$!
+i=0; until [ "$(ls "$ISOLA_ROOT/run/leases/k" 2>/dev/null | wc -l)" -ge 1 ]; do
+  i=$((i+1)); [ $i -lt 300 ] || exit 9; sleep 0.1; done
+kill -9 $pid; wait $pid 2>/dev/null
+sleep 0.5
+$ISOLA cleanup >/dev/null
+echo "leases: $(ls "$ISOLA_ROOT/run/leases/k" | wc -l)"
+echo "links: $(ip -o link | grep -c veth || true)"
+$ISOLA network rm k
+"#;
+    let (code, out, err) = in_own_netns(&env, script);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("leases: 0\nlinks: 0\nk\n"), "{out}{err}");
     env.assert_clean();
 }

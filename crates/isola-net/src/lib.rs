@@ -5,8 +5,10 @@
 //! list, remove, with the checks that keep subnets apart from each other and from the host's
 //! routes), `ipam.rs` (address leases: one file each, made atomically, so concurrent runs never
 //! share an address and a killed owner's lease is found and freed), `netlink.rs` (bridges, veth
-//! pairs, addresses and routes, asked of the kernel directly).
+//! pairs, addresses and routes, asked of the kernel directly), `attach.rs` (a workload's network
+//! namespace put on a network).
 
+pub mod attach;
 pub mod ipam;
 pub mod netlink;
 pub mod store;

@@ -38,7 +38,7 @@ pub struct RunSettings {
 }
 
 /// Which network the workload is on (`--network`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Network {
     /// Its own network namespace, loopback only.
     #[default]
@@ -46,6 +46,24 @@ pub enum Network {
     /// The host's network namespace (the container level only), with the host's
     /// /etc/resolv.conf and /etc/hosts bound in read-only, as docker does.
     Host,
+    /// Its own network namespace, put on a bridge network once it exists; its /etc/hosts and
+    /// /etc/resolv.conf are these files of the container's (written once its address is known).
+    Bridge {
+        hosts: std::path::PathBuf,
+        resolv_conf: std::path::PathBuf,
+    },
+}
+
+/// A bind mount of one file.
+fn bind_file(dest: &str, src: &Path, read_only: bool) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(dest.into());
+    m.set_typ(Some("bind".into()));
+    m.set_source(Some(src.to_path_buf()));
+    let mut options = vec!["rbind", if read_only { "ro" } else { "rw" }];
+    options.extend(["nosuid", "nodev", "noexec"]);
+    m.set_options(Some(options.into_iter().map(String::from).collect()));
+    m
 }
 
 /// Which seccomp filter the workload runs under (`--security-opt seccomp=...`).
@@ -244,31 +262,29 @@ pub fn runtime_spec(
     }
     linux.set_resources(Some(resources));
     linux.set_seccomp(seccomp);
-    if settings.network == Network::Host {
-        let namespaces = linux.namespaces().clone().unwrap_or_default();
-        linux.set_namespaces(Some(
-            namespaces
-                .into_iter()
-                .filter(|n| n.typ() != LinuxNamespaceType::Network)
-                .collect(),
-        ));
-        let mut mounts = spec.mounts().clone().unwrap_or_default();
-        for file in ["/etc/resolv.conf", "/etc/hosts"] {
-            if Path::new(file).is_file() {
-                let mut m = Mount::default();
-                m.set_destination(file.into());
-                m.set_typ(Some("bind".into()));
-                m.set_source(Some(file.into()));
-                m.set_options(Some(
-                    ["rbind", "ro", "nosuid", "nodev", "noexec"]
-                        .map(String::from)
-                        .to_vec(),
-                ));
-                mounts.push(m);
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    match &settings.network {
+        Network::None => {}
+        Network::Host => {
+            let namespaces = linux.namespaces().clone().unwrap_or_default();
+            linux.set_namespaces(Some(
+                namespaces
+                    .into_iter()
+                    .filter(|n| n.typ() != LinuxNamespaceType::Network)
+                    .collect(),
+            ));
+            for file in ["/etc/resolv.conf", "/etc/hosts"] {
+                if Path::new(file).is_file() {
+                    mounts.push(bind_file(file, Path::new(file), true));
+                }
             }
         }
-        spec.set_mounts(Some(mounts));
+        Network::Bridge { hosts, resolv_conf } => {
+            mounts.push(bind_file("/etc/hosts", hosts, false));
+            mounts.push(bind_file("/etc/resolv.conf", resolv_conf, false));
+        }
     }
+    spec.set_mounts(Some(mounts));
     spec.set_linux(Some(linux));
 
     let mut annotations = spec.annotations().clone().unwrap_or_default();

@@ -3,11 +3,11 @@
 //! `isola run` would.
 
 use crate::cli::BundleArgs;
-use crate::commands::run::{image_and_rootfs, settings};
+use crate::commands::run::{image_and_rootfs, network_request, settings, NetworkRequest};
 use crate::paths::Paths;
 use anyhow::{bail, Context, Result};
 use isola_inroot::Root;
-use isola_oci::bundle::{runtime_spec, write_config};
+use isola_oci::bundle::{runtime_spec, write_config, Network};
 use isola_oci::unpack::apply_layer_blob;
 use std::path::Path;
 
@@ -16,12 +16,20 @@ pub fn bundle(paths: &Paths, a: BundleArgs) -> Result<i32> {
     if dir.exists() {
         bail!("{}: already exists", dir.display());
     }
+    let network = match network_request(&a.process) {
+        NetworkRequest::None => Network::None,
+        NetworkRequest::Host => Network::Host,
+        NetworkRequest::Named(name) => {
+            bail!("--network {name}: a bundle cannot join a network (isola run can); give none or host")
+        }
+    };
     let s = settings(
         &a.process,
         &a.command,
         "isola",
         a.tty,
         crate::limits::CpuRange::Host,
+        network,
     )?;
     let (store, image, lower) = image_and_rootfs(paths, &a.image)?;
     let result = (|| -> Result<()> {

@@ -8,3 +8,4 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod run;
+pub mod run_network;

@@ -51,7 +51,17 @@ pub fn rm(paths: &Paths, names: &[String]) -> Result<i32> {
     let mut code = 0;
     for name in names {
         match store.remove(name, |owner| workload_alive(paths, owner)) {
-            Ok(n) => println!("{}", n.name),
+            Ok(n) => {
+                // Its bridge goes with it (if a workload ever made it, in this namespace).
+                if let Ok(mut nl) = isola_net::netlink::Netlink::open() {
+                    if isola_net::netlink::index(&n.bridge).is_ok() {
+                        if let Err(e) = nl.delete_link(&n.bridge) {
+                            eprintln!("isola: warning: {e}");
+                        }
+                    }
+                }
+                println!("{}", n.name)
+            }
             Err(e) => {
                 eprintln!("isola: {e}");
                 code = 1;

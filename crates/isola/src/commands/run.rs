@@ -13,6 +13,23 @@ use isola_sandbox::vm::VmConfig;
 use isola_sandbox::{Attach, CreateOptions, Level};
 use std::path::Path;
 
+/// What `--network` asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkRequest {
+    None,
+    Host,
+    /// A network by name or id (`bridge`: the default one).
+    Named(String),
+}
+
+pub fn network_request(p: &ProcessArgs) -> NetworkRequest {
+    match p.network.as_deref() {
+        None | Some("none") => NetworkRequest::None,
+        Some("host") => NetworkRequest::Host,
+        Some(name) => NetworkRequest::Named(name.to_string()),
+    }
+}
+
 /// Validates the process flags and turns them into bundle settings (before anything is made).
 pub fn settings(
     p: &ProcessArgs,
@@ -20,6 +37,7 @@ pub fn settings(
     hostname: &str,
     terminal: bool,
     cpu_range: limits::CpuRange,
+    network: Network,
 ) -> Result<RunSettings> {
     let memory = p.memory.as_deref().map(limits::parse_memory).transpose()?;
     let cpus = p
@@ -61,20 +79,13 @@ pub fn settings(
             ),
         };
     }
-    let network = match p.network.as_deref() {
-        None | Some("none") => Network::None,
-        Some("host") => Network::Host,
-        Some(other) => {
-            bail!("--network {other:?}: expected none or host (bridge networks are not built yet)")
-        }
-    };
     // As docker: on the host's network, the host's name unless --hostname says otherwise.
-    let hostname = match (&p.hostname, network) {
+    let hostname = match (&p.hostname, &network) {
         (Some(h), _) => h.clone(),
         (None, Network::Host) => nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| hostname.to_string()),
-        (None, Network::None) => hostname.to_string(),
+        (None, _) => hostname.to_string(),
     };
     Ok(RunSettings {
         cmd: command.to_vec(),
@@ -138,10 +149,26 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         Level::Container => limits::CpuRange::Host,
         Level::Vm => limits::CpuRange::Vm(isola_vmm::vm::MAX_CPUS),
     };
-    let mut settings = settings(&a.process, &a.command, &short, a.tty, cpu_range)?;
+    let dir = paths.bundles().join(&id);
+    let request = network_request(&a.process);
+    let joined = match &request {
+        NetworkRequest::Named(name) => Some(paths.network_store().get(name)?),
+        _ => None,
+    };
+    let network = match &request {
+        NetworkRequest::None => Network::None,
+        NetworkRequest::Host => Network::Host,
+        NetworkRequest::Named(_) => Network::Bridge {
+            hosts: dir.join("hosts"),
+            resolv_conf: dir.join("resolv.conf"),
+        },
+    };
+    let mut settings = settings(&a.process, &a.command, &short, a.tty, cpu_range, network)?;
     if level == Level::Vm {
-        if settings.network == Network::Host {
-            bail!("--network host: a VM has its own kernel and network stack; host networking is for --isolation container");
+        match &request {
+            NetworkRequest::None => {}
+            NetworkRequest::Host => bail!("--network host: a VM has its own kernel and network stack; host networking is for --isolation container"),
+            NetworkRequest::Named(name) => bail!("--network {name}: VMs cannot join bridge networks yet (their virtio-net device is not built); use --isolation container"),
         }
         crate::vm_preflight::preflight(paths)?;
     }
@@ -157,7 +184,6 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     let (_store, image, lower) = image_and_rootfs(paths, &a.image)?;
     settings.cgroups_path = Some(cgroup_path(&id));
 
-    let dir = paths.bundles().join(&id);
     let mut record = Record {
         id: id.clone(),
         name,
@@ -186,8 +212,11 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         vm.debug = a.debug;
         vm.timings = a.timings.then(|| crate::STARTED.get().copied()).flatten();
         prepare_root(paths, level, &dir, &image, &lower, &mut vm)?;
+        if joined.is_some() {
+            crate::commands::run_network::write_files(&dir)?;
+        }
         write_config(&dir, &spec)?;
-        run_sandbox(paths, &a, level, &dir, &vm, &mut record)
+        run_sandbox(paths, &a, level, &dir, &vm, joined.as_ref(), &mut record)
     })();
     let _ = overlay::unmount(&dir.join("rootfs"));
     if a.rm || record.status == "creating" {
@@ -233,6 +262,7 @@ fn run_sandbox(
     level: Level,
     dir: &Path,
     vm: &VmConfig,
+    network: Option<&isola_net::Network>,
     record: &mut Record,
 ) -> Result<i32> {
     // isola's own failures at the VM level say which level failed.
@@ -255,6 +285,17 @@ fn run_sandbox(
         vm,
     })
     .map_err(failed)?;
+    // On its network before it starts (as CNI does between create and start).
+    let attachment = match network {
+        None => None,
+        Some(n) => match crate::commands::run_network::join(paths, n, dir, record, sandbox.pid()) {
+            Ok(att) => Some(att),
+            Err(e) => {
+                let _ = sandbox.delete();
+                return Err(e);
+            }
+        },
+    };
     record.status = "running".into();
     record.save(paths)?;
     let code = match sandbox.start() {
@@ -262,6 +303,9 @@ fn run_sandbox(
         Err(e) => Err(e),
     };
     let deleted = sandbox.delete();
+    if let Some(att) = &attachment {
+        isola_net::attach::detach(&paths.network_store(), att);
+    }
     let code = code.map_err(failed)?;
     deleted.map_err(failed)?;
     Ok(code)

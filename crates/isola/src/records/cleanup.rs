@@ -1,8 +1,8 @@
 //! The cleanup pass every command makes: removes what isola processes that died (kill -9, a
 //! crash, a reboot) left behind — a container's processes, cgroups and state directory, its
 //! rootfs mount, the container itself if it was started with --rm or never got going, a
-//! directory whose record is missing or damaged, a half-removed container — and the temp files
-//! of imports, pulls, unpacks and disk builds (`leftovers`).
+//! directory whose record is missing or damaged, a half-removed container, its network address
+//! lease — and the temp files of imports, pulls, unpacks and disk builds (`leftovers`).
 
 use super::{claim::names_lock, lock_if_unowned, remove_bundle, remove_tree, scan};
 use super::{Damaged, Entry, Record};
@@ -33,6 +33,18 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
         }
     }
     remove_half_removed(paths);
+    // Addresses of workloads whose isola is gone (their veths went with their namespaces).
+    let running: Vec<String> = super::list(paths)
+        .into_iter()
+        .filter(|r| r.owner_alive())
+        .map(|r| r.id)
+        .collect();
+    let store = paths.network_store();
+    for n in store.list() {
+        store
+            .leases(&n.name)
+            .sweep(|owner| running.iter().any(|id| id == owner));
+    }
     // And what killed imports, pulls, unpacks and disk builds left in the image side; a
     // failure here is left for `isola image prune` to report.
     let _ = crate::leftovers::remove_dead(paths);

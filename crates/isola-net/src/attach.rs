@@ -1,0 +1,90 @@
+//! A workload on a bridge network, as CNI's bridge plugin would put it there: the network's
+//! bridge (made on first use, with the gateway's address), a veth pair whose host end is on the
+//! bridge and whose other end is `eth0` in the workload's network namespace, an address leased
+//! for it, and a default route through the gateway.
+
+use crate::netlink::{self, Netlink};
+use crate::{NetError, Network, NetworkStore};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+/// The interface a workload sees.
+pub const WORKLOAD_LINK: &str = "eth0";
+
+/// A workload's place on a network.
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    pub network: Network,
+    pub addr: Ipv4Addr,
+    /// The veth's host end (on the bridge).
+    pub host_link: String,
+}
+
+/// The bridge of `network` in this network namespace: made (with the gateway's address, up)
+/// unless it is there. Concurrent runs may race to make it; the loser finds it made.
+fn ensure_bridge(nl: &mut Netlink, network: &Network) -> Result<(), NetError> {
+    if netlink::index(&network.bridge).is_ok() {
+        return Ok(());
+    }
+    match nl.add_bridge(&network.bridge) {
+        Ok(()) => {}
+        Err(_) if netlink::index(&network.bridge).is_ok() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    nl.add_address(&network.bridge, network.gateway, network.subnet.prefix)?;
+    nl.set_up(&network.bridge)
+}
+
+/// Puts the network namespace of process `pid` on `network`, for workload `owner` (its id).
+pub fn attach(
+    store: &NetworkStore,
+    network: &Network,
+    owner: &str,
+    pid: i32,
+) -> Result<Attachment, NetError> {
+    let leases = store.leases(&network.name);
+    let addr = leases.allocate(&network.subnet, owner)?;
+    let host_link = format!("veth{}", &owner[..owner.len().min(11)]);
+    let att = Attachment {
+        network: network.clone(),
+        addr,
+        host_link,
+    };
+    if let Err(e) = plumb(&att, pid) {
+        detach(store, &att);
+        return Err(e);
+    }
+    Ok(att)
+}
+
+fn plumb(att: &Attachment, pid: i32) -> Result<(), NetError> {
+    let ns_path = format!("/proc/{pid}/ns/net");
+    let ns = std::fs::File::open(&ns_path).map_err(|e| NetError::Io(format!("{ns_path}: {e}")))?;
+    let mut nl = Netlink::open()?;
+    ensure_bridge(&mut nl, &att.network)?;
+    nl.add_veth(&att.host_link, WORKLOAD_LINK, Some(ns.as_raw_fd()))?;
+    nl.set_master(&att.host_link, &att.network.bridge)?;
+    nl.set_up(&att.host_link)?;
+    // Inside: a thread of ours enters the workload's namespace (only that thread moves).
+    let (addr, prefix, gateway) = (att.addr, att.network.subnet.prefix, att.network.gateway);
+    std::thread::spawn(move || -> Result<(), NetError> {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetError::Io(format!("entering {ns_path}: {e}")))?;
+        let mut inside = Netlink::open()?;
+        inside.set_up("lo")?;
+        inside.set_up(WORKLOAD_LINK)?;
+        inside.add_address(WORKLOAD_LINK, addr, prefix)?;
+        inside.add_default_route(gateway)
+    })
+    .join()
+    .map_err(|_| NetError::Io("configuring the workload's interface: the thread panicked".into()))?
+}
+
+/// Takes the workload off its network: its veth (if its namespace has not taken it away
+/// already) and its lease.
+pub fn detach(store: &NetworkStore, att: &Attachment) {
+    if let Ok(mut nl) = Netlink::open() {
+        let _ = nl.delete_link(&att.host_link);
+    }
+    store.leases(&att.network.name).release(att.addr);
+}

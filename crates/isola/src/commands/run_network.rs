@@ -1,0 +1,59 @@
+//! `isola run --network NAME`: the container's /etc/hosts and /etc/resolv.conf (files of its
+//! bundle, bound into it), and its network namespace put on the network between create and
+//! start.
+
+use crate::paths::Paths;
+use crate::records::{self, Record};
+use crate::Exit;
+use anyhow::{Context, Result};
+use isola_net::attach::Attachment;
+use std::io::Write;
+use std::path::Path;
+
+const HOSTS_HEAD: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+/// The files as the container starts with them: localhost only, and the host's resolvers (as
+/// docker does). Its own line is added once it has an address.
+pub fn write_files(dir: &Path) -> Result<()> {
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, HOSTS_HEAD).with_context(|| hosts.display().to_string())?;
+    let resolv = dir.join("resolv.conf");
+    let host_resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(&resolv, host_resolv).with_context(|| resolv.display().to_string())?;
+    Ok(())
+}
+
+/// Puts the container (its init is `pid`) on `network`, and names it and its peers on a
+/// user-defined network in its /etc/hosts.
+pub fn join(
+    paths: &Paths,
+    network: &isola_net::Network,
+    dir: &Path,
+    record: &Record,
+    pid: i32,
+) -> Result<Attachment> {
+    let store = paths.network_store();
+    let att = isola_net::attach::attach(&store, network, &record.id, pid)
+        .map_err(|e| Exit(125, format!("--network {}: {e}", network.name)))?;
+    let mut lines = format!("{}\t{} {}\n", att.addr, &record.id[..12], record.name);
+    if !network.predefined {
+        // As docker's user-defined networks: the workloads already on it, by name.
+        let all = records::list(paths);
+        for (addr, owner) in store.leases(&network.name).list() {
+            if let Some(peer) = all.iter().find(|r| r.id == owner && r.id != record.id) {
+                lines.push_str(&format!("{addr}\t{}\n", peer.name));
+            }
+        }
+    }
+    let hosts = dir.join("hosts");
+    // Appended in place: the container's mount is of this very file.
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&hosts)
+        .and_then(|mut f| f.write_all(lines.as_bytes()));
+    if let Err(e) = written {
+        isola_net::attach::detach(&store, &att);
+        return Err(e).with_context(|| hosts.display().to_string());
+    }
+    Ok(att)
+}
