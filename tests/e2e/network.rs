@@ -357,11 +357,14 @@ echo "bridges: $(ip -o link | grep -c isola- || true)"
 fn fifty_concurrent_runs_get_fifty_addresses() {
     let env = Env::new();
     let script = r#"
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 $ISOLA network create --subnet 10.92.0.0/24 many >/dev/null || exit 9
 for i in $(seq 50); do
-  # Each holds its address a while: a freed address is rightly taken again later.
-  $ISOLA run --rm --network many sample sh -c 'ip -4 -o addr show eth0 | cut -d" " -f7; sleep 8' > "$ISOLA_ROOT/addr.$i" 2>&1 &
+  # Each holds its address until all fifty have one (a freed address is rightly taken again).
+  $ISOLA run --rm --network many sample sh -c 'ip -4 -o addr show eth0 | cut -d" " -f7; sleep 20' > "$ISOLA_ROOT/addr.$i" 2>&1 &
 done
+i=0; until [ "$(ls "$ISOLA_ROOT/run/leases/many" 2>/dev/null | wc -l)" -ge 50 ]; do
+  i=$((i+1)); [ $i -lt 200 ] || { echo "never fifty at once" >&2; exit 9; }; sleep 0.1; done
 wait
 cat "$ISOLA_ROOT"/addr.*
 "#;
