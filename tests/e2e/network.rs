@@ -100,18 +100,12 @@ fn bad_network_input_is_named_and_changes_nothing() {
 fn a_subnet_on_a_route_of_the_host_is_refused() {
     // The "host" is a network namespace of this test's own, with a route to 10.200.0.0/24.
     let env = Env::empty();
-    let script = format!(
+    let (code, _, stderr) = in_own_netns(
+        &env,
         "ip link set lo up && ip route add 10.200.0.0/24 dev lo && \
-         exec {} network create --subnet 10.200.0.0/16 onroute",
-        isola_e2e::bin().display()
+         $ISOLA network create --subnet 10.200.0.0/16 onroute",
     );
-    let o = std::process::Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .env("ISOLA_ROOT", &env.root)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_ne!(o.status.code(), Some(0), "{stderr}");
+    assert_ne!(code, 0, "{stderr}");
     assert!(
         stderr.contains("overlaps this host's route to 10.200.0.0/24 (on lo)"),
         "{stderr}"
@@ -209,30 +203,24 @@ fn network_none_is_loopback_only_and_host_is_the_hosts_own() {
     let r = env.isola(&["run", "--rm", "--net", "host", "sample", "sh", "-c", &send]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(server.join().unwrap(), "hello-from-inside\n");
-    let r = env.isola(&[
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "sample",
-        "sh",
-        "-c",
-        "hostname; cat /etc/resolv.conf",
-    ]);
+    let on_host = |script: &str| {
+        env.isola(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "sample",
+            "sh",
+            "-c",
+            script,
+        ])
+    };
+    let r = on_host("hostname; cat /etc/resolv.conf");
     let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     assert_eq!(r.stdout, format!("{}{resolv}", host_name), "{}", r.stderr);
     // Read-only: the host's file is not the container's to change.
-    let r = env.isola(&[
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "sample",
-        "sh",
-        "-c",
-        "echo x >> /etc/resolv.conf",
-    ]);
+    let r = on_host("echo x >> /etc/resolv.conf");
     assert_ne!(r.code, 0);
     assert_eq!(
         std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
@@ -284,12 +272,24 @@ fn a_network_isola_cannot_give_is_refused_in_one_line() {
     env.assert_clean();
 }
 
+/// What every script starts with: no workload outlives it, and `wait_leases NET N` waits (30 s
+/// at most) until network NET has N workloads on it.
+const PRELUDE: &str = r#"
+trap 'kill $(jobs -p) 2>/dev/null; exit 1' TERM INT
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+wait_leases() {
+  i=0; until [ "$(ls "$ISOLA_ROOT/run/leases/$1" 2>/dev/null | wc -l)" -ge "$2" ]; do
+    i=$((i+1)); [ $i -lt 300 ] || { echo "never $2 on $1" >&2; exit 9; }; sleep 0.1; done
+}
+"#;
+
 /// Runs `script` with sh inside a network namespace of its own (the "host" of this test),
 /// `$ISOLA` being the isola under test; returns its output and status.
 fn in_own_netns(env: &Env, script: &str) -> (i32, String, String) {
+    let script = format!("{PRELUDE}{script}");
     // Bounded: a workload that never gets its connection must not hang the suite.
     let o = std::process::Command::new("timeout")
-        .args(["-k", "5", "120", "unshare", "-n", "sh", "-c", script])
+        .args(["-k", "5", "120", "unshare", "-n", "sh", "-c", &script])
         .env("ISOLA_ROOT", &env.root)
         .env("ISOLA", isola_e2e::bin())
         .stdin(std::process::Stdio::null())
@@ -307,18 +307,13 @@ fn containers_on_a_bridge_network_reach_each_other_by_name_and_the_host_reaches_
     let env = Env::new();
     let script = r#"
 set -e
-# Whatever happens, no workload outlives the script.
-trap 'kill $(jobs -p) 2>/dev/null; exit 1' TERM INT
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
-leases() { ls "$ISOLA_ROOT/run/leases/n1" 2>/dev/null | wc -l; }
-wait_for() { i=0; until [ "$(leases)" -ge "$1" ]; do i=$((i+1)); [ $i -lt 300 ] || exit 9; sleep 0.1; done; }
 $ISOLA network create --subnet 10.90.0.0/24 n1 >/dev/null
 $ISOLA network create --subnet 10.91.0.0/24 n2 >/dev/null
 # One after the other, so srv is 10.90.0.2 and web 10.90.0.3.
 $ISOLA run --rm --name srv --network n1 sample sh -c 'echo from-srv | nc -l -p 8080' &
-wait_for 1
+wait_leases n1 1
 $ISOLA run --rm --name web --network n1 sample sh -c 'echo from-web | nc -l -p 9090' &
-wait_for 2
+wait_leases n1 2
 sleep 0.5
 echo "peer: $($ISOLA run --rm --name cli --network n1 sample nc -w 10 srv 8080)"
 # The host reaches a workload at its address on the bridge.
@@ -357,14 +352,12 @@ echo "bridges: $(ip -o link | grep -c isola- || true)"
 fn fifty_concurrent_runs_get_fifty_addresses() {
     let env = Env::new();
     let script = r#"
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 $ISOLA network create --subnet 10.92.0.0/24 many >/dev/null || exit 9
 for i in $(seq 50); do
   # Each holds its address until all fifty have one (a freed address is rightly taken again).
   $ISOLA run --rm --network many sample sh -c 'ip -4 -o addr show eth0 | cut -d" " -f7; sleep 20' > "$ISOLA_ROOT/addr.$i" 2>&1 &
 done
-i=0; until [ "$(ls "$ISOLA_ROOT/run/leases/many" 2>/dev/null | wc -l)" -ge 50 ]; do
-  i=$((i+1)); [ $i -lt 200 ] || { echo "never fifty at once" >&2; exit 9; }; sleep 0.1; done
+wait_leases many 50
 wait
 cat "$ISOLA_ROOT"/addr.*
 "#;
@@ -383,12 +376,10 @@ cat "$ISOLA_ROOT"/addr.*
 fn a_killed_isola_leaves_no_address_or_link_once_cleanup_has_run() {
     let env = Env::new();
     let script = r#"
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 $ISOLA network create --subnet 10.93.0.0/24 k >/dev/null || exit 9
 $ISOLA run --rm --network k sample sleep 300 &
 pid=$!
-i=0; until [ "$(ls "$ISOLA_ROOT/run/leases/k" 2>/dev/null | wc -l)" -ge 1 ]; do
-  i=$((i+1)); [ $i -lt 300 ] || exit 9; sleep 0.1; done
+wait_leases k 1
 kill -9 $pid; wait $pid 2>/dev/null
 sleep 0.5
 $ISOLA cleanup >/dev/null
