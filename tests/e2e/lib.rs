@@ -38,14 +38,25 @@ extern "C" {
     fn libc_geteuid() -> u32;
 }
 
+/// The sample image's store of this test binary.
+static BASE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Removes `BASE` when the test binary exits (the harness ends with exit(3), which runs it).
+extern "C" fn remove_base() {
+    if let Some(dir) = BASE.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// A store with the sample image, built once per test binary with scripts/make-sample-image.
 fn base() -> &'static Path {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
         require_root();
         let dir = std::env::temp_dir().join(format!("isola-e2e-base-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // SAFETY: atexit(3) with a function that takes nothing and touches only BASE.
+        unsafe { libc::atexit(remove_base) };
         let out = Command::new(repo().join("scripts/make-sample-image"))
             .arg(bin())
             .env("ISOLA_ROOT", &dir)
