@@ -322,6 +322,8 @@ echo "host: $(busybox nc -w 10 10.90.0.3 9090 </dev/null)"
 echo "other: $($ISOLA run --rm --network n2 sample sh -c 'nc -w 2 10.90.0.2 8080 || echo unreachable')"
 echo "default: $($ISOLA run --rm --network bridge sample sh -c 'ip -4 -o addr show eth0 | cut -d" " -f7; ip route | head -1')"
 wait
+# The veths go with the workloads' namespaces, which the kernel tears down in the background.
+i=0; while [ "$(ip -o link | grep -c veth)" -gt 0 ] && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.1; done
 echo "links: $(ip -o link | grep -c veth || true)"
 $ISOLA network inspect n1 | tr -d ' \n' | grep -o '"Workloads":\[[^]]*\]'
 $ISOLA network rm n1 n2
@@ -383,6 +385,7 @@ wait_leases k 1
 kill -9 $pid; wait $pid 2>/dev/null
 sleep 0.5
 $ISOLA cleanup >/dev/null
+i=0; while [ "$(ip -o link | grep -c veth)" -gt 0 ] && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.1; done
 echo "leases: $(ls "$ISOLA_ROOT/run/leases/k" | wc -l)"
 echo "links: $(ip -o link | grep -c veth || true)"
 $ISOLA network rm k

