@@ -14,19 +14,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
+
+from container_start import timed  # one copy: wall time of a command, failing loudly
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 ISOLA = os.path.abspath(os.environ.get("ISOLA_BIN") or shutil.which("isola") or "target/release/isola")
-
-
-def timed(argv):
-    start = time.perf_counter()
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode()}")
-    return wall
 
 
 def main():

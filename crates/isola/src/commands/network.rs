@@ -5,13 +5,6 @@ use crate::records;
 use anyhow::Result;
 use isola_net::{NetError, Network};
 
-/// Whether the workload `id` (a lease's owner) still runs: its record's isola is alive.
-fn workload_alive(paths: &Paths, id: &str) -> bool {
-    records::list(paths)
-        .iter()
-        .any(|r| r.id == id && r.owner_alive())
-}
-
 pub fn create(paths: &Paths, name: &str, subnet: Option<&str>) -> Result<i32> {
     let id = records::new_id()?;
     let network = paths.network_store().create(name, subnet, &id)?;
@@ -48,9 +41,10 @@ pub fn ls(paths: &Paths, quiet: bool) -> Result<i32> {
 /// docker does. Exit 1 if any failed.
 pub fn rm(paths: &Paths, names: &[String]) -> Result<i32> {
     let store = paths.network_store();
+    let running = records::running_ids(&records::scan(paths));
     let mut code = 0;
     for name in names {
-        match store.remove(name, |owner| workload_alive(paths, owner)) {
+        match store.remove(name, |owner| running.iter().any(|id| id == owner)) {
             Ok(n) => {
                 // Its bridge goes with it (if a workload ever made it, in this namespace).
                 if let Ok(mut nl) = isola_net::netlink::Netlink::open() {

@@ -21,7 +21,9 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
         }
     }
     // Then containers whose owner is gone but whose status says they were still going.
-    for entry in scan(paths) {
+    let entries = scan(paths);
+    let running = super::running_ids(&entries);
+    for entry in entries {
         let id = match entry {
             Entry::Ok(r) => clean_record(paths, r),
             Entry::Damaged(d) => clean_damaged(paths, d),
@@ -34,11 +36,6 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
     }
     remove_half_removed(paths);
     // Addresses of workloads whose isola is gone (their veths went with their namespaces).
-    let running: Vec<String> = super::list(paths)
-        .into_iter()
-        .filter(|r| r.owner_alive())
-        .map(|r| r.id)
-        .collect();
     let store = paths.network_store();
     for n in store.list() {
         store

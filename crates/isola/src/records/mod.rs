@@ -118,6 +118,18 @@ pub fn list(paths: &Paths) -> Vec<Record> {
         .collect()
 }
 
+/// The IDs of the containers in `entries` whose isola is alive (the owners a network lease
+/// may have).
+pub fn running_ids(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Ok(r) if r.owner_alive() => Some(r.id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Finds a container by exact name, full ID or unique ID prefix (a damaged one by its ID).
 pub fn find(paths: &Paths, key: &str) -> Result<Entry> {
     let all = scan(paths);
