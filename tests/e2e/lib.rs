@@ -13,10 +13,20 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 /// The isola binary under test: `$ISOLA_BIN`, or the workspace's release build.
+/// The isola under test. Asking for it moves the calling thread into a network namespace of
+/// its own first (see `own_netns`), so whatever the test then starts runs there.
 pub fn bin() -> PathBuf {
+    own_netns();
     std::env::var_os("ISOLA_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target/release/isola"))
+}
+
+/// A static workload of tests/workloads (the sample image has them too), to run on the host.
+pub fn workload(name: &str) -> PathBuf {
+    repo()
+        .join("target/x86_64-unknown-linux-gnu/release")
+        .join(name)
 }
 
 pub fn repo() -> PathBuf {
@@ -36,6 +46,35 @@ fn require_root() {
 extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
+}
+
+/// Moves the calling thread, once, into a new network namespace with its loopback up: every
+/// process it starts after (isola, the workloads, registries, servers) is there. isola's
+/// default network makes a bridge and firewall rules wherever it runs, and a test may make
+/// them only in a namespace of its own, never in the machine's. Each test runs on a thread
+/// of its own, so each gets its own namespace; threads it spawns inherit it.
+pub fn own_netns() {
+    thread_local! {
+        static MOVED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if MOVED.get() {
+        return;
+    }
+    // SAFETY: unshare(2) takes flags and touches no memory of ours; CLONE_NEWNET alone moves
+    // only this thread, which the other threads of the harness do not depend on.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        std::io::Error::last_os_error()
+    );
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("running ip");
+    assert!(up.success(), "ip link set lo up: {up}");
+    MOVED.set(true);
 }
 
 /// The sample image's store of this test binary.
@@ -117,6 +156,7 @@ impl Env {
     /// A root with no images at all.
     pub fn empty() -> Env {
         require_root();
+        own_netns();
         let root = std::env::temp_dir().join(
             format!(
                 "isola-e2e-{}-{:?}-{}",

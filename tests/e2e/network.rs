@@ -188,7 +188,8 @@ fn network_none_is_loopback_only_and_host_is_the_hosts_own() {
         "the default (none for now) cannot reach the host"
     );
 
-    let host_dev = std::fs::read_to_string("/proc/net/dev").unwrap();
+    // This thread's namespace (the test's own), not the process's /proc/net.
+    let host_dev = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
     let r = env.isola(&[
         "run",
         "--rm",
@@ -275,10 +276,13 @@ fn a_network_isola_cannot_give_is_refused_in_one_line() {
 /// What every script starts with: no workload outlives it, and `wait_leases NET N` waits (30 s
 /// at most) until network NET has N workloads on it.
 const PRELUDE: &str = r#"
-trap 'kill $(jobs -p) 2>/dev/null; exit 1' TERM INT
+ip link set lo up
+# On a timeout: isola forwards TERM to the workload, which as its PID 1 may ignore it; so
+# KILL, and the cleanup pass ends what the killed isolas ran.
+trap 'kill -9 $(jobs -p) 2>/dev/null; $ISOLA cleanup >/dev/null; exit 1' TERM INT
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 wait_leases() {
-  i=0; until [ "$(ls "$ISOLA_ROOT/run/leases/$1" 2>/dev/null | wc -l)" -ge "$2" ]; do
+  i=0; until [ "$(ls "$ISOLA_ROOT/run/net/leases/$1" 2>/dev/null | wc -l)" -ge "$2" ]; do
     i=$((i+1)); [ $i -lt 300 ] || { echo "never $2 on $1" >&2; exit 9; }; sleep 0.1; done
 }
 "#;
@@ -292,6 +296,7 @@ fn in_own_netns(env: &Env, script: &str) -> (i32, String, String) {
         .args(["-k", "5", "120", "unshare", "-n", "sh", "-c", &script])
         .env("ISOLA_ROOT", &env.root)
         .env("ISOLA", isola_e2e::bin())
+        .env("NETECHO", isola_e2e::workload("netecho"))
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -375,23 +380,165 @@ cat "$ISOLA_ROOT"/addr.*
 }
 
 #[test]
-fn a_killed_isola_leaves_no_address_or_link_once_cleanup_has_run() {
+fn a_killed_isola_leaves_no_address_link_port_or_rule_once_cleanup_has_run() {
     let env = Env::new();
     let script = r#"
 $ISOLA network create --subnet 10.93.0.0/24 k >/dev/null || exit 9
-$ISOLA run --rm --network k sample sleep 300 &
+$ISOLA run --rm --network k -p 8080:80 -p 5300:53/udp sample sleep 300 &
 pid=$!
 wait_leases k 1
+echo "rules before: $(port_rules) claims before: $(port_claims)"
 kill -9 $pid; wait $pid 2>/dev/null
 sleep 0.5
 $ISOLA cleanup >/dev/null
 i=0; while [ "$(ip -o link | grep -c veth)" -gt 0 ] && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.1; done
-echo "leases: $(ls "$ISOLA_ROOT/run/leases/k" | wc -l)"
+echo "leases: $(ls "$ISOLA_ROOT/run/net/leases/k" | wc -l)"
 echo "links: $(ip -o link | grep -c veth || true)"
+echo "rules: $(port_rules) claims: $(port_claims)"
 $ISOLA network rm k
+# The last network's rules gone, isola's table goes too.
+nft list table inet isola >/dev/null 2>&1 && echo "table left" || echo "no table"
+"#;
+    let (code, out, err) = in_own_netns(&env, &format!("{TRY}{script}"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("rules before: 2 claims before: 2\n"),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains("leases: 0\nlinks: 0\nrules: 0 claims: 0\nk\nno table\n"),
+        "{out}{err}"
+    );
+    env.assert_clean();
+}
+
+/// `try HOST PORT`: what a one-shot server at HOST:PORT says, asked until it answers (10 s).
+const TRY: &str = r#"
+try() { i=0; until out=$(busybox nc -w 2 "$1" "$2" </dev/null) && [ -n "$out" ]; do
+  i=$((i+1)); [ $i -lt 100 ] || return 1; sleep 0.1; done; echo "$out"; }
+port_rules() { nft list chain inet isola publish 2>/dev/null | grep -c "workload" || true; }
+port_claims() { ls "$ISOLA_ROOT/run/net/ports-tcp" "$ISOLA_ROOT/run/net/ports-udp" 2>/dev/null | grep -c '^[0-9]' || true; }
+"#;
+
+#[test]
+fn published_ports_reach_the_workload_from_loopback_and_the_bridge_over_tcp_and_udp() {
+    let env = Env::new();
+    let script = format!(
+        "{TRY}{}",
+        r#"
+$ISOLA run --rm --name web --network bridge -p 8080:80 -p 10.87.0.1:8081:81 -p 127.0.0.1:5300:53/udp sample sh -c '
+  echo from-tcp-80 | nc -l -p 80 &
+  echo from-tcp-81 | nc -l -p 81 &
+  echo "udp: $(netecho once udp 53)"' > "$ISOLA_ROOT/web.out" &
+web=$!
+wait_leases bridge 1
+echo "rules while up: $(port_rules)"
+$ISOLA ps | grep -o "0.0.0.0:8080->80/tcp, 10.87.0.1:8081->81/tcp, 127.0.0.1:5300->53/udp"
+echo "loopback: $(try 127.0.0.1 8080)"
+echo "bridge address: $(try 10.87.0.1 8081)"
+# The reply comes back through the same translation.
+echo "udp reply: $($NETECHO ask udp 127.0.0.1:5300 hello-udp)"
+wait $web; echo "web exit: $?"
+cat "$ISOLA_ROOT/web.out"
+echo "rules after: $(port_rules)"
+echo "claims after: $(port_claims)"
+"#
+    );
+    let (code, out, err) = in_own_netns(&env, &script);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("rules while up: 3\n0.0.0.0:8080->80/tcp, 10.87.0.1:8081->81/tcp, 127.0.0.1:5300->53/udp\n"),
+        "ps shows the ports: {out}{err}"
+    );
+    assert!(out.contains("loopback: from-tcp-80\n"), "{out}{err}");
+    assert!(out.contains("bridge address: from-tcp-81\n"), "{out}{err}");
+    assert!(
+        out.contains("udp reply: hello-udp\nweb exit: 0\nudp: hello-udp\n"),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains("rules after: 0\nclaims after: 0\n"),
+        "the workload's rules and ports go with it: {out}{err}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn a_port_taken_or_malformed_is_refused_by_name_and_leaves_nothing() {
+    let env = Env::new();
+    let script = format!(
+        "{TRY}{}",
+        r#"
+busybox nc -l -p 7000 </dev/null >/dev/null & hold=$!
+sleep 0.3
+$ISOLA run --rm --network bridge -p 7000:80 sample true; echo "held by the host: $?"
+kill $hold
+$ISOLA run --rm --network bridge -p 7001:80 sample sh -c 'trap "exit 0" TERM; sleep 60 & wait' & first=$!
+wait_leases bridge 1
+$ISOLA run --rm --network bridge -p 7001:80 sample true; echo "held by a workload: $?"
+echo "claims while one runs: $(port_claims)"
+kill $first; wait $first
+$ISOLA run --rm --network bridge -p 80:x sample true; echo "malformed: $?"
+$ISOLA run --rm --network bridge -p 1.2.3.4.5:80:80 sample true; echo "bad address: $?"
+$ISOLA run --rm --network bridge -p 10.9.9.9:8080:80 sample true; echo "not the host's: $?"
+$ISOLA run --rm -p 8080:80 sample true; echo "no bridge: $?"
+$ISOLA run --rm --network host -p 8080:80 sample true; echo "host: $?"
+echo "rules after: $(port_rules)"
+echo "claims after: $(port_claims)"
+echo "leases after: $(ls "$ISOLA_ROOT/run/net/leases/bridge" | wc -l)"
+echo "containers after: $($ISOLA ps -aq | wc -l)"
+"#
+    );
+    let (code, out, err) = in_own_netns(&env, &script);
+    assert_eq!(code, 0, "{out}{err}");
+    for said in [
+        "isola: -p 0.0.0.0:7000->80/tcp: host port 7000/tcp on 0.0.0.0 is already in use\n",
+        "isola: -p 0.0.0.0:7001->80/tcp: host port 7001/tcp is already published by another workload\n",
+        "isola: -p \"80:x\": port \"x\" is not a port (1-65535)",
+        "isola: -p \"1.2.3.4.5:80:80\": \"1.2.3.4.5\" is not an IPv4 address",
+        "isola: -p 10.9.9.9:8080->80/tcp: cannot listen on 10.9.9.9:8080/tcp: Cannot assign requested address",
+        "isola: -p 8080:80: publishing a port needs a bridge network (--network bridge or a network of `isola network ls`), not --network none\n",
+        "not --network host\n",
+    ] {
+        assert!(err.contains(said), "{said}\n---\n{out}{err}");
+    }
+    for code in [
+        "held by the host: 125\n",
+        "held by a workload: 125\n",
+        "claims while one runs: 1\n",
+        "malformed: 125\n",
+        "bad address: 125\n",
+        "not the host's: 125\n",
+        "no bridge: 125\n",
+        "host: 125\n",
+        "rules after: 0\nclaims after: 0\nleases after: 0\ncontainers after: 0\n",
+    ] {
+        assert!(out.contains(code), "{code}\n---\n{out}{err}");
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn outbound_traffic_leaves_behind_the_hosts_address() {
+    let env = Env::new();
+    let script = r#"
+set -e
+# "Out there": a namespace of this test's, on a veth from this one, with no route back to
+# any isola network: only masquerading lets an answer return.
+unshare -n sleep 120 & outside=$!
+sleep 0.2
+ip link add out0 type veth peer name out1
+ip link set out1 netns $outside
+ip addr add 192.0.2.1/24 dev out0; ip link set out0 up
+nsenter -t $outside -n sh -c 'ip link set lo up; ip addr add 192.0.2.2/24 dev out1; ip link set out1 up'
+nsenter -t $outside -n $NETECHO peer 9000 & server=$!
+sleep 0.3
+echo "seen out there: $($ISOLA run --rm --network bridge sample netecho ask tcp 192.0.2.2:9000 hi)"
+wait $server
+kill $outside
 "#;
     let (code, out, err) = in_own_netns(&env, script);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("leases: 0\nlinks: 0\nk\n"), "{out}{err}");
+    assert!(out.contains("seen out there: 192.0.2.1\n"), "{out}{err}");
     env.assert_clean();
 }

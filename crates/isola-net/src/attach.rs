@@ -1,9 +1,12 @@
-//! A workload on a bridge network, as CNI's bridge plugin would put it there: the network's
-//! bridge (made on first use, with the gateway's address), a veth pair whose host end is on the
-//! bridge and whose other end is `eth0` in the workload's network namespace, an address leased
-//! for it, and a default route through the gateway.
+//! A workload on a bridge network, as CNI's bridge and portmap plugins would put it there: the
+//! network's bridge (made on first use, with the gateway's address and the network's firewall
+//! rules), a veth pair whose host end is on the bridge and whose other end is `eth0` in the
+//! workload's network namespace, an address leased for it, a default route through the
+//! gateway, and its published ports.
 
+use crate::firewall::PortRule;
 use crate::netlink::{self, Netlink};
+use crate::ports::PortSpec;
 use crate::{NetError, Network, NetworkStore};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -18,11 +21,20 @@ pub struct Attachment {
     pub addr: Ipv4Addr,
     /// The veth's host end (on the bridge).
     pub host_link: String,
+    /// Its published ports, each with its host port.
+    pub ports: Vec<PortSpec>,
+    /// Its id.
+    pub owner: String,
 }
 
-/// The bridge of `network` in this network namespace: made (with the gateway's address, up)
-/// unless it is there. Concurrent runs may race to make it; the loser finds it made.
-fn ensure_bridge(nl: &mut Netlink, network: &Network) -> Result<(), NetError> {
+/// The bridge of `network` in this network namespace: made (with the gateway's address, up,
+/// its firewall rules in place) unless it is there. Concurrent runs may race to make it; the
+/// loser finds it made.
+fn ensure_bridge(
+    store: &NetworkStore,
+    nl: &mut Netlink,
+    network: &Network,
+) -> Result<(), NetError> {
     if netlink::index(&network.bridge).is_ok() {
         return Ok(());
     }
@@ -31,26 +43,42 @@ fn ensure_bridge(nl: &mut Netlink, network: &Network) -> Result<(), NetError> {
         Err(_) if netlink::index(&network.bridge).is_ok() => return Ok(()),
         Err(e) => return Err(e),
     }
-    nl.add_address(&network.bridge, network.gateway, network.subnet.prefix)?;
-    nl.set_up(&network.bridge)
+    let made = (|| {
+        nl.add_address(&network.bridge, network.gateway, network.subnet.prefix)?;
+        nl.set_up(&network.bridge)?;
+        store.firewall().add_network(network)
+    })();
+    if made.is_err() {
+        // Half a bridge would be found and used by the next run.
+        let _ = nl.delete_link(&network.bridge);
+    }
+    made
 }
 
-/// Puts the network namespace of process `pid` on `network`, for workload `owner` (its id).
+/// Puts the network namespace of process `pid` on `network`, for workload `owner` (its id),
+/// and publishes `ports` to it.
 pub fn attach(
     store: &NetworkStore,
     network: &Network,
     owner: &str,
     pid: i32,
+    ports: &[PortSpec],
 ) -> Result<Attachment, NetError> {
     let leases = store.leases(&network.name);
     let addr = leases.allocate(&network.subnet, owner)?;
     let host_link = format!("veth{}", &owner[..owner.len().min(11)]);
-    let att = Attachment {
+    let mut att = Attachment {
         network: network.clone(),
         addr,
         host_link,
+        ports: Vec::new(),
+        owner: owner.to_string(),
     };
-    if let Err(e) = plumb(&att, pid) {
+    let done = plumb(store, &att, pid).and_then(|()| {
+        att.ports = store.ports().claim(ports, owner)?;
+        store.firewall().publish(owner, &port_rules(&att))
+    });
+    if let Err(e) = done {
         // The workload lives on (its creator removes it): its veth is taken away here.
         if let Ok(mut nl) = Netlink::open() {
             let _ = nl.delete_link(&att.host_link);
@@ -61,11 +89,26 @@ pub fn attach(
     Ok(att)
 }
 
-fn plumb(att: &Attachment, pid: i32) -> Result<(), NetError> {
+fn port_rules(att: &Attachment) -> Vec<PortRule> {
+    att.ports
+        .iter()
+        .filter_map(|p| {
+            Some(PortRule {
+                proto: p.proto,
+                host_ip: p.host_ip,
+                host_port: p.host_port?,
+                addr: att.addr,
+                port: p.port,
+            })
+        })
+        .collect()
+}
+
+fn plumb(store: &NetworkStore, att: &Attachment, pid: i32) -> Result<(), NetError> {
     let ns_path = format!("/proc/{pid}/ns/net");
     let ns = std::fs::File::open(&ns_path).map_err(|e| NetError::Io(format!("{ns_path}: {e}")))?;
     let mut nl = Netlink::open()?;
-    ensure_bridge(&mut nl, &att.network)?;
+    ensure_bridge(store, &mut nl, &att.network)?;
     nl.add_veth(&att.host_link, WORKLOAD_LINK, Some(ns.as_raw_fd()))?;
     nl.set_master(&att.host_link, &att.network.bridge)?;
     nl.set_up(&att.host_link)?;
@@ -84,10 +127,21 @@ fn plumb(att: &Attachment, pid: i32) -> Result<(), NetError> {
     .map_err(|_| NetError::Io("configuring the workload's interface: the thread panicked".into()))?
 }
 
-/// Takes an ended workload off its network: its lease. Its veth pair goes with its network
-/// namespace, which the kernel tears down once the workload's last process is gone; deleting the
-/// host end here instead would cost a network-wide RCU wait (12-28 ms measured here) on every
-/// run's way out.
+/// Takes an ended workload off its network: its port rules, its ports and its lease. Its veth
+/// pair goes with its network namespace, which the kernel tears down once the workload's last
+/// process is gone; deleting the host end here instead would cost a network-wide RCU wait
+/// (12-28 ms measured here) on every run's way out.
 pub fn detach(store: &NetworkStore, att: &Attachment) {
+    if !att.ports.is_empty() {
+        if let Err(e) = store.firewall().unpublish(|id| id == att.owner) {
+            // Left for the next isola command's cleanup (the claims stay until then).
+            eprintln!(
+                "isola: warning: unpublishing the ports of {}: {e}",
+                att.owner
+            );
+            return;
+        }
+        store.ports().release(&att.ports);
+    }
     store.leases(&att.network.name).release(att.addr);
 }

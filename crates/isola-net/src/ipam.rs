@@ -8,7 +8,14 @@ use crate::{Ipv4Net, NetError};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-/// The leases of one network.
+/// What a sweep found: leases of live owners left, and of dead ones freed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub left: usize,
+    pub freed: usize,
+}
+
+/// The leases of one network (or any set of keys claimed by owners: see `ports`).
 pub struct Leases {
     dir: PathBuf,
 }
@@ -26,28 +33,53 @@ impl Leases {
 
     /// Takes the lowest free host address (the first is the gateway's) for `owner`.
     pub fn allocate(&self, net: &Ipv4Net, owner: &str) -> Result<Ipv4Addr, NetError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
-        let tmp = self.dir.join(format!(".{owner}.tmp"));
-        std::fs::write(&tmp, owner).map_err(|e| io(&tmp, e))?;
-        let taken = (|| {
+        self.with_claim_file(owner, |claim| {
             for n in 2.. {
                 let Some(addr) = net.host(n) else { break };
-                let lease = self.dir.join(addr.to_string());
-                match std::fs::hard_link(&tmp, &lease) {
-                    Ok(()) => return Ok(addr),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(io(&lease, e)),
+                if claim(&addr.to_string())? {
+                    return Ok(addr);
                 }
             }
             Err(NetError::Exhausted(self.name()))
-        })();
+        })
+    }
+
+    /// Takes `key` for `owner`; false if another owner has it.
+    pub fn claim(&self, key: &str, owner: &str) -> Result<bool, NetError> {
+        self.with_claim_file(owner, |claim| claim(key))
+    }
+
+    /// Runs `f` with a claimer: an owner's file written once under a temporary name, then
+    /// hard-linked to each key tried (the link fails if the key is taken).
+    fn with_claim_file<T>(
+        &self,
+        owner: &str,
+        f: impl FnOnce(&dyn Fn(&str) -> Result<bool, NetError>) -> Result<T, NetError>,
+    ) -> Result<T, NetError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
+        let tmp = self.dir.join(format!(".{owner}.tmp"));
+        std::fs::write(&tmp, owner).map_err(|e| io(&tmp, e))?;
+        let claim = |key: &str| {
+            let lease = self.dir.join(key);
+            match std::fs::hard_link(&tmp, &lease) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(io(&lease, e)),
+            }
+        };
+        let taken = f(&claim);
         let _ = std::fs::remove_file(&tmp);
         taken
     }
 
     /// Gives `addr` back.
     pub fn release(&self, addr: Ipv4Addr) {
-        let _ = std::fs::remove_file(self.dir.join(addr.to_string()));
+        self.release_key(&addr.to_string());
+    }
+
+    /// Gives `key` back.
+    pub fn release_key(&self, key: &str) {
+        let _ = std::fs::remove_file(self.dir.join(key));
     }
 
     /// Every lease: the address and its owner.
@@ -67,26 +99,41 @@ impl Leases {
         out
     }
 
-    /// Frees the leases (and half-made ones) of owners `alive` says are gone; returns how many
-    /// leases remain.
-    pub fn sweep(&self, alive: impl Fn(&str) -> bool) -> usize {
+    /// Every lease and half-made one: (its file, whether half-made, its owner).
+    fn entries(&self) -> Vec<(PathBuf, bool, String)> {
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
-            return 0;
+            return Vec::new();
         };
-        let mut left = 0;
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let owner = match name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
-                Some(owner) => owner.to_string(),
-                None => std::fs::read_to_string(e.path()).unwrap_or_default(),
-            };
+        rd.flatten()
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                match name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
+                    Some(owner) => (e.path(), true, owner.to_string()),
+                    None => {
+                        let owner = std::fs::read_to_string(e.path()).unwrap_or_default();
+                        (e.path(), false, owner)
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Whether an owner `pick` picks holds a lease (or a half-made one).
+    pub fn held_by(&self, pick: impl Fn(&str) -> bool) -> bool {
+        self.entries().iter().any(|(_, _, owner)| pick(owner))
+    }
+
+    /// Frees the leases (and half-made ones) of owners `alive` says are gone.
+    pub fn sweep(&self, alive: impl Fn(&str) -> bool) -> Swept {
+        let mut swept = Swept::default();
+        for (path, half_made, owner) in self.entries() {
             if alive(&owner) {
-                left += usize::from(!name.starts_with('.'));
+                swept.left += usize::from(!half_made);
             } else {
-                let _ = std::fs::remove_file(e.path());
+                swept.freed += usize::from(std::fs::remove_file(path).is_ok());
             }
         }
-        left
+        swept
     }
 
     /// Removes the (empty) directory of a network that is gone.
@@ -141,8 +188,8 @@ mod tests {
             .find(|(_, o)| o == "owner7")
             .map(|(a, _)| a)
             .unwrap();
-        let left = leases.sweep(|owner| owner != "owner7");
-        assert_eq!(left, 60);
+        let swept = leases.sweep(|owner| owner != "owner7");
+        assert_eq!(swept, Swept { left: 60, freed: 1 });
         assert!(leases.list().iter().all(|(_, o)| o != "owner7"));
         assert_eq!(leases.allocate(&net, "again").unwrap(), freed);
         let _ = std::fs::remove_dir_all(&root);

@@ -9,8 +9,10 @@
 //! namespace put on a network).
 
 pub mod attach;
+pub mod firewall;
 pub mod ipam;
 pub mod netlink;
+pub mod ports;
 pub mod store;
 pub mod subnet;
 
@@ -36,6 +38,9 @@ pub enum NetError {
     /// A pre-defined network (`bridge`) cannot be removed.
     #[error("{0:?} is a pre-defined network and cannot be removed")]
     Predefined(String),
+    /// A host port cannot be published (taken, or none free).
+    #[error("{0}")]
+    Port(String),
     /// No address is left on the network.
     #[error("network {0:?} has no free address left")]
     Exhausted(String),

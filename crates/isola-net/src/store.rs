@@ -3,7 +3,9 @@
 //! subnet overlaps neither another network's nor a route of this host (the network namespace
 //! isola runs in).
 
+use crate::firewall::Firewall;
 use crate::ipam::Leases;
+use crate::ports::PortClaims;
 use crate::{Ipv4Net, NetError};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -50,10 +52,11 @@ impl Network {
     }
 }
 
-/// The networks' directory and their leases' (see `ipam`).
+/// The networks' directory, and the run-time directory of their leases (see `ipam`), the
+/// host ports published (`ports`) and the firewall's lock.
 pub struct NetworkStore {
     dir: PathBuf,
-    leases: PathBuf,
+    run: PathBuf,
 }
 
 fn io(p: &Path, e: std::io::Error) -> NetError {
@@ -96,8 +99,8 @@ pub fn host_routes() -> Vec<(String, Ipv4Net)> {
 }
 
 impl NetworkStore {
-    pub fn new(dir: PathBuf, leases: PathBuf) -> NetworkStore {
-        NetworkStore { dir, leases }
+    pub fn new(dir: PathBuf, run: PathBuf) -> NetworkStore {
+        NetworkStore { dir, run }
     }
 
     fn file(&self, name: &str) -> PathBuf {
@@ -106,7 +109,17 @@ impl NetworkStore {
 
     /// The leases of network `name`.
     pub fn leases(&self, name: &str) -> Leases {
-        Leases::new(&self.leases, name)
+        Leases::new(&self.run.join("leases"), name)
+    }
+
+    /// The host ports published to workloads.
+    pub fn ports(&self) -> PortClaims<'_> {
+        PortClaims::new(&self.run)
+    }
+
+    /// isola's nftables table.
+    pub fn firewall(&self) -> Firewall {
+        Firewall::new(self.run.join("firewall.lock"))
     }
 
     /// Every network, `bridge` first, then by name.
@@ -236,7 +249,7 @@ impl NetworkStore {
             return Err(NetError::Predefined(network.name));
         }
         let leases = self.leases(&network.name);
-        let users = leases.sweep(alive);
+        let users = leases.sweep(alive).left;
         if users > 0 {
             return Err(NetError::InUse {
                 name: network.name,

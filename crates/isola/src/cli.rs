@@ -48,6 +48,9 @@ pub enum Command {
         /// Show stopped containers too
         #[arg(short, long)]
         all: bool,
+        /// Print container IDs only
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Remove stopped containers
     Rm {
@@ -188,6 +191,10 @@ pub struct RunArgs {
     /// VM isolation: print the guest kernel's log when the VM ends
     #[arg(long)]
     pub debug: bool,
+    /// Publish a port of the workload on the host: [IP:][HOSTPORT:]PORT[/tcp|udp] (bridge
+    /// networks; a free host port if none is given)
+    #[arg(short = 'p', long = "publish", value_name = "[IP:][HOSTPORT:]PORT")]
+    pub publish: Vec<String>,
     /// VM isolation: print when each phase happened (VMM start, kernel entry, init, workload, exit)
     #[arg(long)]
     pub timings: bool,

@@ -65,7 +65,7 @@ fn main() {
             ImageCommand::Ls => commands::images::images(&paths),
             ImageCommand::Rm { image } => commands::images::rmi(&paths, &image),
         },
-        Command::Ps { all } => commands::containers::ps(&paths, all),
+        Command::Ps { all, quiet } => commands::containers::ps(&paths, all, quiet),
         Command::Rm { containers, force } => commands::containers::rm(&paths, &containers, force),
         Command::Bundle(a) => commands::bundle::bundle(&paths, a),
         Command::Network(c) => match c {

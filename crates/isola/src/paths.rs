@@ -105,14 +105,15 @@ impl Paths {
         self.data.join("networks")
     }
 
-    /// Address leases, one directory per network (gone with a reboot, as the bridges are).
-    pub fn leases(&self) -> PathBuf {
-        self.run.join("leases")
+    /// The networks' run-time state: address leases, published ports, the firewall's lock
+    /// (gone with a reboot, as the bridges and rules are).
+    pub fn net_run(&self) -> PathBuf {
+        self.run.join("net")
     }
 
-    /// The networks and their leases.
+    /// The networks and their run-time state.
     pub fn network_store(&self) -> isola_net::NetworkStore {
-        isola_net::NetworkStore::new(self.networks(), self.leases())
+        isola_net::NetworkStore::new(self.networks(), self.net_run())
     }
 
     /// One state directory per running container.

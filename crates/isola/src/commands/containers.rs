@@ -14,9 +14,9 @@ fn status(r: &Record) -> String {
     }
 }
 
-pub fn ps(paths: &Paths, all: bool) -> Result<i32> {
+pub fn ps(paths: &Paths, all: bool, quiet: bool) -> Result<i32> {
     records::cleanup(paths);
-    let rows: Vec<[String; 6]> = records::scan(paths)
+    let records: Vec<Record> = records::scan(paths)
         .into_iter()
         .map(|e| match e {
             Entry::Ok(r) => r,
@@ -27,6 +27,15 @@ pub fn ps(paths: &Paths, all: bool) -> Result<i32> {
             }
         })
         .filter(|r| all || r.status != "exited")
+        .collect();
+    if quiet {
+        for r in &records {
+            println!("{}", &r.id[..12]);
+        }
+        return Ok(0);
+    }
+    let rows: Vec<[String; 7]> = records
+        .iter()
         .map(|r| {
             let mut cmd = r.command.join(" ");
             if cmd.len() > 30 {
@@ -38,7 +47,8 @@ pub fn ps(paths: &Paths, all: bool) -> Result<i32> {
                 r.image.clone(),
                 format!("{cmd:?}"),
                 r.isolation.clone(),
-                status(&r),
+                status(r),
+                r.ports.join(", "),
                 r.name.clone(),
             ]
         })
@@ -50,6 +60,7 @@ pub fn ps(paths: &Paths, all: bool) -> Result<i32> {
             "COMMAND",
             "ISOLATION",
             "STATUS",
+            "PORTS",
             "NAMES",
         ],
         &rows,
@@ -71,6 +82,7 @@ fn damaged_row(id: &str) -> Record {
         auto_remove: false,
         owner_pid: 0,
         owner_start_time: 0,
+        ports: Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@ use crate::paths::Paths;
 use crate::records::{self, Record};
 use crate::{limits, Exit};
 use anyhow::{bail, Context, Result};
+use isola_net::ports::PortSpec;
 use isola_oci::bundle::{runtime_spec, write_config, Network, RunSettings, Seccomp};
 use isola_oci::rootfs::chain_id;
 use isola_oci::seccomp_profile::Profile;
@@ -163,6 +164,15 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
             resolv_conf: dir.join("resolv.conf"),
         },
     };
+    let ports: Vec<PortSpec> = a
+        .publish
+        .iter()
+        .map(|p| p.parse())
+        .collect::<Result<_, _>>()?;
+    if let (Some(p), NetworkRequest::None | NetworkRequest::Host) = (a.publish.first(), &request) {
+        let net = a.process.network.as_deref().unwrap_or("none");
+        bail!("-p {p}: publishing a port needs a bridge network (--network bridge or a network of `isola network ls`), not --network {net}");
+    }
     let mut settings = settings(&a.process, &a.command, &short, a.tty, cpu_range, network)?;
     if level == Level::Vm {
         match &request {
@@ -197,6 +207,7 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         owner_pid: std::process::id() as i32,
         owner_start_time: isola_container::state::start_time(std::process::id() as i32)
             .unwrap_or(0),
+        ports: Vec::new(),
     };
     // Held until this isola ends: the container's directory is ours while we live.
     let _claim = records::claim(paths, &record)?;
@@ -216,7 +227,8 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
             crate::commands::run_network::write_files(&dir)?;
         }
         write_config(&dir, &spec)?;
-        run_sandbox(paths, &a, level, &dir, &vm, joined.as_ref(), &mut record)
+        let network = joined.as_ref().map(|n| (n, ports.as_slice()));
+        run_sandbox(paths, &a, level, &dir, &vm, network, &mut record)
     })();
     let _ = overlay::unmount(&dir.join("rootfs"));
     if a.rm || record.status == "creating" {
@@ -262,7 +274,7 @@ fn run_sandbox(
     level: Level,
     dir: &Path,
     vm: &VmConfig,
-    network: Option<&isola_net::Network>,
+    network: Option<(&isola_net::Network, &[PortSpec])>,
     record: &mut Record,
 ) -> Result<i32> {
     // isola's own failures at the VM level say which level failed.
@@ -288,14 +300,20 @@ fn run_sandbox(
     // On its network before it starts (as CNI does between create and start).
     let attachment = match network {
         None => None,
-        Some(n) => match crate::commands::run_network::join(paths, n, dir, record, sandbox.pid()) {
-            Ok(att) => Some(att),
-            Err(e) => {
-                let _ = sandbox.delete();
-                return Err(e);
+        Some((n, ports)) => {
+            match crate::commands::run_network::join(paths, n, ports, dir, record, sandbox.pid()) {
+                Ok(att) => Some(att),
+                Err(e) => {
+                    let _ = sandbox.delete();
+                    return Err(e);
+                }
             }
-        },
+        }
     };
+    record.ports = attachment
+        .iter()
+        .flat_map(|a| a.ports.iter().map(|p| p.to_string()))
+        .collect();
     record.status = "running".into();
     record.save(paths)?;
     let code = match sandbox.start() {

@@ -7,6 +7,8 @@ use crate::records::{self, Record};
 use crate::Exit;
 use anyhow::{Context, Result};
 use isola_net::attach::Attachment;
+use isola_net::ports::PortSpec;
+use isola_net::NetError;
 use std::io::Write;
 use std::path::Path;
 
@@ -23,18 +25,24 @@ pub fn write_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Puts the container (its init is `pid`) on `network`, and names it and its peers on a
-/// user-defined network in its /etc/hosts.
+/// Puts the container (its init is `pid`) on `network` with `ports` published, and names it
+/// and its peers on a user-defined network in its /etc/hosts.
 pub fn join(
     paths: &Paths,
     network: &isola_net::Network,
+    ports: &[PortSpec],
     dir: &Path,
     record: &Record,
     pid: i32,
 ) -> Result<Attachment> {
     let store = paths.network_store();
-    let att = isola_net::attach::attach(&store, network, &record.id, pid)
-        .map_err(|e| Exit(125, format!("--network {}: {e}", network.name)))?;
+    let att =
+        isola_net::attach::attach(&store, network, &record.id, pid, ports).map_err(
+            |e| match e {
+                NetError::Port(msg) => Exit(125, msg),
+                e => Exit(125, format!("--network {}: {e}", network.name)),
+            },
+        )?;
     let mut lines = format!("{}\t{} {}\n", att.addr, &record.id[..12], record.name);
     if !network.predefined {
         // As docker's user-defined networks: the workloads already on it, by name.

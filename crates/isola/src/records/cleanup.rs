@@ -2,7 +2,7 @@
 //! crash, a reboot) left behind — a container's processes, cgroups and state directory, its
 //! rootfs mount, the container itself if it was started with --rm or never got going, a
 //! directory whose record is missing or damaged, a half-removed container, its network address
-//! lease — and the temp files of imports, pulls, unpacks and disk builds (`leftovers`).
+//! lease and published ports — and the temp files of imports, pulls, unpacks and disk builds (`leftovers`).
 
 use super::{claim::names_lock, lock_if_unowned, remove_bundle, remove_tree, scan};
 use super::{Damaged, Entry, Record};
@@ -35,12 +35,20 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
         }
     }
     remove_half_removed(paths);
-    // Addresses of workloads whose isola is gone (their veths went with their namespaces).
+    // Addresses of workloads whose isola is gone (their veths went with their namespaces),
+    // and their published ports: the rules first (a port is claimed before its rule is made).
     let store = paths.network_store();
+    let alive = |owner: &str| running.iter().any(|id| id == owner);
     for n in store.list() {
-        store
-            .leases(&n.name)
-            .sweep(|owner| running.iter().any(|id| id == owner));
+        store.leases(&n.name).sweep(alive);
+    }
+    if store.ports().held_by(|owner| !alive(owner)) {
+        match store.firewall().unpublish(|owner| !alive(owner)) {
+            Ok(()) => {
+                store.ports().sweep(alive);
+            }
+            Err(e) => eprintln!("isola: warning: removing the port rules of ended workloads: {e}"),
+        }
     }
     // And what killed imports, pulls, unpacks and disk builds left in the image side; a
     // failure here is left for `isola image prune` to report.

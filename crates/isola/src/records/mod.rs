@@ -32,6 +32,9 @@ pub struct Record {
     pub auto_remove: bool,
     pub owner_pid: i32,
     pub owner_start_time: u64,
+    /// Its published ports, as `ps` shows them (`0.0.0.0:8080->80/tcp`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
 }
 
 impl Record {
