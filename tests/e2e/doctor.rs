@@ -139,3 +139,29 @@ fn doctor_without_dev_kvm_says_missing() {
     assert!(detail.contains("/dev/kvm"), "{detail}");
     assert_eq!(rep["vm"], false);
 }
+
+/// The network checks try the real thing in a scratch namespace: on a host with bridges, tun
+/// and nftables they pass, with nft gone they warn by name, and neither leaves a link behind.
+#[test]
+fn doctor_tries_bridge_tun_and_nftables_and_leaves_nothing() {
+    let env = Env::new();
+    let links = || {
+        let o = Command::new("ip").args(["-o", "link"]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let before = links();
+    let r = report(&env.isola(&["doctor", "--json"]).stdout);
+    for name in ["bridge, veth", "tun", "nftables"] {
+        assert_eq!(status(&r, name).0, "ok", "{name}: {r}");
+    }
+    // Without nft on PATH: a warning naming the package; the other checks stand.
+    let r = report(
+        &env.isola_with(&["doctor", "--json"], &[("PATH", "/nonexistent")])
+            .stdout,
+    );
+    let (s, detail) = status(&r, "nftables");
+    assert_eq!(s, "warn", "{r}");
+    assert!(detail.contains("apt install nftables"), "{detail}");
+    assert_eq!(status(&r, "bridge, veth").0, "ok", "{r}");
+    assert_eq!(links(), before, "doctor left a link");
+}

@@ -69,12 +69,31 @@ pub fn own_netns() {
         "unshare(CLONE_NEWNET): {}",
         std::io::Error::last_os_error()
     );
-    let up = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .expect("running ip");
-    assert!(up.success(), "ip link set lo up: {up}");
+    loopback_up();
     MOVED.set(true);
+}
+
+/// `ip link set lo up`, without needing `ip` (the emulated test host has few programs).
+fn loopback_up() {
+    // SAFETY: socket(2) takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: `fd` is new and ours.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all zeroes is an empty request.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    req.ifr_name[..2].copy_from_slice(&[b'l' as libc::c_char, b'o' as libc::c_char]);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and fill the ifreq `req` points to.
+    unsafe {
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req),
+            0,
+            "lo: flags"
+        );
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut req), 0, "lo: up");
+    }
 }
 
 /// The sample image's store of this test binary.

@@ -1292,3 +1292,80 @@ fn the_runtime_boots_at_create_and_runs_at_start() {
     assert!(left.is_empty(), "{left:?}");
     env.assert_clean();
 }
+
+/// Networking at both levels: a VM and a container on one user-defined network reach each
+/// other (the VM's virtio-net on a tap of the bridge, the container's veth), the VM's
+/// interface, route and /etc files are what a container's are, and `-p` reaches the VM from
+/// the host's loopback and bridge address, TCP and UDP. Everything runs in this test's own
+/// network namespace (see `own_netns`); nothing is left behind.
+#[test]
+fn a_vm_and_a_container_share_a_network_and_publish_ports_alike() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let script = r#"
+trap 'kill -9 $(jobs -p) 2>/dev/null; $ISOLA cleanup >/dev/null' EXIT
+leases() { ls "$ISOLA_ROOT/run/net/leases/mixed" 2>/dev/null | wc -l; }
+wait_leases() { i=0; until [ "$(leases)" -ge "$1" ]; do i=$((i+1)); [ $i -lt 600 ] || { echo "never $1 leases" >&2; exit 9; }; sleep 0.1; done; }
+ask() { i=0; until out=$($NETECHO ask "$@" 2>/dev/null) && [ -n "$out" ]; do i=$((i+1)); [ $i -lt 120 ] || return 1; sleep 1; done; echo "$out"; }
+$ISOLA network create --subnet 10.95.0.0/24 mixed >/dev/null || exit 9
+show='ip -4 -o addr show eth0 | cut -d" " -f7; ip route | head -1; grep -w "$(hostname)" /etc/hosts | cut -f1; md5sum < /etc/resolv.conf | cut -c1-8'
+$ISOLA run --rm --name vmsrv --hostname vmsrv --network mixed --isolation vm -p 8080:80 -p 5300:53/udp sample sh -c "
+  $show
+  trap 'exit 0' TERM
+  netecho serve tcp 80 & netecho serve udp 53 & wait" > "$ISOLA_ROOT/vm.out" 2>&1 &
+vm=$!
+wait_leases 1
+echo "loopback to vm: $(ask tcp 127.0.0.1:8080 hello-tcp)"
+echo "bridge address to vm: $(ask tcp 10.95.0.1:8080 hello-bridge)"
+echo "udp to vm: $(ask udp 127.0.0.1:5300 hello-udp)"
+echo "container to vm by name: $($ISOLA run --rm --network mixed sample sh -c 'netecho ask tcp $(grep -w vmsrv /etc/hosts | cut -f1):80 hi-vm')"
+$ISOLA run --rm --name ctsrv --network mixed sample sh -c "trap 'exit 0' TERM; netecho serve tcp 90 & wait" &
+ct=$!
+wait_leases 2
+echo "vm to container: $($ISOLA run --rm --network mixed --isolation vm sample netecho ask tcp 10.95.0.3:90 hi-container)"
+echo "host resolv.conf: $(cat /etc/resolv.conf 2>/dev/null | md5sum | cut -c1-8)"
+echo "container view: $($ISOLA run --rm --name ctview --hostname ctview --network mixed sample sh -c "$show" | tr '\n' ' ')"
+kill $vm $ct; wait $vm; echo "vm exit: $?"; wait $ct
+echo "vm view: $(head -4 "$ISOLA_ROOT/vm.out" | tr '\n' ' ')"
+echo "taps: $(ip -o link | grep -c ' tap' || true)"
+echo "rules: $(nft list chain inet isola publish 2>/dev/null | grep -c workload || true)"
+echo "leases: $(leases)"
+$ISOLA network rm mixed >/dev/null
+"#;
+    let o = std::process::Command::new("timeout")
+        .args(["-k", "5", "600", "sh", "-c", script])
+        .env("ISOLA_ROOT", &env.root)
+        .env("ISOLA", isola_e2e::bin())
+        .env("NETECHO", isola_e2e::workload("netecho"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let resolv = out
+        .lines()
+        .find_map(|l| l.strip_prefix("host resolv.conf: "))
+        .unwrap_or("?")
+        .to_string();
+    for line in [
+        "loopback to vm: hello-tcp\n".to_string(),
+        "bridge address to vm: hello-bridge\n".into(),
+        "udp to vm: hello-udp\n".into(),
+        "container to vm by name: hi-vm\n".into(),
+        "vm to container: hi-container\n".into(),
+        format!(
+            "container view: 10.95.0.4/24 default via 10.95.0.1 dev eth0 10.95.0.4 {resolv} \n"
+        ),
+        "vm exit: 0\n".into(),
+        format!("vm view: 10.95.0.2/24 default via 10.95.0.1 dev eth0 10.95.0.2 {resolv} \n"),
+        "taps: 0\nrules: 0\nleases: 0\n".into(),
+    ] {
+        assert!(out.contains(&line), "{line}---\n{out}{err}");
+    }
+    env.assert_clean();
+}

@@ -14,8 +14,18 @@ use std::os::fd::AsRawFd;
 /// The interface a workload sees.
 pub const WORKLOAD_LINK: &str = "eth0";
 
+/// Where a workload's interface goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A container: `eth0` of a veth pair, in the network namespace of this process.
+    Namespace(i32),
+    /// A VM: a tap device on the bridge, for its virtio-net device (the guest configures
+    /// its own interface, from what it is given).
+    Tap,
+}
+
 /// A workload's place on a network.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Attachment {
     pub network: Network,
     pub addr: Ipv4Addr,
@@ -25,6 +35,9 @@ pub struct Attachment {
     pub ports: Vec<PortSpec>,
     /// Its id.
     pub owner: String,
+    /// A VM's tap device (to hand to its VMM), and the MAC address its interface takes.
+    pub tap: Option<std::os::fd::OwnedFd>,
+    pub mac: [u8; 6],
 }
 
 /// The bridge of `network` in this network namespace: made (with the gateway's address, up,
@@ -55,33 +68,47 @@ fn ensure_bridge(
     made
 }
 
-/// Puts the network namespace of process `pid` on `network`, for workload `owner` (its id),
-/// and publishes `ports` to it.
+/// Puts workload `owner` (its id) on `network` at `endpoint`, and publishes `ports` to it.
 pub fn attach(
     store: &NetworkStore,
     network: &Network,
     owner: &str,
-    pid: i32,
+    endpoint: Endpoint,
     ports: &[PortSpec],
 ) -> Result<Attachment, NetError> {
     let leases = store.leases(&network.name);
     let addr = leases.allocate(&network.subnet, owner)?;
-    let host_link = format!("veth{}", &owner[..owner.len().min(11)]);
+    let short = &owner[..owner.len().min(11)];
+    let host_link = match endpoint {
+        Endpoint::Namespace(_) => format!("veth{short}"),
+        Endpoint::Tap => format!("tap{short}"),
+    };
+    let o = addr.octets();
     let mut att = Attachment {
         network: network.clone(),
         addr,
         host_link,
         ports: Vec::new(),
         owner: owner.to_string(),
+        tap: None,
+        // docker's: locally administered, then the address.
+        mac: [0x02, 0x42, o[0], o[1], o[2], o[3]],
     };
-    let done = plumb(store, &att, pid).and_then(|()| {
+    let plumbed = match endpoint {
+        Endpoint::Namespace(pid) => plumb(store, &att, pid),
+        Endpoint::Tap => plug_tap(store, &att).map(|tap| att.tap = Some(tap)),
+    };
+    let done = plumbed.and_then(|()| {
         att.ports = store.ports().claim(ports, owner)?;
         store.firewall().publish(owner, &port_rules(&att))
     });
     if let Err(e) = done {
-        // The workload lives on (its creator removes it): its veth is taken away here.
-        if let Ok(mut nl) = Netlink::open() {
-            let _ = nl.delete_link(&att.host_link);
+        // The workload lives on (its creator removes it): its veth is taken away here (a
+        // tap goes with its descriptor).
+        if att.tap.take().is_none() {
+            if let Ok(mut nl) = Netlink::open() {
+                let _ = nl.delete_link(&att.host_link);
+            }
         }
         detach(store, &att);
         return Err(e);
@@ -102,6 +129,16 @@ fn port_rules(att: &Attachment) -> Vec<PortRule> {
             })
         })
         .collect()
+}
+
+/// A tap device on the network's bridge, up; it goes when its descriptor closes.
+fn plug_tap(store: &NetworkStore, att: &Attachment) -> Result<std::os::fd::OwnedFd, NetError> {
+    let mut nl = Netlink::open()?;
+    ensure_bridge(store, &mut nl, &att.network)?;
+    let tap = crate::tap::open(&att.host_link)?;
+    nl.set_master(&att.host_link, &att.network.bridge)?;
+    nl.set_up(&att.host_link)?;
+    Ok(tap)
 }
 
 fn plumb(store: &NetworkStore, att: &Attachment, pid: i32) -> Result<(), NetError> {

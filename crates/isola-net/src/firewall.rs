@@ -118,6 +118,11 @@ fn nft(args: &[&str], script: Option<&str>) -> Result<String, NetError> {
 
 const NFT_MISSING: &str = "bridge networks need nftables' `nft` program, which is not installed (Debian: apt install nftables)";
 
+/// Applies an nft script (one transaction); for `probe`.
+pub fn run_script(script: &str) -> Result<(), NetError> {
+    nft(&["-f", "-"], Some(script)).map(drop)
+}
+
 /// A rule of the table: its chain, handle and label.
 struct Rule {
     chain: String,

@@ -5,16 +5,19 @@
 //! list, remove, with the checks that keep subnets apart from each other and from the host's
 //! routes), `ipam.rs` (address leases: one file each, made atomically, so concurrent runs never
 //! share an address and a killed owner's lease is found and freed), `netlink.rs` (bridges, veth
-//! pairs, addresses and routes, asked of the kernel directly), `attach.rs` (a workload's network
-//! namespace put on a network).
+//! pairs, addresses and routes, asked of the kernel directly), `tap.rs` (a VM's tap device),
+//! `firewall.rs` (masquerading, isolation and published ports in nftables), `ports.rs` (`-p`),
+//! `attach.rs` (a workload — a container's network namespace or a VM's tap — put on a network).
 
 pub mod attach;
 pub mod firewall;
 pub mod ipam;
 pub mod netlink;
 pub mod ports;
+pub mod probe;
 pub mod store;
 pub mod subnet;
+pub mod tap;
 
 pub use store::{Network, NetworkStore};
 pub use subnet::Ipv4Net;

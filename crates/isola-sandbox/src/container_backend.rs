@@ -1,7 +1,7 @@
 //! The container level behind the lifecycle: isola-container's `Container`, with the console
 //! master sent to the caller's socket and the monitor's signals blocked before the init exists.
 
-use crate::{Attach, CreateOptions, Error, Sandbox};
+use crate::{Attach, CreateOptions, Endpoint, Error, Sandbox};
 use isola_container::{monitor, Container};
 
 struct ContainerSandbox {
@@ -70,5 +70,15 @@ impl Sandbox for ContainerSandbox {
 
     fn detach(self: Box<Self>) {
         self.container.detach();
+    }
+
+    fn network_endpoint(&self) -> Endpoint {
+        Endpoint::Namespace(self.pid())
+    }
+
+    fn plug(&mut self, _nic: crate::vm::Nic) -> Result<(), Error> {
+        Err(Error::Config(
+            "a container's interface is made in its network namespace, not plugged".into(),
+        ))
     }
 }

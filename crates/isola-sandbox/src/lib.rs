@@ -19,6 +19,7 @@ pub mod vm;
 pub use exec::{exec, ExecRequest};
 pub use isola_container::detached::{Detached, Status};
 pub use isola_container::{Attach, ContainerError};
+pub use isola_net::attach::Endpoint;
 pub use processes::{processes, GuestProcess, Processes};
 
 use oci_spec::runtime::Spec;
@@ -126,6 +127,11 @@ pub trait Sandbox {
     fn delete(self: Box<Self>) -> Result<(), Error>;
     /// Leaves the sandbox to live on without this process (a runtime's `create`).
     fn detach(self: Box<Self>);
+    /// Where its network interface goes: into a container's network namespace (a veth end),
+    /// or a tap device behind a VM's virtio-net device, handed over with `plug`.
+    fn network_endpoint(&self) -> Endpoint;
+    /// Gives a VM its network interface, before it starts.
+    fn plug(&mut self, nic: vm::Nic) -> Result<(), Error>;
 }
 
 /// Creates a sandbox from a bundle: set up, the workload not started yet.

@@ -2,7 +2,7 @@
 //!
 //! Read `vm.rs` first (one VM from start to end), then `vmm_process.rs` and `jail/` (the VMM as
 //! its own jailed process, and what it may still do), then `boot.rs` (loading Linux), `cpu.rs`
-//! (a vCPU's boot state), `long_mode.rs`, `devices/`. `probe.rs` is what `isola doctor` runs
+//! (a vCPU's boot state), `long_mode.rs`, `devices/`, `virtio/` (and `net_worker.rs`, the network device's own thread). `probe.rs` is what `isola doctor` runs
 //! to tell whether this host's KVM can run an unmodified guest at all.
 
 mod boot;
@@ -15,6 +15,7 @@ pub mod jail;
 pub mod layout;
 mod long_mode;
 mod mptable;
+mod net_worker;
 pub mod probe;
 mod vcpus;
 pub mod virtio;

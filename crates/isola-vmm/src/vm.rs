@@ -21,11 +21,12 @@ use crate::vcpus::{self, Bus};
 use crate::virtio::block::Block;
 use crate::virtio::console::{Console, Input};
 use crate::virtio::mmio::MmioTransport;
+use crate::virtio::net::{Net, Tap};
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
-use kvm_ioctls::{Cap, Kvm};
-use std::os::fd::RawFd;
+use kvm_ioctls::{Cap, IoEventAddress, Kvm};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -44,9 +45,18 @@ pub struct Machine {
     pub cpus: u8,
     /// The root filesystem image, served read-only as /dev/vda.
     pub root_disk: Option<std::fs::File>,
+    /// A network interface: virtio-net on a tap device of the host.
+    pub net: Option<NetDevice>,
     pub timeout: Option<Duration>,
     /// How long the kernel may take to start guest init.
     pub boot_timeout: Duration,
+}
+
+/// The guest's network interface: the host's tap device behind it (opened non-blocking, with
+/// IFF_VNET_HDR and a 12-byte header) and the interface's MAC address.
+pub struct NetDevice {
+    pub tap: OwnedFd,
+    pub mac: [u8; 6],
 }
 
 /// Where the VM's output goes and where its input comes from, inside the VMM process.
@@ -146,13 +156,26 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
     unsafe { vm.set_user_memory_region(region) }
         .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
 
-    // Virtio devices: the channel console, then the root disk; device i has its register
-    // window at VIRTIO_MMIO_BASE + i * 4 KiB and IRQ VIRTIO_FIRST_IRQ + i.
+    // Virtio devices: the channel console, the root disk, the network interface; device i
+    // has its register window at VIRTIO_MMIO_BASE + i * 4 KiB and IRQ VIRTIO_FIRST_IRQ + i.
     let input: Input = Default::default();
     let mut devices: Vec<Box<dyn crate::virtio::VirtioDevice>> =
         vec![Box::new(Console::new(io.channel, input.clone()))];
     if let Some(disk) = cfg.root_disk {
         devices.push(Box::new(Block::new(Box::new(disk))));
+    }
+    // The network device's queue notifications, as KVM signals them (see net_worker.rs).
+    let mut net_path = None;
+    if let Some(net) = cfg.net {
+        let kick = || EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"));
+        let (rx_kick, tx_kick) = (kick()?, kick()?);
+        let base = VIRTIO_MMIO_BASE + devices.len() as u64 * VIRTIO_MMIO_SIZE;
+        let notify = IoEventAddress::Mmio(base + crate::virtio::mmio::QUEUE_NOTIFY);
+        vm.register_ioevent(&rx_kick, &notify, crate::virtio::net::RX as u32)
+            .and_then(|()| vm.register_ioevent(&tx_kick, &notify, crate::virtio::net::TX as u32))
+            .map_err(|e| format!("KVM_IOEVENTFD: {e}"))?;
+        net_path = Some((devices.len(), rx_kick, tx_kick, net.tap.as_raw_fd()));
+        devices.push(Box::new(Net::new(Box::new(Tap(net.tap)), net.mac)));
     }
     let mut cmdline = cfg.cmdline.clone();
     let mut transports = Vec::new();
@@ -241,6 +264,24 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
                 Err(e) => say(console, &e),
             }
         });
+        if let Some((index, rx_kick, tx_kick, tap)) = &net_path {
+            scope.spawn(move || {
+                vcpus::keep_vcpu_signals_away();
+                if let Err(e) = jail.confine_thread(ThreadKind::Net) {
+                    say(console, &e);
+                    return;
+                }
+                let wakers = crate::net_worker::Wakers {
+                    rx_kick,
+                    tx_kick,
+                    tap: *tap,
+                };
+                // Without it the guest's network is dead; say so on the console.
+                if let Err(e) = crate::net_worker::run(&bus.virtio[*index], mem, wakers, stop) {
+                    say(console, &e);
+                }
+            });
+        }
         let exit = vcpus::run_all(scope, vcpus, bus, cfg.timeout, cfg.boot_timeout, jail);
         let _ = stop.write(1);
         exit

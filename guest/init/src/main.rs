@@ -11,6 +11,7 @@
 mod cgroup;
 mod channel;
 mod exec_session;
+mod network;
 mod process;
 mod processes;
 mod relay;
@@ -51,7 +52,8 @@ fn run(channel: &mut channel::Channel) -> Result<i32, GuestError> {
     let seccomp = process::seccomp_filter()?;
     let stdin = setup::kernel_flag(boot::STDIN_FLAG);
     let wait = setup::kernel_flag(boot::WAIT_FOR_START);
-    setup::enter_rootfs(&plan)?;
+    let etc_files = network::set_up()?;
+    setup::enter_rootfs(&plan, etc_files.as_ref())?;
     if wait {
         channel.wait_for_start();
     }

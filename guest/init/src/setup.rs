@@ -1,6 +1,7 @@
 //! The guest's side of the machine: kernel filesystems, the channels to the host (UARTs in raw
 //! mode), switching to the image's root, the boot timer, and the way out (reset).
 
+use crate::network::EtcFiles;
 use isola_guest_contract::boot::{self, Phase, BOOT_TIMER_PORT};
 use isola_guest_contract::GuestError;
 use isola_process::Plan;
@@ -111,11 +112,15 @@ fn mount_root_disk(root: &str) -> Result<(), GuestError> {
     Ok(())
 }
 
-/// Makes the image's root filesystem the root: kernel filesystems inside it, then the
+/// Makes the image's root filesystem the root (with the network's /etc files, when the VM is
+/// on a network): kernel filesystems inside it, then the
 /// switch_root dance (move the mount onto /, chroot into it).
-pub fn enter_rootfs(plan: &Plan) -> Result<(), GuestError> {
+pub fn enter_rootfs(plan: &Plan, etc_files: Option<&EtcFiles>) -> Result<(), GuestError> {
     let root = "/isola/rootfs";
     mount_root_disk(root)?;
+    if let Some(files) = etc_files {
+        crate::network::place(root, files)?;
+    }
     // A FROM-scratch image has no mount points: make them in the writable layer, as a
     // container runtime does.
     for d in ["proc", "sys", "dev"] {

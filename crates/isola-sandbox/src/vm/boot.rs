@@ -8,11 +8,12 @@ use crate::Error;
 use isola_container::cgroups::{Cgroup, Hierarchies};
 use isola_guest_contract::boot::{self, Phase};
 use isola_guest_contract::frame::{Decoder, ToHost};
+use isola_guest_contract::network;
 use isola_guest_contract::{ErrorKind, GuestError};
 use isola_vmm::devices::serial::Sink;
 use isola_vmm::host_relay::{HostIo, WindowSize};
 use isola_vmm::initramfs::Cpio;
-use isola_vmm::vm::{Machine, VmExit};
+use isola_vmm::vm::{Machine, NetDevice, VmExit};
 use isola_vmm::vmm_process::{self, JailConfig};
 use oci_spec::runtime::Spec;
 use std::path::{Path, PathBuf};
@@ -124,6 +125,8 @@ pub struct VmJob {
     pub gate: Option<StartGate>,
     /// A monitor's exec sessions (see `exec_hub`).
     pub exec_hub: Option<super::exec_hub::SharedHub>,
+    /// Its network interface.
+    pub nic: Option<super::Nic>,
 }
 
 /// Boots the VM, relays until it ends; returns the workload's exit status.
@@ -168,6 +171,16 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
     if let Some(filter) = filter {
         initrd.file(boot::SECCOMP, 0o644, &filter.to_bytes());
     }
+    // Its network: what guest init configures eth0 with, and the workload's /etc files.
+    let net = job.nic.map(|nic| {
+        initrd.file(network::NETWORK, 0o644, nic.guest.encode().as_bytes());
+        initrd.file(network::HOSTS, 0o644, &nic.hosts);
+        initrd.file(network::RESOLV_CONF, 0o644, &nic.resolv_conf);
+        NetDevice {
+            tap: nic.tap,
+            mac: nic.guest.mac,
+        }
+    });
     let initrd = initrd.finish();
     // For booting the very same guest under another VMM (tests/bench/vm does, with QEMU).
     if let Some(out) = std::env::var_os("ISOLA_DEBUG_INITRAMFS").filter(|v| !v.is_empty()) {
@@ -253,6 +266,7 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         mem_mib,
         cpus,
         root_disk: Some(root_disk),
+        net,
         timeout: config.timeout.map(Duration::from_secs),
         boot_timeout: boot_timeout()?,
     };

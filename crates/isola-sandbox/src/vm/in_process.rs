@@ -5,7 +5,7 @@
 
 use super::boot::{self, VmJob};
 use super::VmConfig;
-use crate::{CreateOptions, Error, Sandbox};
+use crate::{CreateOptions, Endpoint, Error, Sandbox};
 use oci_spec::runtime::Spec;
 use std::path::PathBuf;
 
@@ -53,6 +53,7 @@ pub fn create(o: &CreateOptions, spec: Spec, interactive: bool) -> Result<Box<dy
         tty,
         gate: None,
         exec_hub: None,
+        nic: None,
     };
     Ok(Box::new(InProcessVm {
         config: o.vm.clone(),
@@ -106,5 +107,21 @@ impl Sandbox for InProcessVm {
     /// Nothing outlives this process (the VM runs only while it relays): as `delete`.
     fn detach(self: Box<Self>) {
         let _ = self.delete();
+    }
+
+    fn network_endpoint(&self) -> Endpoint {
+        Endpoint::Tap
+    }
+
+    fn plug(&mut self, nic: super::Nic) -> Result<(), Error> {
+        match (&mut self.job, self.started) {
+            (Some(job), false) => {
+                job.nic = Some(nic);
+                Ok(())
+            }
+            _ => Err(Error::Config(
+                "a VM's network interface is plugged before it starts".into(),
+            )),
+        }
     }
 }

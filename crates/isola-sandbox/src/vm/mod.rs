@@ -22,6 +22,15 @@ use crate::{Attach, CreateOptions, Error, Sandbox};
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// A VM's network interface: the host's tap device behind its virtio-net device, what guest
+/// init configures eth0 with, and the workload's /etc/hosts and /etc/resolv.conf.
+pub struct Nic {
+    pub tap: std::os::fd::OwnedFd,
+    pub guest: isola_guest_contract::network::GuestNetwork,
+    pub hosts: Vec<u8>,
+    pub resolv_conf: Vec<u8>,
+}
+
 /// How VMs boot on this host.
 #[derive(Clone, Debug)]
 pub struct VmConfig {

@@ -8,7 +8,7 @@
 
 use super::boot::{self, StartGate, VmJob};
 use super::{exec_hub, VmConfig};
-use crate::{CreateOptions, Error, Sandbox};
+use crate::{CreateOptions, Endpoint, Error, Sandbox};
 use isola_container::detached::{exec_fifo, Detached};
 use isola_container::state::{self, State};
 use oci_spec::runtime::Spec;
@@ -46,6 +46,16 @@ impl Sandbox for MonitoredVm {
     }
 
     fn detach(self: Box<Self>) {}
+
+    fn network_endpoint(&self) -> Endpoint {
+        Endpoint::Tap
+    }
+
+    fn plug(&mut self, _nic: super::Nic) -> Result<(), Error> {
+        Err(Error::Config(
+            "a VM that outlives its creator cannot join an isola network yet (its guest is already booted)".into(),
+        ))
+    }
 }
 
 /// Returns once the guest is set up and waits for `start`.
@@ -144,6 +154,7 @@ fn create_in(o: &CreateOptions, spec: Spec, dir: &Path) -> Result<Detached, Erro
             tty: terminal,
             gate: None,
             exec_hub: Some(exec_hub::ExecHub::new(listener)),
+            nic: None,
         };
         let code = monitor(o.vm, job, start, ready_w);
         // SAFETY: _exit ends the monitor without running the parent's destructors twice.

@@ -16,10 +16,13 @@ use oci_spec::runtime::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ThreadKind {
     /// Runs one vCPU: KVM_RUN, and the device work its exits cause (disk reads, interrupts
-    /// as eventfd writes, output to the front end's pipes).
+    /// as eventfd writes, output to the front end's pipes, frames to and from the tap).
     Vcpu,
     /// Moves the front end's frames (stdin, signals, window sizes) into the guest's console.
     Input,
+    /// Moves frames between the network device's queues and its tap (reads and writes on
+    /// descriptors it holds, woken by epoll).
+    Net,
     /// The main thread: watches the time limits, kicks vCPUs out of KVM_RUN, writes the report.
     Supervisor,
 }
@@ -52,7 +55,10 @@ const COMMON: &[&str] = &[
     "write",
 ];
 
-const VCPU: &[&str] = &["pread64"];
+/// pread64: the root disk. read: the network device's tap, when a register write runs its
+/// receive queue on the vCPU (the driver becoming ready; a notification KVM's ioeventfd does
+/// not match, such as a narrower write).
+const VCPU: &[&str] = &["pread64", "read"];
 const INPUT: &[&str] = &[
     "epoll_create1",
     "epoll_ctl",
@@ -62,6 +68,13 @@ const INPUT: &[&str] = &[
     "timerfd_create",
     "timerfd_gettime",
     "timerfd_settime",
+];
+const NET: &[&str] = &[
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_pwait",
+    "epoll_wait",
+    "read",
 ];
 const SUPERVISOR: &[&str] = &["alarm", "mincore"];
 
@@ -124,6 +137,7 @@ pub fn rules(kind: ThreadKind) -> Vec<LinuxSyscall> {
             rules.push(rule(&["ioctl"], vec![arg(1, Op::ScmpCmpEq, KVM_RUN, 0)]));
         }
         ThreadKind::Input => rules.push(rule(INPUT, vec![])),
+        ThreadKind::Net => rules.push(rule(NET, vec![])),
         ThreadKind::Supervisor => {
             rules.push(rule(SUPERVISOR, vec![]));
             rules.push(rule(
@@ -151,7 +165,12 @@ mod tests {
 
     const ALLOW: u32 = 0x7fff_0000;
     const TRAP: u32 = 0x0003_0000;
-    const KINDS: [ThreadKind; 3] = [ThreadKind::Vcpu, ThreadKind::Input, ThreadKind::Supervisor];
+    const KINDS: [ThreadKind; 4] = [
+        ThreadKind::Vcpu,
+        ThreadKind::Input,
+        ThreadKind::Net,
+        ThreadKind::Supervisor,
+    ];
 
     fn nr(name: &str) -> u32 {
         isola_seccomp::syscall_number(name).unwrap_or_else(|| panic!("{name}: no such call"))
@@ -251,7 +270,7 @@ mod tests {
                 "{other:#x}"
             );
         }
-        for kind in [ThreadKind::Input, ThreadKind::Supervisor] {
+        for kind in [ThreadKind::Input, ThreadKind::Net, ThreadKind::Supervisor] {
             let f = compile(kind).unwrap();
             assert_eq!(f.verdict(ioctl, [5, KVM_RUN, 0, 0, 0, 0]), TRAP, "{kind:?}");
         }
@@ -262,6 +281,12 @@ mod tests {
         let v = compile(ThreadKind::Vcpu).unwrap();
         let i = compile(ThreadKind::Input).unwrap();
         let s = compile(ThreadKind::Supervisor).unwrap();
+        let n = compile(ThreadKind::Net).unwrap();
+        assert_eq!(n.verdict(nr("epoll_wait"), [0; 6]), ALLOW);
+        assert_eq!(n.verdict(nr("read"), [0; 6]), ALLOW);
+        assert_eq!(n.verdict(nr("pread64"), [0; 6]), TRAP);
+        assert_eq!(n.verdict(nr("timerfd_create"), [0; 6]), TRAP);
+        assert_eq!(s.verdict(nr("read"), [0; 6]), TRAP);
         assert_eq!(v.verdict(nr("pread64"), [0; 6]), ALLOW);
         assert_eq!(i.verdict(nr("pread64"), [0; 6]), TRAP);
         assert_eq!(i.verdict(nr("epoll_wait"), [0; 6]), ALLOW);
@@ -269,7 +294,7 @@ mod tests {
         let kick = [1, 2, kick_signal(), 0, 0, 0];
         assert_eq!(s.verdict(nr("tgkill"), kick), ALLOW);
         assert_eq!(v.verdict(nr("tgkill"), kick), TRAP);
-        for f in [&v, &i, &s] {
+        for f in [&v, &i, &n, &s] {
             assert_eq!(f.verdict(nr("write"), [1, 0, 1, 0, 0, 0]), ALLOW);
             assert_eq!(f.verdict(nr("futex"), [0; 6]), ALLOW);
         }

@@ -28,6 +28,7 @@ pub struct Jail {
     id: u32,
     vcpu: Filter,
     input: Filter,
+    net: Filter,
     supervisor: Filter,
 }
 
@@ -50,6 +51,7 @@ impl Jail {
             id,
             vcpu: filters::compile(ThreadKind::Vcpu)?,
             input: filters::compile(ThreadKind::Input)?,
+            net: filters::compile(ThreadKind::Net)?,
             supervisor: filters::compile(ThreadKind::Supervisor)?,
         })
     }
@@ -165,6 +167,7 @@ impl Jail {
         match kind {
             ThreadKind::Vcpu => &self.vcpu,
             ThreadKind::Input => &self.input,
+            ThreadKind::Net => &self.net,
             ThreadKind::Supervisor => &self.supervisor,
         }
         .install()

@@ -14,6 +14,8 @@ const VENDOR: u32 = 0x4c4f_5349; // "ISOL"
 const STATUS_DRIVER_OK: u32 = 4;
 const STATUS_FAILED: u32 = 0x80;
 const INT_USED_RING: u32 = 1;
+/// The QueueNotify register: the driver writes a queue's index here to notify it.
+pub const QUEUE_NOTIFY: u64 = 0x050;
 
 pub struct MmioTransport {
     device: Box<dyn VirtioDevice>,
@@ -130,7 +132,7 @@ impl MmioTransport {
                     q.set_ready(v == 1);
                 }
             }
-            0x050 => self.notify(v as usize, mem),
+            QUEUE_NOTIFY => self.notify(v as usize, mem),
             0x064 => self.interrupt_status &= !v,
             0x070 => {
                 if v == 0 {

@@ -1,10 +1,11 @@
 //! Virtio devices: the MMIO transport (`mmio.rs`, the registers the guest driver programs) is
-//! separate from each device's logic (`console.rs`, `block.rs`), which only sees queues and guest memory —
+//! separate from each device's logic (`console.rs`, `block.rs`, `net.rs`), which only sees queues and guest memory —
 //! so it can be tested without KVM.
 
 pub mod block;
 pub mod console;
 pub mod mmio;
+pub mod net;
 
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;

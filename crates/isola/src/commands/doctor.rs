@@ -223,6 +223,19 @@ pub fn diagnose(paths: &Paths) -> Report {
         )),
     }
 
+    // Networks: what a bridge network needs, tried in a scratch network namespace. Without
+    // them workloads still run (--network none or host).
+    for p in isola_net::probe::probe() {
+        checks.push(match p.result {
+            Ok(what) => check(p.name, Status::Ok, what),
+            Err(why) => check(
+                p.name,
+                Status::Warn,
+                format!("{why} (bridge networks will not work; --network none and host will)"),
+            ),
+        });
+    }
+
     Report {
         checks,
         container,

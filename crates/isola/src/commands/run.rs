@@ -175,10 +175,8 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     }
     let mut settings = settings(&a.process, &a.command, &short, a.tty, cpu_range, network)?;
     if level == Level::Vm {
-        match &request {
-            NetworkRequest::None => {}
-            NetworkRequest::Host => bail!("--network host: a VM has its own kernel and network stack; host networking is for --isolation container"),
-            NetworkRequest::Named(name) => bail!("--network {name}: VMs cannot join bridge networks yet (their virtio-net device is not built); use --isolation container"),
+        if request == NetworkRequest::Host {
+            bail!("--network host: a VM has its own kernel and network stack; host networking is for --isolation container");
         }
         crate::vm_preflight::preflight(paths)?;
     }
@@ -301,7 +299,8 @@ fn run_sandbox(
     let attachment = match network {
         None => None,
         Some((n, ports)) => {
-            match crate::commands::run_network::join(paths, n, ports, dir, record, sandbox.pid()) {
+            match crate::commands::run_network::join(paths, n, ports, dir, record, sandbox.as_mut())
+            {
                 Ok(att) => Some(att),
                 Err(e) => {
                     let _ = sandbox.delete();

@@ -1,14 +1,17 @@
-//! `isola run --network NAME`: the container's /etc/hosts and /etc/resolv.conf (files of its
-//! bundle, bound into it), and its network namespace put on the network between create and
-//! start.
+//! `isola run --network NAME`: the workload's /etc/hosts and /etc/resolv.conf (files of its
+//! bundle: bound into a container, copied into a VM's guest), and the workload put on the
+//! network between create and start (a container's network namespace, a VM's tap device).
 
 use crate::paths::Paths;
 use crate::records::{self, Record};
 use crate::Exit;
 use anyhow::{Context, Result};
+use isola_guest_contract::network::GuestNetwork;
 use isola_net::attach::Attachment;
 use isola_net::ports::PortSpec;
 use isola_net::NetError;
+use isola_sandbox::vm::Nic;
+use isola_sandbox::Sandbox;
 use std::io::Write;
 use std::path::Path;
 
@@ -25,24 +28,24 @@ pub fn write_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Puts the container (its init is `pid`) on `network` with `ports` published, and names it
-/// and its peers on a user-defined network in its /etc/hosts.
+/// Puts the sandbox on `network` with `ports` published (a VM gets its interface plugged),
+/// and names it and its peers on a user-defined network in its /etc/hosts.
 pub fn join(
     paths: &Paths,
     network: &isola_net::Network,
     ports: &[PortSpec],
     dir: &Path,
     record: &Record,
-    pid: i32,
+    sandbox: &mut dyn Sandbox,
 ) -> Result<Attachment> {
     let store = paths.network_store();
-    let att =
-        isola_net::attach::attach(&store, network, &record.id, pid, ports).map_err(
-            |e| match e {
-                NetError::Port(msg) => Exit(125, msg),
-                e => Exit(125, format!("--network {}: {e}", network.name)),
-            },
-        )?;
+    let endpoint = sandbox.network_endpoint();
+    let mut att = isola_net::attach::attach(&store, network, &record.id, endpoint, ports).map_err(
+        |e| match e {
+            NetError::Port(msg) => Exit(125, msg),
+            e => Exit(125, format!("--network {}: {e}", network.name)),
+        },
+    )?;
     let mut lines = format!("{}\t{} {}\n", att.addr, &record.id[..12], record.name);
     if !network.predefined {
         // As docker's user-defined networks: the workloads already on it, by name.
@@ -59,9 +62,37 @@ pub fn join(
         .append(true)
         .open(&hosts)
         .and_then(|mut f| f.write_all(lines.as_bytes()));
-    if let Err(e) = written {
+    let plugged = written
+        .with_context(|| hosts.display().to_string())
+        .and_then(|()| plug(&mut att, dir, sandbox));
+    if let Err(e) = plugged {
         isola_net::attach::detach(&store, &att);
-        return Err(e).with_context(|| hosts.display().to_string());
+        return Err(e);
     }
     Ok(att)
+}
+
+/// A VM's interface: its tap, its address, and the files its guest puts in /etc.
+fn plug(att: &mut Attachment, dir: &Path, sandbox: &mut dyn Sandbox) -> Result<()> {
+    let Some(tap) = att.tap.take() else {
+        return Ok(());
+    };
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).with_context(|| p.display().to_string())
+    };
+    let nic = Nic {
+        tap,
+        guest: GuestNetwork {
+            address: att.addr,
+            prefix: att.network.subnet.prefix,
+            gateway: att.network.gateway,
+            mac: att.mac,
+        },
+        hosts: read("hosts")?,
+        resolv_conf: read("resolv.conf")?,
+    };
+    sandbox
+        .plug(nic)
+        .map_err(|e| Exit(125, format!("--network {}: {e}", att.network.name)).into())
 }
