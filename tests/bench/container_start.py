@@ -5,7 +5,9 @@ Runs `isola run --rm --isolation container sample true` and `runc run` of the bu
 writes for the same image and command (`isola bundle sample DIR true`), alternating, N runs
 each, in one process, and prints medians, the ratio isola/runc and isola's peak RSS.
 isola's figure includes everything `isola run` does per run (image lookup, overlay rootfs,
-config.json, cgroups, namespaces, teardown); runc's starts from a ready bundle.
+config.json, cgroups, namespaces, teardown); runc's starts from a ready bundle. Both without a
+network (`--network none`: the bundle's own loopback-only namespace, as runc's); what the
+default bridge network adds is tests/bench/network_start.py's.
 
 usage: tests/bench/container_start.py [RUNS]   (as root; needs the sample image and runc)
 """
@@ -51,13 +53,13 @@ def main():
         subprocess.run([ISOLA, "bundle", "sample", bundle, "true"], check=True, stdout=subprocess.DEVNULL)
         # Warm both (page cache, the unpacked rootfs cache) before measuring.
         for i in range(3):
-            timed([ISOLA, "run", "--rm", "sample", "true"])
+            timed([ISOLA, "run", "--rm", "--network", "none", "sample", "true"])
             timed([runc, "run", "-b", bundle, f"isola-bench-warm-{os.getpid()}-{i}"])
         isola_t, runc_t = [], []
         for i in range(RUNS):
-            isola_t.append(timed([ISOLA, "run", "--rm", "--isolation", "container", "sample", "true"]))
+            isola_t.append(timed([ISOLA, "run", "--rm", "--network", "none", "--isolation", "container", "sample", "true"]))
             runc_t.append(timed([runc, "run", "-b", bundle, f"isola-bench-{os.getpid()}-{i}"]))
-        rss = [peak_rss_kib([ISOLA, "run", "--rm", "sample", "true"]) for _ in range(5)]
+        rss = [peak_rss_kib([ISOLA, "run", "--rm", "--network", "none", "sample", "true"]) for _ in range(5)]
         runc_rss = [peak_rss_kib([runc, "run", "-b", bundle, f"isola-bench-rss-{os.getpid()}-{i}"])
                     for i in range(5)]
     finally:

@@ -30,7 +30,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # Builds the root disk image, and keeps the very initramfs isola boots (guest init, the
 # resolved process, the seccomp filter) for QEMU.
-ISOLA_DEBUG_INITRAMFS="$work/initrd.cpio" isola run --rm --isolation vm --timeout 300 sample true
+ISOLA_DEBUG_INITRAMFS="$work/initrd.cpio" isola run --rm --network none --isolation vm --timeout 300 sample true
 disk=$(ls "$ISOLA_ROOT"/vm/*.ext4)
 # QEMU's microvm has no i8042, so its guest resets by triple fault (reboot=t) where isola's
 # uses the keyboard controller (reboot=k); ACPI off, so QEMU declares its virtio-mmio devices
@@ -64,7 +64,7 @@ check_qemu
 
 isola_t=(); qemu_t=(); isola_init=(); qemu_init=()
 for _ in $(seq "$runs"); do
-    t0=$(now); isola run --rm --isolation vm --timeout 300 --timings sample true 2> "$work/timings"; t1=$(now)
+    t0=$(now); isola run --rm --network none --isolation vm --timeout 300 --timings sample true 2> "$work/timings"; t1=$(now)
     isola_t+=("$(ms "$t0" "$t1")")
     # Guest init's start, from isola's own start (its --timings are from the VMM's start).
     isola_init+=("$(awk '/isola start/ { s = -$4 } /init start/ { i = $4 } END { printf "%d", s + i }' "$work/timings")")
@@ -88,7 +88,7 @@ if [ -n "${ISOLA_BASELINE:-}" ]; then
     export ISOLA_GUEST_DIR="$repo/target/guest"
     this=(); base=()
     for _ in $(seq "$runs"); do
-        t0=$(now); isola run --rm --isolation vm --timeout 300 sample true; t1=$(now); this+=("$(ms "$t0" "$t1")")
+        t0=$(now); isola run --rm --network none --isolation vm --timeout 300 sample true; t1=$(now); this+=("$(ms "$t0" "$t1")")
         t0=$(now); "$ISOLA_BASELINE" run --rm --isolation vm --timeout 300 sample true; t1=$(now); base+=("$(ms "$t0" "$t1")")
     done
     mt=$(printf '%s\n' "${this[@]}" | median)
@@ -101,7 +101,7 @@ if [ -n "${ISOLA_BASELINE:-}" ]; then
 fi
 
 echo "VMM memory overhead (peak RSS minus guest memory touched), ${mem} MiB guest"
-line=$(isola run --rm --isolation vm --timeout 300 --timings sample true 2>&1 | sed -n 's/^timings: memory: //p')
+line=$(isola run --rm --network none --isolation vm --timeout 300 --timings sample true 2>&1 | sed -n 's/^timings: memory: //p')
 echo "  isola: $line"
 touched=$(printf '%s\n' "$line" | sed -n 's/.*guest memory touched \([0-9.]*\) MiB.*/\1/p')
 qrss=$(/usr/bin/time -f %M "${qemu[@]}" </dev/null 2>&1 >/dev/null | tail -1)
@@ -115,11 +115,11 @@ bare=(); cont=(); vm=(); vmw=()
 for _ in $(seq "$runs"); do
     t0=$(now); out=$("$pr" "$nodes" "$iters"); t1=$(now); bare+=("$(ms "$t0" "$t1")")
     [ "$out" = "$expect" ] || { echo "bench: bare PageRank differs" >&2; exit 1; }
-    t0=$(now); out=$(isola run --rm --isolation container sample pagerank "$nodes" "$iters"); t1=$(now)
+    t0=$(now); out=$(isola run --rm --network none --isolation container sample pagerank "$nodes" "$iters"); t1=$(now)
     cont+=("$(ms "$t0" "$t1")")
     [ "$out" = "$expect" ] || { echo "bench: container PageRank differs" >&2; exit 1; }
     t0=$(now)
-    out=$(isola run --rm --isolation vm --timeout 300 --memory 512m --timings sample pagerank "$nodes" "$iters" 2>"$work/timings")
+    out=$(isola run --rm --network none --isolation vm --timeout 300 --memory 512m --timings sample pagerank "$nodes" "$iters" 2>"$work/timings")
     t1=$(now)
     vm+=("$(ms "$t0" "$t1")")
     [ "$out" = "$expect" ] || { echo "bench: VM PageRank differs" >&2; exit 1; }

@@ -188,10 +188,14 @@ fn workload_is_pid_1_and_sees_only_its_processes() {
     assert_ne!(bnd & (1 << 0), 0, "CAP_CHOWN is kept");
     let status = env.run_ok(&["-u", "isola", "sample", "cat", "/proc/self/status"]);
     assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
-    // Only loopback, and it is up.
-    let ip = env.run_ok(&["sample", "ip", "-o", "link"]);
+    // Without a network: only loopback, and it is up.
+    let ip = env.run_ok(&["--network", "none", "sample", "ip", "-o", "link"]);
     assert_eq!(ip.lines().count(), 1, "{ip}");
     assert!(ip.contains("lo:") && ip.contains("UP"), "{ip}");
+    // On the default network: loopback and eth0, with docker's MAC for its address.
+    let ip = env.run_ok(&["sample", "ip", "-o", "link"]);
+    assert_eq!(ip.lines().count(), 2, "{ip}");
+    assert!(ip.contains("eth0@") && ip.contains("link/ether 02:42:0a:57:00:02"), "{ip}");
 }
 
 #[test]

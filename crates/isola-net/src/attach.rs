@@ -146,7 +146,12 @@ fn plumb(store: &NetworkStore, att: &Attachment, pid: i32) -> Result<(), NetErro
     let ns = std::fs::File::open(&ns_path).map_err(|e| NetError::Io(format!("{ns_path}: {e}")))?;
     let mut nl = Netlink::open()?;
     ensure_bridge(store, &mut nl, &att.network)?;
-    nl.add_veth(&att.host_link, WORKLOAD_LINK, Some(ns.as_raw_fd()))?;
+    nl.add_veth(
+        &att.host_link,
+        WORKLOAD_LINK,
+        Some(ns.as_raw_fd()),
+        Some(att.mac),
+    )?;
     nl.set_master(&att.host_link, &att.network.bridge)?;
     nl.set_up(&att.host_link)?;
     // Inside: a thread of ours enters the workload's namespace (only that thread moves).

@@ -28,6 +28,7 @@ const RT_SCOPE_UNIVERSE: u8 = 0;
 const RTN_UNICAST: u8 = 1;
 const RTA_GATEWAY: u16 = 5;
 // <linux/if_link.h>, <linux/veth.h>, <linux/if_addr.h>
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
@@ -159,15 +160,19 @@ impl Netlink {
     }
 
     /// A new veth pair: `name` here, `peer` in the network namespace `peer_netns` (a
-    /// descriptor of it, e.g. /proc/PID/ns/net) or here.
+    /// descriptor of it, e.g. /proc/PID/ns/net) or here, with MAC address `peer_mac` if given.
     pub fn add_veth(
         &mut self,
         name: &str,
         peer: &str,
         peer_netns: Option<RawFd>,
+        peer_mac: Option<[u8; 6]>,
     ) -> Result<(), NetError> {
         let mut peer_msg = ifinfo(0, 0, 0);
         name_attr(&mut peer_msg, peer);
+        if let Some(mac) = peer_mac {
+            attr(&mut peer_msg, IFLA_ADDRESS, &mac);
+        }
         if let Some(fd) = peer_netns {
             attr(&mut peer_msg, IFLA_NET_NS_FD, &(fd as u32).to_ne_bytes());
         }
@@ -308,7 +313,7 @@ mod tests {
             nl.add_address("br-test", Ipv4Addr::new(10, 91, 0, 1), 24)
                 .unwrap();
             nl.set_up("br-test").unwrap();
-            nl.add_veth("veth-test", "eth0", Some(ns.as_raw_fd()))
+            nl.add_veth("veth-test", "eth0", Some(ns.as_raw_fd()), None)
                 .unwrap();
             assert!(index("eth0").is_err(), "the peer is in the other namespace");
             nl.set_master("veth-test", "br-test").unwrap();

@@ -14,7 +14,7 @@ fn try_all() -> Vec<Probe> {
     let mut out = Vec::new();
     let links = Netlink::open().and_then(|mut nl| {
         nl.add_bridge("isola-probe")?;
-        nl.add_veth("isola-probe0", "isola-probe1", None)?;
+        nl.add_veth("isola-probe0", "isola-probe1", None, None)?;
         nl.set_master("isola-probe0", "isola-probe")
     });
     out.push(Probe {

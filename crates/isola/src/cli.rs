@@ -162,8 +162,10 @@ pub struct ProcessArgs {
     /// Security options: seccomp=unconfined, seccomp=PROFILE.json (Docker's format)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
-    /// Network: none (its own, loopback only; the default for now) or host (the host's own
-    /// network stack, container level only)
+    /// Network: bridge (the default network: an address behind the host's NAT), NAME (a
+    /// network of `isola network ls`; its workloads reach each other by name), none (loopback
+    /// only) or host (the host's own network stack, container level only). `isola bundle`:
+    /// none (the default) or host
     #[arg(long, alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
 }

@@ -16,7 +16,8 @@ pub fn bundle(paths: &Paths, a: BundleArgs) -> Result<i32> {
     if dir.exists() {
         bail!("{}: already exists", dir.display());
     }
-    let network = match network_request(&a.process) {
+    // A bundle is for any OCI runtime, which makes no isola network: none unless asked.
+    let network = match network_request(&a.process, NetworkRequest::None) {
         NetworkRequest::None => Network::None,
         NetworkRequest::Host => Network::Host,
         NetworkRequest::Named(name) => {

@@ -23,9 +23,11 @@ pub enum NetworkRequest {
     Named(String),
 }
 
-pub fn network_request(p: &ProcessArgs) -> NetworkRequest {
+/// What `--network` asks for; without it, `default`.
+pub fn network_request(p: &ProcessArgs, default: NetworkRequest) -> NetworkRequest {
     match p.network.as_deref() {
-        None | Some("none") => NetworkRequest::None,
+        None => default,
+        Some("none") => NetworkRequest::None,
         Some("host") => NetworkRequest::Host,
         Some(name) => NetworkRequest::Named(name.to_string()),
     }
@@ -151,7 +153,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         Level::Vm => limits::CpuRange::Vm(isola_vmm::vm::MAX_CPUS),
     };
     let dir = paths.bundles().join(&id);
-    let request = network_request(&a.process);
+    // docker's default: the pre-defined bridge network.
+    let default = NetworkRequest::Named(isola_net::store::DEFAULT_NETWORK.into());
+    let request = network_request(&a.process, default);
     let joined = match &request {
         NetworkRequest::Named(name) => Some(paths.network_store().get(name)?),
         _ => None,
