@@ -195,7 +195,10 @@ fn workload_is_pid_1_and_sees_only_its_processes() {
     // On the default network: loopback and eth0, with docker's MAC for its address.
     let ip = env.run_ok(&["sample", "ip", "-o", "link"]);
     assert_eq!(ip.lines().count(), 2, "{ip}");
-    assert!(ip.contains("eth0@") && ip.contains("link/ether 02:42:0a:57:00:02"), "{ip}");
+    assert!(
+        ip.contains("eth0@") && ip.contains("link/ether 02:42:0a:57:00:02"),
+        "{ip}"
+    );
 }
 
 #[test]

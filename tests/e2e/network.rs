@@ -182,7 +182,16 @@ fn network_none_is_loopback_only_and_host_is_the_hosts_own() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(interfaces(&r.stdout), ["lo"]);
-    let r = env.isola(&["run", "--rm", "--network", "none", "sample", "sh", "-c", &send]);
+    let r = env.isola(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "sample",
+        "sh",
+        "-c",
+        &send,
+    ]);
     assert_ne!(r.code, 0, "none cannot reach the host");
     // This thread's namespace (the test's own), not the process's /proc/net.
     let host_dev = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
