@@ -556,3 +556,32 @@ kill $outside
     assert!(out.contains("seen out there: 192.0.2.1\n"), "{out}{err}");
     env.assert_clean();
 }
+
+#[test]
+fn a_workload_that_joins_later_is_named_to_those_already_there_until_it_leaves() {
+    let env = Env::new();
+    let script = r#"
+$ISOLA network create --subnet 10.96.0.0/24 late >/dev/null || exit 9
+# The watcher is there first; it sees "newcomer" appear in its /etc/hosts, reaches it by
+# that name, and sees the name go when the newcomer ends.
+$ISOLA run --rm --name watcher --network late sample sh -c '
+  i=0; until grep -qw newcomer /etc/hosts; do i=$((i+1)); [ $i -lt 300 ] || exit 3; sleep 0.1; done
+  echo "named: $(grep -w newcomer /etc/hosts | cut -f1)"
+  echo "reached: $(nc -w 10 newcomer 8080)"
+  i=0; while grep -qw newcomer /etc/hosts; do i=$((i+1)); [ $i -lt 300 ] || exit 4; sleep 0.1; done
+  echo "name gone"' > "$ISOLA_ROOT/watcher.out" &
+watcher=$!
+wait_leases late 1
+$ISOLA run --rm --name newcomer --network late sample sh -c 'echo from-newcomer | nc -l -p 8080'
+wait $watcher; echo "watcher exit: $?"
+cat "$ISOLA_ROOT/watcher.out"
+$ISOLA network rm late >/dev/null
+"#;
+    let (code, out, err) = in_own_netns(&env, script);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("watcher exit: 0\nnamed: 10.96.0.3\nreached: from-newcomer\nname gone\n"),
+        "{out}{err}"
+    );
+    env.assert_clean();
+}

@@ -1,8 +1,9 @@
 //! A workload on a bridge network, as CNI's bridge and portmap plugins would put it there: the
 //! network's bridge (made on first use, with the gateway's address and the network's firewall
 //! rules), a veth pair whose host end is on the bridge and whose other end is `eth0` in the
-//! workload's network namespace, an address leased for it, a default route through the
-//! gateway, and its published ports.
+//! workload's network namespace (a container) or a tap device on the bridge behind its
+//! virtio-net device (a VM), an address leased for it, a default route through the gateway,
+//! and its published ports.
 
 use crate::firewall::PortRule;
 use crate::netlink::{self, Netlink};
@@ -29,7 +30,7 @@ pub enum Endpoint {
 pub struct Attachment {
     pub network: Network,
     pub addr: Ipv4Addr,
-    /// The veth's host end (on the bridge).
+    /// Its link on the bridge: the veth's host end, or the VM's tap.
     pub host_link: String,
     /// Its published ports, each with its host port.
     pub ports: Vec<PortSpec>,

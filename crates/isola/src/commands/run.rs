@@ -325,7 +325,7 @@ fn run_sandbox(
     };
     let deleted = sandbox.delete();
     if let Some(att) = &attachment {
-        isola_net::attach::detach(&paths.network_store(), att);
+        crate::commands::run_network::leave(paths, att, &record.name);
     }
     let code = code.map_err(failed)?;
     deleted.map_err(failed)?;

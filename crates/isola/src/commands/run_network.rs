@@ -69,7 +69,77 @@ pub fn join(
         isola_net::attach::detach(&store, &att);
         return Err(e);
     }
+    tell_peers(paths, &att, &record.name, Change::Joined);
     Ok(att)
+}
+
+/// Takes the ended workload named `name` off its network, and out of its peers' /etc/hosts.
+pub fn leave(paths: &Paths, att: &Attachment, name: &str) {
+    tell_peers(paths, att, name, Change::Left);
+    isola_net::attach::detach(&paths.network_store(), att);
+}
+
+#[derive(PartialEq)]
+enum Change {
+    Joined,
+    Left,
+}
+
+/// On a user-defined network, tells the workloads already on it that one joined or left: its
+/// `ADDRESS\tNAME` line appended to, or taken out of, their /etc/hosts (each a file of its
+/// bundle, bound into the container and edited in place, under one lock so concurrent joins
+/// and leaves lose no line). A VM peer's guest took its copy at boot and sees no later name;
+/// a peer killed with -9 keeps the lines it had. Best effort: a peer's file that cannot be
+/// edited is skipped.
+fn tell_peers(paths: &Paths, att: &Attachment, name: &str, change: Change) {
+    if att.network.predefined {
+        return;
+    }
+    let line = format!("{}\t{name}\n", att.addr);
+    let Ok(_lock) = hosts_lock(paths) else {
+        return;
+    };
+    for (_, owner) in paths.network_store().leases(&att.network.name).list() {
+        if owner == att.owner {
+            continue;
+        }
+        let hosts = paths.bundles().join(&owner).join("hosts");
+        let _ = match change {
+            // Unless the peer, joining at the same time, named it already.
+            Change::Joined => std::fs::read_to_string(&hosts).and_then(|text| {
+                if text.split_inclusive('\n').any(|l| l == line) {
+                    return Ok(());
+                }
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&hosts)
+                    .and_then(|mut f| f.write_all(line.as_bytes()))
+            }),
+            Change::Left => std::fs::read_to_string(&hosts).and_then(|text| {
+                let kept: String = text.split_inclusive('\n').filter(|l| *l != line).collect();
+                if kept.len() == text.len() {
+                    return Ok(());
+                }
+                // Rewritten in place (the same inode is mounted in the peer).
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&hosts)
+                    .and_then(|mut f| f.write_all(kept.as_bytes()))
+            }),
+        };
+    }
+}
+
+fn hosts_lock(paths: &Paths) -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = paths.net_run();
+    std::fs::create_dir_all(&dir)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("hosts.lock"))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e.into())
 }
 
 /// A VM's interface: its tap, its address, and the files its guest puts in /etc.
