@@ -17,7 +17,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 isola=${ISOLA_BIN:-$repo/target/release/isola}
 netecho=$repo/target/x86_64-unknown-linux-gnu/release/netecho
 export ISOLA_ROOT=$(mktemp -d /tmp/isola-bench-net.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; "$isola" cleanup >/dev/null 2>&1; rm -rf "$ISOLA_ROOT"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; "$isola" cleanup >/dev/null 2>&1 || true; rm -rf "$ISOLA_ROOT"' EXIT
 ip link set lo up
 "$repo/scripts/make-sample-image" "$isola" >/dev/null
 
@@ -67,3 +67,4 @@ echo "  container/loopback: throughput $(ratio "${mbs[container]}" "${mbs[loopba
 if [ -n "${mbs[vm]:-}" ]; then
     echo "  vm/container:       throughput $(ratio "${mbs[vm]}" "${mbs[container]}")x (target >= 0.5x), latency $(ratio "${us[vm]}" "${us[container]}")x"
 fi
+exit 0

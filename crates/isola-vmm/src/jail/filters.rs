@@ -1,7 +1,8 @@
 //! What each kind of VMM thread may still ask of the host kernel once the guest runs: one
 //! seccomp allowlist per thread kind, in the OCI rule form `isola-seccomp` compiles. Anything
 //! else traps (SIGSYS: the VMM reports the call and exits). None of them may open, exec, fork,
-//! map executable memory, make sockets, or issue any ioctl but KVM_RUN. Opening a file is
+//! map executable memory, make sockets, or issue any ioctl but KVM_RUN (and, on a vCPU thread,
+//! the network device's TUNSETOFFLOAD on its tap). Opening a file is
 //! refused with EACCES rather than trapped: the root is empty anyway, and a library that only
 //! probes a file (glibc and Rust's std do, on rare paths) then carries on instead of ending the
 //! VM.
@@ -29,6 +30,8 @@ pub enum ThreadKind {
 
 /// KVM_RUN: `_IO(KVMIO, 0x80)`.
 pub const KVM_RUN: u64 = 0xae80;
+/// TUNSETOFFLOAD: `_IOW('T', 208, unsigned int)`.
+pub const TUNSETOFFLOAD: u64 = 0x4004_54d0;
 
 /// Every thread: memory (never executable), locks, time, its own end, writes to descriptors
 /// it already holds (eventfds, the front end's pipes).
@@ -135,6 +138,11 @@ pub fn rules(kind: ThreadKind) -> Vec<LinuxSyscall> {
         ThreadKind::Vcpu => {
             rules.push(rule(VCPU, vec![]));
             rules.push(rule(&["ioctl"], vec![arg(1, Op::ScmpCmpEq, KVM_RUN, 0)]));
+            // The network device's activation: the tap's offloads, as the driver took them.
+            rules.push(rule(
+                &["ioctl"],
+                vec![arg(1, Op::ScmpCmpEq, TUNSETOFFLOAD, 0)],
+            ));
         }
         ThreadKind::Input => rules.push(rule(INPUT, vec![])),
         ThreadKind::Net => rules.push(rule(NET, vec![])),
@@ -252,6 +260,7 @@ mod tests {
         let ioctl = nr("ioctl");
         let vcpu = compile(ThreadKind::Vcpu).unwrap();
         assert_eq!(vcpu.verdict(ioctl, [5, KVM_RUN, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(vcpu.verdict(ioctl, [5, TUNSETOFFLOAD, 7, 0, 0, 0]), ALLOW);
         // Upper bits set: the kernel would see KVM_RUN, the filter sees another number.
         assert_eq!(
             vcpu.verdict(ioctl, [5, KVM_RUN | 1 << 32, 0, 0, 0, 0]),

@@ -3,7 +3,7 @@
 //! command line. Register accesses arrive as KVM MMIO exits; queue notifications go to the
 //! device, and its "used buffers" interrupt goes back through an irqfd.
 
-use super::{VirtioDevice, VIRTIO_F_VERSION_1};
+use super::{VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
@@ -141,6 +141,11 @@ impl MmioTransport {
                     let was_ok = self.status & STATUS_DRIVER_OK != 0;
                     self.status = v;
                     if !was_ok && v & STATUS_DRIVER_OK != 0 {
+                        self.device.activate(self.driver_features);
+                        let event_idx = self.driver_features & VIRTIO_RING_F_EVENT_IDX != 0;
+                        self.queues
+                            .iter_mut()
+                            .for_each(|q| q.set_event_idx(event_idx));
                         // Buffers the driver offered before it was ready may be waiting for
                         // input the host already has.
                         (0..self.queues.len()).for_each(|i| self.notify(i, mem));
@@ -195,7 +200,12 @@ impl MmioTransport {
         if !queue.ready() || !queue.is_valid(mem) {
             return; // a queue placed outside guest memory is ignored, never trusted
         }
-        if self.device.process_queue(index, queue, mem) {
+        let used = self.device.process_queue(index, queue, mem);
+        // With VIRTIO_RING_F_EVENT_IDX the driver says when it wants an interrupt (its used
+        // event index); without, every used buffer gets one, as before.
+        let wanted = self.driver_features & VIRTIO_RING_F_EVENT_IDX == 0
+            || queue.needs_notification(mem).unwrap_or(true);
+        if used && wanted {
             self.interrupt_status |= INT_USED_RING;
             let _ = self.irq.write(1);
         }

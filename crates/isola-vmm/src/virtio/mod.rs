@@ -12,6 +12,10 @@ use vm_memory::GuestMemoryMmap;
 
 /// VIRTIO_F_VERSION_1: the modern (non-legacy) interface, the only one isola offers.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+/// VIRTIO_RING_F_EVENT_IDX: each side tells the other from which index on it wants to be
+/// notified, so a busy queue runs without a notification or interrupt per buffer. A device
+/// that offers it keeps the rings' event indexes up to date (see `net.rs`).
+pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
 
 /// What a virtio device is, to its transport.
 pub trait VirtioDevice: Send {
@@ -25,4 +29,6 @@ pub trait VirtioDevice: Send {
     fn read_config(&self, offset: u64, data: &mut [u8]);
     /// The driver notified queue `index`; returns true if the guest should be interrupted.
     fn process_queue(&mut self, index: usize, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool;
+    /// The driver is ready, having accepted `features` (of those offered).
+    fn activate(&mut self, _features: u64) {}
 }

@@ -21,6 +21,39 @@ pub const TX: usize = 1;
 const QUEUE_SIZE: u16 = 256;
 /// VIRTIO_NET_F_MAC: the device has a MAC address in its configuration space.
 const F_MAC: u64 = 1 << 5;
+/// Offloads, as Firecracker offers them: frames both ways may carry a partial checksum
+/// (CSUM: from the guest; GUEST_CSUM: to it) and be TCP segments of up to 64 KiB the other
+/// side cuts (HOST_TSO*: from the guest; GUEST_TSO*: to it). Without them every 1500-byte
+/// frame is a trip through the device, and each trip is a VM exit or an interrupt.
+const F_CSUM: u64 = 1 << 0;
+const F_GUEST_CSUM: u64 = 1 << 1;
+const F_GUEST_TSO4: u64 = 1 << 7;
+const F_GUEST_TSO6: u64 = 1 << 8;
+const F_HOST_TSO4: u64 = 1 << 11;
+const F_HOST_TSO6: u64 = 1 << 12;
+const OFFLOADS: u64 =
+    F_CSUM | F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6 | F_HOST_TSO4 | F_HOST_TSO6;
+// <linux/if_tun.h>: what the tap may hand us (the guest's side of the offloads).
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: u32 = 0x01;
+const TUN_F_TSO4: u32 = 0x02;
+const TUN_F_TSO6: u32 = 0x04;
+
+/// The tap offloads matching what the driver accepted: a frame the tap hands over must be one
+/// the guest takes.
+pub fn tap_offloads(acked: u64) -> u32 {
+    let mut f = 0;
+    if acked & F_GUEST_CSUM != 0 {
+        f |= TUN_F_CSUM;
+        if acked & F_GUEST_TSO4 != 0 {
+            f |= TUN_F_TSO4;
+        }
+        if acked & F_GUEST_TSO6 != 0 {
+            f |= TUN_F_TSO6;
+        }
+    }
+    f
+}
 /// A header and the largest frame a tap hands over (64 KiB of IP plus the Ethernet header).
 const MAX_FRAME: usize = 12 + 65536 + 14;
 
@@ -30,6 +63,8 @@ pub trait Port: Send {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Sends one frame, header first.
     fn send(&mut self, frame: &[u8]) -> io::Result<()>;
+    /// Lets the port hand over frames with these offloads (TUN_F_* flags).
+    fn set_offloads(&mut self, flags: u32) -> io::Result<()>;
 }
 
 /// A tap device's descriptor (non-blocking, opened with IFF_VNET_HDR and a 12-byte header).
@@ -54,6 +89,14 @@ impl Port for Tap {
         } else {
             Ok(())
         }
+    }
+
+    fn set_offloads(&mut self, flags: u32) -> io::Result<()> {
+        // SAFETY: TUNSETOFFLOAD takes its flags by value; no memory is passed.
+        if unsafe { libc::ioctl(self.0.as_raw_fd(), TUNSETOFFLOAD, flags as libc::c_ulong) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
 
@@ -124,7 +167,12 @@ impl VirtioDevice for Net {
     }
 
     fn features(&self) -> u64 {
-        F_MAC
+        F_MAC | OFFLOADS | super::VIRTIO_RING_F_EVENT_IDX
+    }
+
+    fn activate(&mut self, features: u64) {
+        // Refused (an old kernel), the tap hands over plain frames, which every driver takes.
+        let _ = self.port.set_offloads(tap_offloads(features));
     }
 
     fn queue_max_sizes(&self) -> &[u16] {
@@ -143,14 +191,35 @@ impl VirtioDevice for Net {
 
     fn process_queue(&mut self, index: usize, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool {
         match index {
-            RX => self.receive(queue, mem),
+            RX => {
+                let mut used = false;
+                loop {
+                    let _ = queue.disable_notification(mem);
+                    used |= self.receive(queue, mem);
+                    // Notified again when buffers come: a frame may be waiting for one. If
+                    // some came in between, they are filled now.
+                    if !(queue.enable_notification(mem).unwrap_or(false) && self.pending.is_some())
+                    {
+                        return used;
+                    }
+                }
+            }
             TX => {
                 let port = &mut self.port;
-                // A frame the tap refuses (its queue full, the link down) is dropped, as a
-                // wire would drop it; TCP sends it again.
-                drain_tx(queue, mem, &mut |frame: &[u8]| {
-                    let _ = port.send(frame);
-                })
+                let mut used = false;
+                // Without notifications while draining; on again, and drained again if the
+                // driver added frames in between (what it added then did not notify).
+                loop {
+                    let _ = queue.disable_notification(mem);
+                    // A frame the tap refuses (its queue full, the link down) is dropped, as a
+                    // wire would drop it; TCP sends it again.
+                    used |= drain_tx(queue, mem, &mut |frame: &[u8]| {
+                        let _ = port.send(frame);
+                    });
+                    if !queue.enable_notification(mem).unwrap_or(false) {
+                        return used;
+                    }
+                }
             }
             _ => false,
         }
@@ -184,6 +253,7 @@ mod tests {
     struct Wire {
         incoming: Arc<Mutex<VecDeque<Vec<u8>>>>,
         sent: Arc<Mutex<Vec<Vec<u8>>>>,
+        offloads: Arc<Mutex<Vec<u32>>>,
     }
 
     impl Port for Wire {
@@ -199,6 +269,10 @@ mod tests {
         }
         fn send(&mut self, frame: &[u8]) -> io::Result<()> {
             self.sent.lock().unwrap().push(frame.to_vec());
+            Ok(())
+        }
+        fn set_offloads(&mut self, flags: u32) -> io::Result<()> {
+            self.offloads.lock().unwrap().push(flags);
             Ok(())
         }
     }
@@ -266,5 +340,22 @@ mod tests {
         let mut b = [0u8; 2];
         net.read_config(4, &mut b);
         assert_eq!(b, [4, 5]);
+    }
+
+    #[test]
+    fn the_tap_hands_over_only_the_offloads_the_driver_took() {
+        let wire = Wire::default();
+        let mut net = Net::new(Box::new(wire.clone()), [2, 0, 0, 0, 0, 1]);
+        net.activate(net.features());
+        net.activate(F_MAC | F_GUEST_TSO4);
+        net.activate(F_MAC | F_GUEST_CSUM | F_GUEST_TSO6);
+        assert_eq!(
+            *wire.offloads.lock().unwrap(),
+            [
+                TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
+                0,
+                TUN_F_CSUM | TUN_F_TSO6
+            ]
+        );
     }
 }

@@ -245,8 +245,9 @@ pub fn diagnose(paths: &Paths) -> Report {
 
 pub fn doctor(paths: &Paths, json: bool) -> Result<i32> {
     let report = diagnose(paths);
+    let mut out = String::new();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out = serde_json::to_string_pretty(&report)? + "\n";
     } else {
         for c in &report.checks {
             let s = match c.status {
@@ -254,14 +255,17 @@ pub fn doctor(paths: &Paths, json: bool) -> Result<i32> {
                 Status::Warn => "warn",
                 Status::Missing => "missing",
             };
-            println!("{s:<8} {:<17} {}", c.name, c.detail);
+            out.push_str(&format!("{s:<8} {:<17} {}\n", c.name, c.detail));
         }
         let yes = |b: bool| if b { "yes" } else { "no" };
-        println!(
-            "container isolation: {}    vm isolation: {}",
+        out.push_str(&format!(
+            "container isolation: {}    vm isolation: {}\n",
             yes(report.container),
             yes(report.vm)
-        );
+        ));
     }
+    // In one write, and a reader that stops early (`| grep -q`) is no failure: println!
+    // would panic on the closed pipe after the line the reader wanted.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
     Ok(if report.container && report.vm { 0 } else { 1 })
 }
