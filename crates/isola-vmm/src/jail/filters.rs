@@ -58,10 +58,10 @@ const COMMON: &[&str] = &[
     "write",
 ];
 
-/// pread64: the root disk. read: the network device's tap, when a register write runs its
-/// receive queue on the vCPU (the driver becoming ready; a notification KVM's ioeventfd does
+/// pread64: the root disk. readv, writev: the network device's tap, when a register write
+/// runs its queues on the vCPU (the driver becoming ready; a notification KVM's ioeventfd does
 /// not match, such as a narrower write).
-const VCPU: &[&str] = &["pread64", "read"];
+const VCPU: &[&str] = &["pread64", "readv", "writev"];
 const INPUT: &[&str] = &[
     "epoll_create1",
     "epoll_ctl",
@@ -72,12 +72,15 @@ const INPUT: &[&str] = &[
     "timerfd_gettime",
     "timerfd_settime",
 ];
+/// read: its eventfds; readv, writev: frames between the tap and guest memory.
 const NET: &[&str] = &[
     "epoll_create1",
     "epoll_ctl",
     "epoll_pwait",
     "epoll_wait",
     "read",
+    "readv",
+    "writev",
 ];
 const SUPERVISOR: &[&str] = &["alarm", "mincore"];
 
@@ -293,6 +296,10 @@ mod tests {
         let n = compile(ThreadKind::Net).unwrap();
         assert_eq!(n.verdict(nr("epoll_wait"), [0; 6]), ALLOW);
         assert_eq!(n.verdict(nr("read"), [0; 6]), ALLOW);
+        assert_eq!(n.verdict(nr("readv"), [0; 6]), ALLOW);
+        assert_eq!(n.verdict(nr("writev"), [0; 6]), ALLOW);
+        assert_eq!(v.verdict(nr("readv"), [0; 6]), ALLOW);
+        assert_eq!(i.verdict(nr("readv"), [0; 6]), TRAP);
         assert_eq!(n.verdict(nr("pread64"), [0; 6]), TRAP);
         assert_eq!(n.verdict(nr("timerfd_create"), [0; 6]), TRAP);
         assert_eq!(s.verdict(nr("read"), [0; 6]), TRAP);

@@ -8,12 +8,11 @@
 //! guest notifies a queue and by the tap when a frame arrives; the vCPUs only see register
 //! accesses.
 
-use super::console::drain_tx;
 use super::VirtioDevice;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestMemoryMmap};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap};
 
 /// The receive queue (host to guest) and the transmit queue.
 pub const RX: usize = 0;
@@ -57,12 +56,15 @@ pub fn tap_offloads(acked: u64) -> u32 {
 /// A header and the largest frame a tap hands over (64 KiB of IP plus the Ethernet header).
 const MAX_FRAME: usize = 12 + 65536 + 14;
 
-/// Where frames go and come from: a tap device, or (in tests) anything else.
+/// Where frames go and come from: a tap device, or (in tests) anything else. Frames move
+/// straight between the port and guest memory, through iovecs over the guest's buffers (one
+/// copy, by the kernel), never through a buffer of the VMM's.
 pub trait Port: Send {
-    /// One frame, header first, or WouldBlock when there is none.
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Sends one frame, header first.
-    fn send(&mut self, frame: &[u8]) -> io::Result<()>;
+    /// One frame, header first, scattered over `bufs`; WouldBlock when there is none. A frame
+    /// longer than the buffers is cut short.
+    fn recv(&mut self, bufs: &[libc::iovec]) -> io::Result<usize>;
+    /// Sends one frame, header first, gathered from `bufs`.
+    fn send(&mut self, bufs: &[libc::iovec]) -> io::Result<()>;
     /// Lets the port hand over frames with these offloads (TUN_F_* flags).
     fn set_offloads(&mut self, flags: u32) -> io::Result<()>;
 }
@@ -71,9 +73,12 @@ pub trait Port: Send {
 pub struct Tap(pub OwnedFd);
 
 impl Port for Tap {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: read(2) into `buf`, which is `buf.len()` bytes long.
-        let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    fn recv(&mut self, bufs: &[libc::iovec]) -> io::Result<usize> {
+        // SAFETY: readv(2) writes only into the iovecs, each a range of guest memory that
+        // `GuestBuffers` checked lies inside the mapping and keeps mapped meanwhile. The guest
+        // may touch those bytes concurrently; they are its own buffers and nothing of the
+        // VMM's is read from them.
+        let n = unsafe { libc::readv(self.0.as_raw_fd(), bufs.as_ptr(), bufs.len() as i32) };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
@@ -81,9 +86,10 @@ impl Port for Tap {
         }
     }
 
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: write(2) from `frame`; a tap takes a frame per write, whole or not at all.
-        let n = unsafe { libc::write(self.0.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+    fn send(&mut self, bufs: &[libc::iovec]) -> io::Result<()> {
+        // SAFETY: writev(2) only reads the iovecs (ranges of guest memory, checked and kept
+        // mapped as above); a tap takes one frame per write, whole or not at all.
+        let n = unsafe { libc::writev(self.0.as_raw_fd(), bufs.as_ptr(), bufs.len() as i32) };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
@@ -100,12 +106,55 @@ impl Port for Tap {
     }
 }
 
+/// The buffers of one descriptor chain as iovecs: its write-only ones (a receive) or its
+/// readable ones (a transmit), each checked to lie inside guest memory (a buffer that does
+/// not is left out, never trusted), at most `MAX_FRAME` bytes in all. The guards keep the
+/// memory mapped while the iovecs are in use.
+struct GuestBuffers {
+    iovecs: Vec<libc::iovec>,
+    _guards: Vec<vm_memory::volatile_memory::PtrGuardMut>,
+}
+
+impl GuestBuffers {
+    fn of<D>(chain: impl Iterator<Item = D>, mem: &GuestMemoryMmap, write_only: bool) -> Self
+    where
+        D: std::borrow::Borrow<virtio_queue::desc::split::Descriptor>,
+    {
+        let (mut iovecs, mut guards, mut total) = (Vec::new(), Vec::new(), 0usize);
+        for desc in chain {
+            let desc = desc.borrow();
+            let len = (desc.len() as usize).min(MAX_FRAME - total);
+            if desc.is_write_only() != write_only || len == 0 {
+                continue;
+            }
+            let Ok(slice) = mem.get_slice(desc.addr(), len) else {
+                continue;
+            };
+            let guard = slice.ptr_guard_mut();
+            iovecs.push(libc::iovec {
+                iov_base: guard.as_ptr().cast(),
+                iov_len: len,
+            });
+            guards.push(guard);
+            total += len;
+        }
+        GuestBuffers {
+            iovecs,
+            _guards: guards,
+        }
+    }
+}
+
+/// What a receive stopped for.
+#[derive(PartialEq)]
+enum RanOut {
+    Frames,
+    Buffers,
+}
+
 pub struct Net {
     port: Box<dyn Port>,
     mac: [u8; 6],
-    /// A frame read from the port that found no buffer yet; it goes first when one comes.
-    pending: Option<Vec<u8>>,
-    buf: Vec<u8>,
     sizes: [u16; 2],
 }
 
@@ -114,50 +163,56 @@ impl Net {
         Net {
             port,
             mac,
-            pending: None,
-            buf: vec![0u8; MAX_FRAME],
             sizes: [QUEUE_SIZE, QUEUE_SIZE],
         }
     }
 
-    /// Moves frames from the port into the guest's receive buffers, one frame per buffer chain,
-    /// until the port has none or the guest no buffer. Returns whether a buffer was used.
-    fn receive(&mut self, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool {
+    /// Sends every frame the guest queued, each read by the kernel straight from its buffers.
+    /// A frame the tap refuses (its queue full, the link down) is dropped, as a wire would drop
+    /// it; TCP sends it again. Every chain is returned.
+    fn transmit(&mut self, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool {
         let mut used_any = false;
-        loop {
-            let frame = match self.pending.take() {
-                Some(f) => f,
-                None => match self.port.recv(&mut self.buf) {
-                    Ok(0) => return used_any,
-                    Ok(n) => self.buf[..n].to_vec(),
-                    // Nothing more (WouldBlock), or a failing tap: either way, nothing to pass.
-                    Err(_) => return used_any,
-                },
-            };
-            let Some(chain) = queue.pop_descriptor_chain(mem) else {
-                self.pending = Some(frame);
-                return used_any;
-            };
+        while let Some(chain) = queue.pop_descriptor_chain(mem) {
             let head = chain.head_index();
-            let mut written = 0usize;
-            for desc in chain {
-                if !desc.is_write_only() || written == frame.len() {
-                    continue;
-                }
-                let n = (desc.len() as usize).min(frame.len() - written);
-                if mem
-                    .write_slice(&frame[written..written + n], desc.addr())
-                    .is_ok()
-                {
-                    written += n;
-                }
+            let bufs = GuestBuffers::of(chain, mem, false);
+            if !bufs.iovecs.is_empty() {
+                let _ = self.port.send(&bufs.iovecs);
             }
-            // A frame longer than the buffers is cut short; the guest's driver drops it.
-            if queue.add_used(mem, head, written as u32).is_err() {
-                return used_any;
+            if queue.add_used(mem, head, 0).is_err() {
+                break;
             }
             used_any = true;
         }
+        used_any
+    }
+
+    /// Moves frames from the port into the guest's receive buffers, one frame per buffer chain
+    /// (the kernel writes it there), until the port has none or the guest no buffer (the frame
+    /// then waits in the tap). Returns whether a buffer was used, and which ran out.
+    fn receive(&mut self, queue: &mut Queue, mem: &GuestMemoryMmap) -> (bool, RanOut) {
+        let mut used_any = false;
+        while let Some(chain) = queue.pop_descriptor_chain(mem) {
+            let head = chain.head_index();
+            let bufs = GuestBuffers::of(chain, mem, true);
+            // A chain with no buffer the device may write is returned empty.
+            let n = if bufs.iovecs.is_empty() {
+                0
+            } else {
+                match self.port.recv(&bufs.iovecs) {
+                    Ok(n) if n > 0 => n,
+                    // No frame (WouldBlock), or a failing tap: the chain waits for the next.
+                    _ => {
+                        queue.go_to_previous_position();
+                        return (used_any, RanOut::Frames);
+                    }
+                }
+            };
+            if queue.add_used(mem, head, n as u32).is_err() {
+                return (used_any, RanOut::Frames);
+            }
+            used_any = true;
+        }
+        (used_any, RanOut::Buffers)
     }
 }
 
@@ -195,27 +250,23 @@ impl VirtioDevice for Net {
                 let mut used = false;
                 loop {
                     let _ = queue.disable_notification(mem);
-                    used |= self.receive(queue, mem);
-                    // Notified again when buffers come: a frame may be waiting for one. If
-                    // some came in between, they are filled now.
-                    if !(queue.enable_notification(mem).unwrap_or(false) && self.pending.is_some())
-                    {
+                    let (filled, ran_out) = self.receive(queue, mem);
+                    used |= filled;
+                    // Notified again when buffers come (a frame may be waiting in the tap for
+                    // one); buffers that came in between, unnotified, are filled now.
+                    let more = queue.enable_notification(mem).unwrap_or(false);
+                    if !(more && ran_out == RanOut::Buffers) {
                         return used;
                     }
                 }
             }
             TX => {
-                let port = &mut self.port;
                 let mut used = false;
                 // Without notifications while draining; on again, and drained again if the
                 // driver added frames in between (what it added then did not notify).
                 loop {
                     let _ = queue.disable_notification(mem);
-                    // A frame the tap refuses (its queue full, the link down) is dropped, as a
-                    // wire would drop it; TCP sends it again.
-                    used |= drain_tx(queue, mem, &mut |frame: &[u8]| {
-                        let _ = port.send(frame);
-                    });
+                    used |= self.transmit(queue, mem);
                     if !queue.enable_notification(mem).unwrap_or(false) {
                         return used;
                     }
@@ -234,7 +285,7 @@ mod tests {
     use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
     use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
     use virtio_queue::mock::MockSplitQueue;
-    use vm_memory::GuestAddress;
+    use vm_memory::{Bytes, GuestAddress};
 
     const MEM: usize = 1 << 20;
     const N: u32 = VRING_DESC_F_NEXT;
@@ -257,18 +308,32 @@ mod tests {
     }
 
     impl Port for Wire {
-        fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        fn recv(&mut self, bufs: &[libc::iovec]) -> io::Result<usize> {
             let f = self
                 .incoming
                 .lock()
                 .unwrap()
                 .pop_front()
                 .ok_or(io::ErrorKind::WouldBlock)?;
-            buf[..f.len()].copy_from_slice(&f);
-            Ok(f.len())
+            let mut done = 0;
+            for b in bufs {
+                let n = b.iov_len.min(f.len() - done);
+                // SAFETY: each iovec is a range of the test's guest memory, mapped and
+                // `iov_len` bytes long (GuestBuffers made it), that nothing else touches now.
+                unsafe { std::ptr::copy_nonoverlapping(f[done..].as_ptr(), b.iov_base.cast(), n) };
+                done += n;
+            }
+            Ok(done)
         }
-        fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-            self.sent.lock().unwrap().push(frame.to_vec());
+        fn send(&mut self, bufs: &[libc::iovec]) -> io::Result<()> {
+            let mut frame = Vec::new();
+            for b in bufs {
+                // SAFETY: as in `recv`; read only.
+                frame.extend_from_slice(unsafe {
+                    std::slice::from_raw_parts(b.iov_base.cast::<u8>(), b.iov_len)
+                });
+            }
+            self.sent.lock().unwrap().push(frame);
             Ok(())
         }
         fn set_offloads(&mut self, flags: u32) -> io::Result<()> {
@@ -298,11 +363,10 @@ mod tests {
         m.read_slice(&mut got, GuestAddress(0x9_0000)).unwrap();
         assert_eq!(&got, b"second");
         assert_eq!(vq.used().idx().load(), 2);
-        // The third found no buffer: it waits, and nothing behind it overtakes it.
-        assert_eq!(net.pending.as_deref(), Some(&b"third"[..]));
-        wire.incoming.lock().unwrap().push_back(b"fourth".to_vec());
+        // The third found no buffer: it waits on the wire, in order.
+        assert_eq!(wire.incoming.lock().unwrap().front().unwrap(), b"third");
         assert!(!net.process_queue(RX, &mut q, &m));
-        assert_eq!(net.pending.as_deref(), Some(&b"third"[..]));
+        assert_eq!(wire.incoming.lock().unwrap().len(), 1);
     }
 
     #[test]
