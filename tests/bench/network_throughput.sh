@@ -2,8 +2,10 @@
 # Benchmark (not a test): TCP throughput and round-trip latency, in one run, from the host to
 # a server (netecho, tests/workloads) on the host's loopback, in a container over the bridge
 # (veth) and in a VM over the bridge (tap + isola-vmm's virtio-net), with the ratios — the
-# issue's target is VM/container >= 0.5 inside the emulated test host. The VM row needs a KVM
-# that boots unmodified guests: run it inside the test host with tests/bench/network.
+# issue's target is VM/container >= 0.5 inside the emulated test host — and, as the VM's peer,
+# the same guest booted by QEMU's microvm with QEMU's virtio-net on a tap of the same bridge.
+# The VM rows need a KVM that boots unmodified guests: run it inside the test host with
+# tests/bench/network.
 # Re-executes itself in a network namespace of its own: every bridge, rule and link it makes
 # lives and dies there.
 #
@@ -51,10 +53,38 @@ kill $ct; wait $ct || true
 
 levels=(loopback container)
 if "$isola" doctor --json | grep -q '"vm": true'; then
-    "$isola" run --rm --network bridge --isolation vm sample sh -c "$serve" & vm=$!
-    measure vm "$(leased):7000"
+    work=$(mktemp -d)
+    # The initramfs isola boots is kept, for QEMU to boot the very same guest below.
+    ISOLA_DEBUG_INITRAMFS="$work/initrd.cpio" "$isola" run --rm --network bridge --isolation vm \
+        sample sh -c "$serve" & vm=$!
+    addr=$(leased)
+    measure vm "$addr:7000"
     kill $vm; wait $vm || true
     levels+=(vm)
+    # The peer: QEMU's microvm with its own (userspace, vhost off) virtio-net device on a tap of
+    # the same bridge, booting the same kernel, initramfs (so the same address) and root disk.
+    if command -v qemu-system-x86_64 >/dev/null; then
+        # isola's MAC for the address (docker's), which the host's neighbour table has.
+        mac=$(printf '02:42:%02x:%02x:%02x:%02x' ${addr//./ })
+        ip tuntap add dev tapqemu mode tap vnet_hdr
+        ip link set tapqemu master isola0 up
+        timeout 600 qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -m 256 -smp 1 \
+            -nodefaults -no-user-config -nographic -no-reboot -L /usr/share/qemu \
+            -bios /usr/share/qemu/qboot.rom -kernel "$repo/target/guest/vmlinux" \
+            -initrd "$work/initrd.cpio" \
+            -append "console=ttyS0 reboot=t panic=-1 nomodule 8250.nr_uarts=1 rdinit=/init quiet" \
+            -serial null \
+            -drive "id=root,file=$(ls "$ISOLA_ROOT"/vm/*.ext4),format=raw,if=none,readonly=on" \
+            -device virtio-blk-device,drive=root \
+            -device virtio-serial-device -chardev "file,id=ch,path=$work/channel" \
+            -device virtconsole,chardev=ch \
+            -netdev tap,id=n0,ifname=tapqemu,script=no,downscript=no,vhost=off \
+            -device "virtio-net-device,netdev=n0,mac=$mac" </dev/null >/dev/null 2>&1 & qemu=$!
+        measure qemu "$addr:7000"
+        kill $qemu; wait $qemu || true
+        levels+=(qemu)
+    fi
+    rm -rf "$work"
 else
     echo "NOT MEASURED HERE: VM (this host's KVM cannot boot an unmodified guest; run tests/bench/network)"
 fi
@@ -66,5 +96,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "  container/loopback: throughput $(ratio "${mbs[container]}" "${mbs[loopback]}")x, latency $(ratio "${us[container]}" "${us[loopback]}")x"
 if [ -n "${mbs[vm]:-}" ]; then
     echo "  vm/container:       throughput $(ratio "${mbs[vm]}" "${mbs[container]}")x (target >= 0.5x), latency $(ratio "${us[vm]}" "${us[container]}")x"
+fi
+if [ -n "${mbs[qemu]:-}" ]; then
+    echo "  vm/qemu:            throughput $(ratio "${mbs[vm]}" "${mbs[qemu]}")x, latency $(ratio "${us[vm]}" "${us[qemu]}")x  (the same guest under QEMU's virtio-net, vhost off)"
 fi
 exit 0
