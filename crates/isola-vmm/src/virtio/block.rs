@@ -215,19 +215,14 @@ impl VirtioDevice for Block {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
-    use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
+    use crate::virtio::testing::{desc, mem, MEM, N, W};
+    use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
 
-    const MEM: usize = 1 << 20;
     const HDR: u64 = 0x10_0000 - 0x1000;
 
     fn disk() -> Vec<u8> {
         (0..64 * 1024u32).map(|i| (i % 251) as u8).collect()
-    }
-
-    fn desc(addr: u64, len: u32, flags: u32, next: u16) -> RawDescriptor {
-        RawDescriptor::from(SplitDescriptor::new(addr, len, flags as u16, next))
     }
 
     fn header(mem: &GuestMemoryMmap, kind: u32, sector: u64) {
@@ -252,13 +247,6 @@ mod tests {
         });
         (first, used)
     }
-
-    fn mem() -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap()
-    }
-
-    const N: u32 = VRING_DESC_F_NEXT;
-    const W: u32 = VRING_DESC_F_WRITE;
 
     #[test]
     fn reads_sectors_into_the_guests_buffers() {

@@ -153,22 +153,10 @@ impl VirtioDevice for Console {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
-    use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
+    use crate::virtio::testing::{desc, mem, MEM, N, W};
+    use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::GuestAddress;
-
-    const MEM: usize = 1 << 20;
-    const N: u32 = VRING_DESC_F_NEXT;
-    const W: u32 = VRING_DESC_F_WRITE;
-
-    fn desc(addr: u64, len: u32, flags: u32, next: u16) -> RawDescriptor {
-        RawDescriptor::from(SplitDescriptor::new(addr, len, flags as u16, next))
-    }
-
-    fn mem() -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap()
-    }
 
     fn tx(m: &GuestMemoryMmap, descs: &[RawDescriptor]) -> (Vec<u8>, u16) {
         let vq = MockSplitQueue::new(m, 16);

@@ -32,3 +32,25 @@ pub trait VirtioDevice: Send {
     /// The driver is ready, having accepted `features` (of those offered).
     fn activate(&mut self, _features: u64) {}
 }
+
+/// What the devices' tests build their queues and guest memory from.
+#[cfg(test)]
+pub(crate) mod testing {
+    use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+    use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
+    use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+    /// The tests' guest memory: 1 MiB at address 0.
+    pub const MEM: usize = 1 << 20;
+    /// Descriptor flags: another follows; the device writes this one.
+    pub const N: u32 = VRING_DESC_F_NEXT;
+    pub const W: u32 = VRING_DESC_F_WRITE;
+
+    pub fn mem() -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap()
+    }
+
+    pub fn desc(addr: u64, len: u32, flags: u32, next: u16) -> RawDescriptor {
+        RawDescriptor::from(SplitDescriptor::new(addr, len, flags as u16, next))
+    }
+}

@@ -280,24 +280,11 @@ impl VirtioDevice for Net {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::virtio::testing::{desc, mem, MEM, N, W};
     use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
-    use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
-    use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::{Bytes, GuestAddress};
-
-    const MEM: usize = 1 << 20;
-    const N: u32 = VRING_DESC_F_NEXT;
-    const W: u32 = VRING_DESC_F_WRITE;
-
-    fn mem() -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap()
-    }
-
-    fn desc(addr: u64, len: u32, flags: u32, next: u16) -> RawDescriptor {
-        RawDescriptor::from(SplitDescriptor::new(addr, len, flags as u16, next))
-    }
 
     /// Frames waiting to come in, and the frames that went out.
     #[derive(Clone, Default)]
