@@ -437,18 +437,22 @@ fn published_ports_reach_the_workload_from_loopback_and_the_bridge_over_tcp_and_
     let script = format!(
         "{TRY}{}",
         r#"
-$ISOLA run --rm --name web --network bridge -p 8080:80 -p 10.87.0.1:8081:81 -p 127.0.0.1:5300:53/udp sample sh -c '
+$ISOLA run --rm --name web --network bridge -p 8080:80 -p 10.87.0.1:8081:81 -p 127.0.0.1:5300:53/udp -p 127.0.0.1::82 sample sh -c '
   echo from-tcp-80 | nc -l -p 80 &
   echo from-tcp-81 | nc -l -p 81 &
+  echo from-tcp-82 | nc -l -p 82 &
   echo "udp: $(netecho once udp 53)"' > "$ISOLA_ROOT/web.out" &
 web=$!
 wait_leases bridge 1
-wait_rules 3
+wait_rules 4
 echo "rules while up: $(port_rules)"
 i=0; until $ISOLA ps | grep -o "0.0.0.0:8080->80/tcp, 10.87.0.1:8081->81/tcp, 127.0.0.1:5300->53/udp"; do
   i=$((i+1)); [ $i -lt 50 ] || break; sleep 0.1; done
 echo "loopback: $(try 127.0.0.1 8080)"
 echo "bridge address: $(try 10.87.0.1 8081)"
+# No host port given: the one picked is in `isola ps`.
+picked=$($ISOLA ps | grep -o '127.0.0.1:[0-9]*->82/tcp' | cut -d: -f2 | cut -d- -f1)
+echo "picked port: $(try 127.0.0.1 "$picked")"
 # The reply comes back through the same translation.
 echo "udp reply: $($NETECHO ask udp 127.0.0.1:5300 hello-udp)"
 wait $web; echo "web exit: $?"
@@ -460,11 +464,12 @@ echo "claims after: $(port_claims)"
     let (code, out, err) = in_own_netns(&env, &script);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("rules while up: 3\n0.0.0.0:8080->80/tcp, 10.87.0.1:8081->81/tcp, 127.0.0.1:5300->53/udp\n"),
+        out.contains("rules while up: 4\n0.0.0.0:8080->80/tcp, 10.87.0.1:8081->81/tcp, 127.0.0.1:5300->53/udp\n"),
         "ps shows the ports: {out}{err}"
     );
     assert!(out.contains("loopback: from-tcp-80\n"), "{out}{err}");
     assert!(out.contains("bridge address: from-tcp-81\n"), "{out}{err}");
+    assert!(out.contains("picked port: from-tcp-82\n"), "{out}{err}");
     assert!(
         out.contains("udp reply: hello-udp\nweb exit: 0\nudp: hello-udp\n"),
         "{out}{err}"
