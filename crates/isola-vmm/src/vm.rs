@@ -1,8 +1,9 @@
 //! One microVM, start to end: KVM VM with an in-kernel interrupt controller and PIT, guest
 //! memory, the kernel and initramfs loaded, legacy devices on I/O ports, virtio devices on
-//! MMIO (the channel console, the root disk), one vCPU run on the calling thread until the
-//! guest resets the machine, triple-faults, or the time limit passes — and beside it a thread
-//! moving the front end's input frames into the guest. This runs inside the VMM process
+//! MMIO (the channel console, the root disk, a network interface), the vCPUs run until the
+//! guest resets the machine, triple-faults, or the time limit passes — and beside them a
+//! thread moving the front end's input frames into the guest and, with a network interface,
+//! one running its queues (`net_worker.rs`). This runs inside the VMM process
 //! (`vmm_process.rs` starts it, jailed, and relays for it).
 
 use crate::boot::load_linux;
