@@ -281,8 +281,12 @@ fn a_network_isola_cannot_give_is_refused_in_one_line() {
     env.assert_clean();
 }
 
-/// What every script starts with: no workload outlives it, and `wait_leases NET N` waits (30 s
-/// at most) until network NET has N workloads on it.
+/// What every script starts with: no workload outlives it, and its helpers — `wait_leases NET
+/// N` waits (30 s at most) until network NET has N workloads on it; `try HOST PORT`: what a
+/// one-shot server at HOST:PORT says, asked until it answers (10 s); `port_rules`,
+/// `port_claims` count isola's port rules and claims, `wait_rules N` waits for N rules (a
+/// workload's come after its address); `wait_no_veths` waits (5 s) for the kernel to tear
+/// down ended workloads' veths.
 const PRELUDE: &str = r#"
 ip link set lo up
 # On a timeout: isola forwards TERM to the workload, which as its PID 1 may ignore it; so
@@ -293,6 +297,12 @@ wait_leases() {
   i=0; until [ "$(ls "$ISOLA_ROOT/run/net/leases/$1" 2>/dev/null | wc -l)" -ge "$2" ]; do
     i=$((i+1)); [ $i -lt 300 ] || { echo "never $2 on $1" >&2; exit 9; }; sleep 0.1; done
 }
+try() { i=0; until out=$(busybox nc -w 2 "$1" "$2" </dev/null) && [ -n "$out" ]; do
+  i=$((i+1)); [ $i -lt 100 ] || return 1; sleep 0.1; done; echo "$out"; }
+port_rules() { nft list chain inet isola publish 2>/dev/null | grep -c "workload" || true; }
+port_claims() { ls "$ISOLA_ROOT/run/net/ports-tcp" "$ISOLA_ROOT/run/net/ports-udp" 2>/dev/null | grep -c '^[0-9]' || true; }
+wait_rules() { i=0; until [ "$(port_rules)" -ge "$1" ] || [ $i -ge 100 ]; do i=$((i+1)); sleep 0.1; done; }
+wait_no_veths() { i=0; while [ "$(ip -o link | grep -c veth)" -gt 0 ] && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.1; done; }
 "#;
 
 /// Runs `script` with sh inside a network namespace of its own (the "host" of this test),
@@ -336,7 +346,7 @@ echo "other: $($ISOLA run --rm --network n2 sample sh -c 'nc -w 2 10.90.0.2 8080
 echo "default: $($ISOLA run --rm --network bridge sample sh -c 'ip -4 -o addr show eth0 | cut -d" " -f7; ip route | head -1')"
 wait
 # The veths go with the workloads' namespaces, which the kernel tears down in the background.
-i=0; while [ "$(ip -o link | grep -c veth)" -gt 0 ] && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.1; done
+wait_no_veths
 echo "links: $(ip -o link | grep -c veth || true)"
 $ISOLA network inspect n1 | tr -d ' \n' | grep -o '"Workloads":\[[^]]*\]'
 $ISOLA network rm n1 n2
@@ -400,7 +410,7 @@ echo "rules before: $(port_rules) claims before: $(port_claims)"
 kill -9 $pid; wait $pid 2>/dev/null
 sleep 0.5
 $ISOLA cleanup >/dev/null
-i=0; while [ "$(ip -o link | grep -c veth)" -gt 0 ] && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.1; done
+wait_no_veths
 echo "leases: $(ls "$ISOLA_ROOT/run/net/leases/k" | wc -l)"
 echo "links: $(ip -o link | grep -c veth || true)"
 echo "rules: $(port_rules) claims: $(port_claims)"
@@ -408,7 +418,7 @@ $ISOLA network rm k
 # The last network's rules gone, isola's table goes too.
 nft list table inet isola >/dev/null 2>&1 && echo "table left" || echo "no table"
 "#;
-    let (code, out, err) = in_own_netns(&env, &format!("{TRY}{script}"));
+    let (code, out, err) = in_own_netns(&env, script);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("rules before: 2 claims before: 2\n"),
@@ -421,22 +431,10 @@ nft list table inet isola >/dev/null 2>&1 && echo "table left" || echo "no table
     env.assert_clean();
 }
 
-/// `try HOST PORT`: what a one-shot server at HOST:PORT says, asked until it answers (10 s).
-const TRY: &str = r#"
-try() { i=0; until out=$(busybox nc -w 2 "$1" "$2" </dev/null) && [ -n "$out" ]; do
-  i=$((i+1)); [ $i -lt 100 ] || return 1; sleep 0.1; done; echo "$out"; }
-port_rules() { nft list chain inet isola publish 2>/dev/null | grep -c "workload" || true; }
-port_claims() { ls "$ISOLA_ROOT/run/net/ports-tcp" "$ISOLA_ROOT/run/net/ports-udp" 2>/dev/null | grep -c '^[0-9]' || true; }
-# `wait_rules N`: until N port rules are in place (a workload's come after its address).
-wait_rules() { i=0; until [ "$(port_rules)" -ge "$1" ] || [ $i -ge 100 ]; do i=$((i+1)); sleep 0.1; done; }
-"#;
-
 #[test]
 fn published_ports_reach_the_workload_from_loopback_and_the_bridge_over_tcp_and_udp() {
     let env = Env::new();
-    let script = format!(
-        "{TRY}{}",
-        r#"
+    let script = r#"
 $ISOLA run --rm --name web --network bridge -p 8080:80 -p 10.87.0.1:8081:81 -p 127.0.0.1:5300:53/udp -p 127.0.0.1::82 sample sh -c '
   echo from-tcp-80 | nc -l -p 80 &
   echo from-tcp-81 | nc -l -p 81 &
@@ -459,9 +457,8 @@ wait $web; echo "web exit: $?"
 cat "$ISOLA_ROOT/web.out"
 echo "rules after: $(port_rules)"
 echo "claims after: $(port_claims)"
-"#
-    );
-    let (code, out, err) = in_own_netns(&env, &script);
+"#;
+    let (code, out, err) = in_own_netns(&env, script);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("rules while up: 4\n0.0.0.0:8080->80/tcp, 10.87.0.1:8081->81/tcp, 127.0.0.1:5300->53/udp\n"),
@@ -484,9 +481,7 @@ echo "claims after: $(port_claims)"
 #[test]
 fn a_port_taken_or_malformed_is_refused_by_name_and_leaves_nothing() {
     let env = Env::new();
-    let script = format!(
-        "{TRY}{}",
-        r#"
+    let script = r#"
 busybox nc -l -p 7000 </dev/null >/dev/null & hold=$!
 sleep 0.3
 $ISOLA run --rm --network bridge -p 7000:80 sample true; echo "held by the host: $?"
@@ -506,9 +501,8 @@ echo "rules after: $(port_rules)"
 echo "claims after: $(port_claims)"
 echo "leases after: $(ls "$ISOLA_ROOT/run/net/leases/bridge" | wc -l)"
 echo "containers after: $($ISOLA ps -aq | wc -l)"
-"#
-    );
-    let (code, out, err) = in_own_netns(&env, &script);
+"#;
+    let (code, out, err) = in_own_netns(&env, script);
     assert_eq!(code, 0, "{out}{err}");
     for said in [
         "isola: -p 0.0.0.0:7000->80/tcp: host port 7000/tcp on 0.0.0.0 is already in use\n",

@@ -69,6 +69,18 @@ fn ensure_bridge(
     made
 }
 
+/// Takes away what `ensure_bridge` made for `network` in this network namespace (if a workload
+/// ever made it here): its bridge, then its firewall rules. Both are tried; the first failure
+/// is returned.
+pub fn remove_bridge(store: &NetworkStore, network: &Network) -> Result<(), NetError> {
+    let link = match netlink::index(&network.bridge) {
+        Ok(_) => Netlink::open().and_then(|mut nl| nl.delete_link(&network.bridge)),
+        Err(_) => Ok(()),
+    };
+    let rules = store.firewall().remove_network(&network.name);
+    link.and(rules)
+}
+
 /// Puts workload `owner` (its id) on `network` at `endpoint`, and publishes `ports` to it.
 pub fn attach(
     store: &NetworkStore,

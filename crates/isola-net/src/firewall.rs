@@ -176,18 +176,7 @@ impl Firewall {
     }
 
     fn locked(&self) -> Result<nix::fcntl::Flock<std::fs::File>, NetError> {
-        let io = |e: std::io::Error| NetError::Io(format!("{}: {e}", self.lock.display()));
-        if let Some(dir) = self.lock.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(io)?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| io(e.into()))
+        crate::exclusive_lock(&self.lock)
     }
 
     /// The table's rules, the table made first if it is not there.

@@ -50,3 +50,20 @@ pub enum NetError {
     #[error("{0}")]
     Io(String),
 }
+
+/// Holds an exclusive `flock` on `path` (made, with its directory, if missing) until dropped.
+pub(crate) fn exclusive_lock(
+    path: &std::path::Path,
+) -> Result<nix::fcntl::Flock<std::fs::File>, NetError> {
+    let io = |e: std::io::Error| NetError::Io(format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| io(e.into()))
+}

@@ -141,10 +141,9 @@ impl<'a> PortClaims<'a> {
         };
         // Several tries only for a port the host picks, which another program may take first.
         for _ in 0..8 {
-            let port = match spec.host_port {
-                Some(p) => bind_free(spec.proto, ip, p).map_err(|e| in_use(p, e))?,
-                None => bind_free(spec.proto, ip, 0).map_err(|e| in_use(0, e))?,
-            };
+            // 0: the kernel picks one.
+            let want = spec.host_port.unwrap_or(0);
+            let port = bind_free(spec.proto, ip, want).map_err(|e| in_use(want, e))?;
             if self.of(spec.proto).claim(&port.to_string(), owner)? {
                 return Ok(PortSpec {
                     host_port: Some(port),

@@ -156,16 +156,7 @@ impl NetworkStore {
 
     /// Holds the store's lock until dropped.
     fn lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>, NetError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
-        let path = self.dir.join(".lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io(&path, e))?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| io(&path, e.into()))
+        crate::exclusive_lock(&self.dir.join(".lock"))
     }
 
     /// What `subnet` must not overlap: every network and this host's routes (but those of

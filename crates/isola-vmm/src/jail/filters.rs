@@ -30,8 +30,8 @@ pub enum ThreadKind {
 
 /// KVM_RUN: `_IO(KVMIO, 0x80)`.
 pub const KVM_RUN: u64 = 0xae80;
-/// TUNSETOFFLOAD: `_IOW('T', 208, unsigned int)`.
-pub const TUNSETOFFLOAD: u64 = 0x4004_54d0;
+/// TUNSETOFFLOAD: `_IOW('T', 208, unsigned int)`, the network device's one ioctl.
+pub const TUNSETOFFLOAD: u64 = crate::virtio::net::TUNSETOFFLOAD;
 
 /// Every thread: memory (never executable), locks, time, its own end, writes to descriptors
 /// it already holds (eventfds, the front end's pipes).

@@ -36,7 +36,7 @@ const F_HOST_TSO6: u64 = 1 << 12;
 const OFFLOADS: u64 =
     F_CSUM | F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6 | F_HOST_TSO4 | F_HOST_TSO6;
 // <linux/if_tun.h>: what the tap may hand us (the guest's side of the offloads).
-const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+pub const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUN_F_CSUM: u32 = 0x01;
 const TUN_F_TSO4: u32 = 0x02;
 const TUN_F_TSO6: u32 = 0x04;

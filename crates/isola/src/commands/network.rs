@@ -46,16 +46,8 @@ pub fn rm(paths: &Paths, names: &[String]) -> Result<i32> {
     for name in names {
         match store.remove(name, |owner| running.iter().any(|id| id == owner)) {
             Ok(n) => {
-                // Its bridge and rules go with it (if a workload ever made them, in this
-                // namespace).
-                if let Ok(mut nl) = isola_net::netlink::Netlink::open() {
-                    if isola_net::netlink::index(&n.bridge).is_ok() {
-                        if let Err(e) = nl.delete_link(&n.bridge) {
-                            eprintln!("isola: warning: {e}");
-                        }
-                    }
-                }
-                if let Err(e) = store.firewall().remove_network(&n.name) {
+                // Its bridge and rules go with it.
+                if let Err(e) = isola_net::attach::remove_bridge(&store, &n) {
                     eprintln!("isola: warning: {e}");
                 }
                 println!("{}", n.name)

@@ -10,6 +10,7 @@ use isola_guest_contract::network::GuestNetwork;
 use isola_net::attach::Attachment;
 use isola_net::ports::PortSpec;
 use isola_net::NetError;
+use isola_oci::lock::{FileLock, Mode};
 use isola_sandbox::vm::Nic;
 use isola_sandbox::Sandbox;
 use std::io::Write;
@@ -52,7 +53,7 @@ pub fn join(
         let all = records::list(paths);
         for (addr, owner) in store.leases(&network.name).list() {
             if let Some(peer) = all.iter().find(|r| r.id == owner && r.id != record.id) {
-                lines.push_str(&format!("{addr}\t{}\n", peer.name));
+                lines.push_str(&peer_line(addr, &peer.name));
             }
         }
     }
@@ -95,8 +96,9 @@ fn tell_peers(paths: &Paths, att: &Attachment, name: &str, change: Change) {
     if att.network.predefined {
         return;
     }
-    let line = format!("{}\t{name}\n", att.addr);
-    let Ok(_lock) = hosts_lock(paths) else {
+    let line = peer_line(att.addr, name);
+    let lock = paths.net_run().join("hosts.lock");
+    let Ok(_lock) = FileLock::acquire(&lock, Mode::Exclusive) else {
         return;
     };
     for (_, owner) in paths.network_store().leases(&att.network.name).list() {
@@ -131,15 +133,11 @@ fn tell_peers(paths: &Paths, att: &Attachment, name: &str, change: Change) {
     }
 }
 
-fn hosts_lock(paths: &Paths) -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
-    let dir = paths.net_run();
-    std::fs::create_dir_all(&dir)?;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("hosts.lock"))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e.into())
+/// How a workload's peers name it in their /etc/hosts: one line, the same whoever writes it
+/// (a joiner naming those there, or telling them of itself), so a line is found and never
+/// written twice.
+fn peer_line(addr: std::net::Ipv4Addr, name: &str) -> String {
+    format!("{addr}\t{name}\n")
 }
 
 /// A VM's interface: its tap, its address, and the files its guest puts in /etc.
