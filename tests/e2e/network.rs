@@ -398,18 +398,28 @@ cat "$ISOLA_ROOT"/addr.*
 }
 
 #[test]
-fn a_killed_isola_leaves_no_address_link_port_or_rule_once_cleanup_has_run() {
+fn a_killed_isola_leaves_no_address_link_port_rule_or_peer_name_once_cleanup_has_run() {
     let env = Env::new();
     let script = r#"
 $ISOLA network create --subnet 10.93.0.0/24 k >/dev/null || exit 9
-$ISOLA run --rm --network k -p 8080:80 -p 5300:53/udp sample sleep 300 &
-pid=$!
+# A peer there first sees the killed one named, then its name gone with the cleanup.
+$ISOLA run --rm --name watcher --network k sample sh -c '
+  i=0; until grep -qw victim /etc/hosts; do i=$((i+1)); [ $i -lt 300 ] || exit 3; sleep 0.1; done
+  echo "named: $(grep -w victim /etc/hosts | cut -f1)"
+  i=0; while grep -qw victim /etc/hosts; do i=$((i+1)); [ $i -lt 300 ] || exit 4; sleep 0.1; done
+  echo "name gone"' > "$ISOLA_ROOT/watcher.out" &
+watcher=$!
 wait_leases k 1
+$ISOLA run --rm --name victim --network k -p 8080:80 -p 5300:53/udp sample sleep 300 &
+pid=$!
+wait_leases k 2
 wait_rules 2
 echo "rules before: $(port_rules) claims before: $(port_claims)"
 kill -9 $pid; wait $pid 2>/dev/null
 sleep 0.5
 $ISOLA cleanup >/dev/null
+wait $watcher; echo "watcher exit: $?"
+cat "$ISOLA_ROOT/watcher.out"
 wait_no_veths
 echo "leases: $(ls "$ISOLA_ROOT/run/net/leases/k" | wc -l)"
 echo "links: $(ip -o link | grep -c veth || true)"
@@ -422,6 +432,10 @@ nft list table inet isola >/dev/null 2>&1 && echo "table left" || echo "no table
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("rules before: 2 claims before: 2\n"),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains("watcher exit: 0\nnamed: 10.93.0.3\nname gone\n"),
         "{out}{err}"
     );
     assert!(

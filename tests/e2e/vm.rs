@@ -1317,6 +1317,11 @@ show='ip -4 -o addr show eth0 | cut -d" " -f7; ip route | head -1; grep -w "$(ho
 $ISOLA run --rm --name vmsrv --hostname vmsrv --network mixed --isolation vm -p 8080:80 -p 5300:53/udp sample sh -c "
   $show
   trap 'exit 0' TERM
+  (i=0; until grep -qw ctsrv /etc/hosts; do i=\$((i+1)); [ \$i -lt 900 ] || exit; sleep 0.2; done
+   a=\$(grep -w ctsrv /etc/hosts | cut -f1); i=0
+   until r=\$(netecho ask tcp \$a:90 hi-late 2>/dev/null) && [ -n \"\$r\" ]; do i=\$((i+1)); [ \$i -lt 60 ] || break; sleep 0.5; done
+   echo \"vm learned ctsrv: \$a \$r\"
+   while grep -qw ctsrv /etc/hosts; do sleep 0.2; done; echo 'vm forgot ctsrv') &
   netecho serve tcp 80 & netecho serve udp 53 & wait" > "$ISOLA_ROOT/vm.out" 2>&1 &
 vm=$!
 wait_leases 1
@@ -1330,8 +1335,12 @@ wait_leases 2
 echo "vm to container: $($ISOLA run --rm --network mixed --isolation vm sample netecho ask tcp 10.95.0.3:90 hi-container)"
 echo "host resolv.conf: $(cat /etc/resolv.conf 2>/dev/null | md5sum | cut -c1-8)"
 echo "container view: $($ISOLA run --rm --name ctview --hostname ctview --network mixed sample sh -c "$show" | tr '\n' ' ')"
-kill $vm $ct; wait $vm; echo "vm exit: $?"; wait $ct
+# The VM, booted before ctsrv joined, learned its name and sees it go when ctsrv ends.
+kill $ct; wait $ct
+i=0; until grep -q "vm forgot" "$ISOLA_ROOT/vm.out"; do i=$((i+1)); [ $i -lt 600 ] || break; sleep 0.1; done
+kill $vm; wait $vm; echo "vm exit: $?"
 echo "vm view: $(head -4 "$ISOLA_ROOT/vm.out" | tr '\n' ' ')"
+echo "vm late: $(grep '^vm ' "$ISOLA_ROOT/vm.out" | tr '\n' ' ')"
 echo "taps: $(ip -o link | grep -c ' tap' || true)"
 echo "rules: $(nft list chain inet isola publish 2>/dev/null | grep -c workload || true)"
 echo "leases: $(leases)"
@@ -1365,6 +1374,7 @@ $ISOLA network rm mixed >/dev/null
             "container view: 10.95.0.4/24 default via 10.95.0.1 dev eth0  10.95.0.4 {resolv} \n"
         ),
         "vm exit: 0\n".into(),
+        "vm late: vm learned ctsrv: 10.95.0.3 hi-late vm forgot ctsrv \n".into(),
         format!("vm view: 10.95.0.2/24 default via 10.95.0.1 dev eth0  10.95.0.2 {resolv} \n"),
         "taps: 0\nrules: 0\nleases: 0\n".into(),
     ] {

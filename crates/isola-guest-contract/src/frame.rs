@@ -1,7 +1,8 @@
 //! The channel's framing, both ways over one virtio console port:
 //! `[kind: u8][length: u32 LE][payload]`. The guest sends the workload's stdout and stderr as
 //! they come and, last, its exit status (or an error); the host sends stdin (an empty frame is
-//! end of file), signals to forward and the terminal's size. The guest sends `Ready` first, once
+//! end of file), signals to forward, the terminal's size and, when peers join or leave its
+//! network, the workload's /etc/hosts. The guest sends `Ready` first, once
 //! its end is in raw mode: until then the host sends nothing (a tty not yet raw would echo or
 //! interpret what arrives).
 
@@ -30,6 +31,7 @@ const EXEC_EXIT: u8 = 16;
 const EXEC_RESIZE: u8 = 17;
 const LIST_PROCESSES: u8 = 18;
 const PROCESSES: u8 = 19;
+const HOSTS: u8 = 20;
 
 /// Guest to host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +104,8 @@ pub enum ToGuest {
     ListProcesses {
         session: u32,
     },
+    /// The workload's /etc/hosts as it is now, whole (a peer joined or left its network).
+    Hosts(Vec<u8>),
 }
 
 /// One direction's frames.
@@ -282,6 +286,7 @@ impl Frame for ToGuest {
                 cols,
             } => with_session(EXEC_RESIZE, *session, &size(*rows, *cols)),
             ToGuest::ListProcesses { session } => with_session(LIST_PROCESSES, *session, &[]),
+            ToGuest::Hosts(b) => framed(HOSTS, b),
         }
     }
 
@@ -295,6 +300,7 @@ impl Frame for ToGuest {
                 ToGuest::Resize { rows, cols }
             }
             START if payload.is_empty() => ToGuest::Start,
+            HOSTS => ToGuest::Hosts(payload.to_vec()),
             EXEC => {
                 let (session, plan) = session(payload)?;
                 ToGuest::Exec {
@@ -472,6 +478,7 @@ mod tests {
                 cols: 100,
             },
             ToGuest::ListProcesses { session: 2 },
+            ToGuest::Hosts(b"10.0.0.2\tpeer\n".to_vec()),
             ToGuest::StdinEof,
         ];
         let host_stream: Vec<u8> = to_host.iter().flat_map(Frame::encode).collect();

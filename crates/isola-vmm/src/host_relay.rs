@@ -33,8 +33,9 @@ pub struct HostIo {
     /// When the guest waits for `Start` (a runtime's `create`): readable once the workload may
     /// start (a runtime's `start` wrote to it); `Start` is sent then.
     pub start: Option<OwnedFd>,
-    /// More descriptors to watch for the owner (a runtime monitor's exec clients).
-    pub sideband: Option<Box<dyn Sideband>>,
+    /// More descriptors to watch for the owner (a runtime monitor's exec clients, the
+    /// workload's hosts file).
+    pub sidebands: Vec<Box<dyn Sideband>>,
 }
 
 /// Descriptors the relay watches for its owner; what they bring becomes frames for the guest.
@@ -136,11 +137,17 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
             write_control.map_or(-1, |c| c.as_raw_fd()),
             libc::POLLOUT,
         ));
-        let side: Vec<RawFd> = match (&io.sideband, &control) {
-            (Some(s), Some(_)) if pending.len() < BACKLOG => s.fds(),
-            _ => Vec::new(),
+        // (which sideband, its descriptor)
+        let side: Vec<(usize, RawFd)> = if control.is_some() && pending.len() < BACKLOG {
+            io.sidebands
+                .iter()
+                .enumerate()
+                .flat_map(|(i, s)| s.fds().into_iter().map(move |fd| (i, fd)))
+                .collect()
+        } else {
+            Vec::new()
         };
-        fds.extend(side.iter().map(|fd| poll(*fd, libc::POLLIN)));
+        fds.extend(side.iter().map(|(_, fd)| poll(*fd, libc::POLLIN)));
         // SAFETY: poll over our own array of pollfds, its true length given.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
@@ -178,11 +185,9 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
             io.start = None;
             pending.extend(ToGuest::Start.encode());
         }
-        if let Some(sb) = io.sideband.as_mut() {
-            for (fd, p) in side.iter().zip(&fds[7..]) {
-                if p.revents != 0 {
-                    sb.ready(*fd, &mut pending);
-                }
+        for ((i, fd), p) in side.iter().zip(&fds[7..]) {
+            if p.revents != 0 {
+                io.sidebands[*i].ready(*fd, &mut pending);
             }
         }
         if let (Some(fd), true) = (stdin, fds[4].revents != 0) {

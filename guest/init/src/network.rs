@@ -132,3 +132,52 @@ pub fn place(root: &str, files: &EtcFiles) -> Result<(), GuestError> {
     }
     Ok(())
 }
+
+/// A new /etc/hosts from the host (a peer joined or left the network) in place of the
+/// workload's (init's root is the workload's): written beside it and renamed over it, so a
+/// reader sees the old file or the new one whole; `/etc` opened without following a symbolic
+/// link and the new file made afresh (what the workload left under its name is removed first),
+/// so nothing the workload made is written through.
+pub fn replace_hosts(body: &[u8]) -> Result<(), String> {
+    const TEMP: &std::ffi::CStr = c".hosts.isola";
+    let etc = crate::setup::open_raw(
+        "/etc",
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+    )?;
+    // SAFETY: unlinkat/openat/renameat with a directory descriptor we own and NUL-terminated
+    // names; the new descriptor is owned right away.
+    let file = unsafe {
+        libc::unlinkat(etc.as_raw_fd(), TEMP.as_ptr(), 0);
+        let fd = libc::openat(
+            etc.as_raw_fd(),
+            TEMP.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o644,
+        );
+        if fd < 0 {
+            return Err(format!(
+                "/etc/.hosts.isola: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        std::fs::File::from(OwnedFd::from_raw_fd(fd))
+    };
+    std::io::Write::write_all(&mut &file, body).map_err(|e| format!("/etc/.hosts.isola: {e}"))?;
+    drop(file);
+    // SAFETY: as above.
+    if unsafe {
+        libc::renameat(
+            etc.as_raw_fd(),
+            TEMP.as_ptr(),
+            etc.as_raw_fd(),
+            c"hosts".as_ptr(),
+        )
+    } != 0
+    {
+        return Err(format!(
+            "renaming onto /etc/hosts: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}

@@ -61,6 +61,11 @@ fn apply(m: ToGuest, cx: &mut Ctx, ch: &mut Channel) {
             }
         }
         ToGuest::Start => {} // running already
+        ToGuest::Hosts(body) => {
+            if let Err(e) = crate::network::replace_hosts(&body) {
+                crate::setup::console(&format!("isola-guest-init: /etc/hosts: {e}\n"));
+            }
+        }
         ToGuest::Exec { session, plan } => {
             match crate::exec_session::spawn(session, &plan, cx.pid, cx.seccomp) {
                 Ok(s) => cx.sessions.push(s),

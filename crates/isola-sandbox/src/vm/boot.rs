@@ -3,6 +3,7 @@
 //! written here; the root filesystem is a read-only ext4 disk (`disk.rs`); stdin, stdout,
 //! stderr, signals, exec sessions and the exit status cross the virtio console.
 
+use super::hosts_watch::HostsWatch;
 use super::{terminal, VmConfig};
 use crate::Error;
 use isola_container::cgroups::{Cgroup, Hierarchies};
@@ -11,7 +12,7 @@ use isola_guest_contract::frame::{Decoder, ToHost};
 use isola_guest_contract::network;
 use isola_guest_contract::{ErrorKind, GuestError};
 use isola_vmm::devices::serial::Sink;
-use isola_vmm::host_relay::{HostIo, WindowSize};
+use isola_vmm::host_relay::{HostIo, Sideband, WindowSize};
 use isola_vmm::initramfs::Cpio;
 use isola_vmm::vm::{Machine, NetDevice, VmExit};
 use isola_vmm::vmm_process::{self, JailConfig};
@@ -172,15 +173,22 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         initrd.file(boot::SECCOMP, 0o644, &filter.to_bytes());
     }
     // Its network: what guest init configures eth0 with, and the workload's /etc files.
-    let net = job.nic.map(|nic| {
-        initrd.file(network::NETWORK, 0o644, nic.guest.encode().as_bytes());
-        initrd.file(network::HOSTS, 0o644, &nic.hosts);
-        initrd.file(network::RESOLV_CONF, 0o644, &nic.resolv_conf);
-        NetDevice {
-            tap: nic.tap,
-            mac: nic.guest.mac,
+    // Its hosts file watched from here on: a peer joining later is named in the guest too.
+    let mut sidebands: Vec<Box<dyn Sideband>> = Vec::new();
+    let net = match job.nic {
+        Some(nic) => {
+            let (watch, hosts) = HostsWatch::start(&nic.hosts)?;
+            sidebands.push(Box::new(watch));
+            initrd.file(network::NETWORK, 0o644, nic.guest.encode().as_bytes());
+            initrd.file(network::HOSTS, 0o644, &hosts);
+            initrd.file(network::RESOLV_CONF, 0o644, &nic.resolv_conf);
+            Some(NetDevice {
+                tap: nic.tap,
+                mac: nic.guest.mac,
+            })
         }
-    });
+        None => None,
+    };
     let initrd = initrd.finish();
     // For booting the very same guest under another VMM (tests/bench/vm does, with QEMU).
     if let Some(out) = std::env::var_os("ISOLA_DEBUG_INITRAMFS").filter(|v| !v.is_empty()) {
@@ -199,6 +207,9 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
     let console = Arc::new(Mutex::new(Vec::new()));
     let ending: Arc<Mutex<Ending>> = Arc::default();
     let hub = job.exec_hub.clone();
+    if let Some(h) = &hub {
+        sidebands.push(Box::new(super::exec_hub::HubSide(h.clone())));
+    }
     let channel = {
         let ending = ending.clone();
         let hub = hub.clone();
@@ -278,9 +289,7 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         // With -t, a window size change becomes the pty's new size, not a bare SIGWINCH.
         window_size: job.tty.then_some(terminal::window_size as WindowSize),
         start,
-        sideband: hub.map(|h| {
-            Box::new(super::exec_hub::HubSide(h)) as Box<dyn isola_vmm::host_relay::Sideband>
-        }),
+        sidebands,
     };
     let cgroup = vmm_cgroup(&job.cgroup_path, mem_mib, cpus)?;
     let jail = JailConfig {

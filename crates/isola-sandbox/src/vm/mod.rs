@@ -11,6 +11,7 @@ mod boot;
 pub mod disk;
 pub(crate) mod exec_client;
 mod exec_hub;
+mod hosts_watch;
 mod in_process;
 mod monitor;
 mod size;
@@ -27,7 +28,8 @@ use std::time::Instant;
 pub struct Nic {
     pub tap: std::os::fd::OwnedFd,
     pub guest: isola_guest_contract::network::GuestNetwork,
-    pub hosts: Vec<u8>,
+    /// The workload's hosts file on the host: its changes reach the guest while it runs.
+    pub hosts: PathBuf,
     pub resolv_conf: Vec<u8>,
 }
 

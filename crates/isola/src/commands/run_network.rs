@@ -14,6 +14,7 @@ use isola_oci::lock::{FileLock, Mode};
 use isola_sandbox::vm::Nic;
 use isola_sandbox::Sandbox;
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 const HOSTS_HEAD: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
@@ -70,14 +71,38 @@ pub fn join(
         isola_net::attach::detach(&store, &att);
         return Err(e);
     }
-    tell_peers(paths, &att, &record.name, Change::Joined);
+    tell_peers(
+        paths,
+        &att.network,
+        &att.owner,
+        &peer_line(att.addr, &record.name),
+        Change::Joined,
+    );
     Ok(att)
 }
 
 /// Takes the ended workload named `name` off its network, and out of its peers' /etc/hosts.
 pub fn leave(paths: &Paths, att: &Attachment, name: &str) {
-    tell_peers(paths, att, name, Change::Left);
+    tell_peers(
+        paths,
+        &att.network,
+        &att.owner,
+        &peer_line(att.addr, name),
+        Change::Left,
+    );
     isola_net::attach::detach(&paths.network_store(), att);
+}
+
+/// Takes a workload whose isola died (kill -9) out of its peers' /etc/hosts, as `leave` would
+/// have: the cleanup pass calls it before freeing its address.
+pub fn forget(
+    paths: &Paths,
+    network: &isola_net::Network,
+    addr: Ipv4Addr,
+    owner: &str,
+    name: &str,
+) {
+    tell_peers(paths, network, owner, &peer_line(addr, name), Change::Left);
 }
 
 #[derive(PartialEq)]
@@ -86,26 +111,30 @@ enum Change {
     Left,
 }
 
-/// On a user-defined network, tells the workloads already on it that one joined or left: its
-/// `ADDRESS\tNAME` line appended to, or taken out of, their /etc/hosts (each a file of its
-/// bundle, bound into the container and edited in place, under one lock so concurrent joins
-/// and leaves lose no line). A VM peer's guest took its copy at boot and sees no later name;
-/// a peer killed with -9 keeps the lines it had. Best effort: a peer's file that cannot be
-/// edited is skipped.
-fn tell_peers(paths: &Paths, att: &Attachment, name: &str, change: Change) {
-    if att.network.predefined {
+/// On a user-defined network, tells the workloads on it that `owner` joined or left: its
+/// `line` appended to, or taken out of, their /etc/hosts (each a file of its bundle, bound
+/// into a container and edited in place, watched by a VM's front end which sends the guest
+/// each new version; under one lock so concurrent joins and leaves lose no line). Best effort:
+/// a peer's file that cannot be edited is skipped.
+fn tell_peers(
+    paths: &Paths,
+    network: &isola_net::Network,
+    owner: &str,
+    line: &str,
+    change: Change,
+) {
+    if network.predefined {
         return;
     }
-    let line = peer_line(att.addr, name);
     let lock = paths.net_run().join("hosts.lock");
     let Ok(_lock) = FileLock::acquire(&lock, Mode::Exclusive) else {
         return;
     };
-    for (_, owner) in paths.network_store().leases(&att.network.name).list() {
-        if owner == att.owner {
+    for (_, peer) in paths.network_store().leases(&network.name).list() {
+        if peer == owner {
             continue;
         }
-        let hosts = paths.bundles().join(&owner).join("hosts");
+        let hosts = paths.bundles().join(&peer).join("hosts");
         let _ = match change {
             // Unless the peer, joining at the same time, named it already.
             Change::Joined => std::fs::read_to_string(&hosts).and_then(|text| {
@@ -136,7 +165,7 @@ fn tell_peers(paths: &Paths, att: &Attachment, name: &str, change: Change) {
 /// How a workload's peers name it in their /etc/hosts: one line, the same whoever writes it
 /// (a joiner naming those there, or telling them of itself), so a line is found and never
 /// written twice.
-fn peer_line(addr: std::net::Ipv4Addr, name: &str) -> String {
+fn peer_line(addr: Ipv4Addr, name: &str) -> String {
     format!("{addr}\t{name}\n")
 }
 
@@ -145,10 +174,7 @@ fn plug(att: &mut Attachment, dir: &Path, sandbox: &mut dyn Sandbox) -> Result<(
     let Some(tap) = att.tap.take() else {
         return Ok(());
     };
-    let read = |name: &str| {
-        let p = dir.join(name);
-        std::fs::read(&p).with_context(|| p.display().to_string())
-    };
+    let resolv = dir.join("resolv.conf");
     let nic = Nic {
         tap,
         guest: GuestNetwork {
@@ -157,8 +183,8 @@ fn plug(att: &mut Attachment, dir: &Path, sandbox: &mut dyn Sandbox) -> Result<(
             gateway: att.network.gateway,
             mac: att.mac,
         },
-        hosts: read("hosts")?,
-        resolv_conf: read("resolv.conf")?,
+        hosts: dir.join("hosts"),
+        resolv_conf: std::fs::read(&resolv).with_context(|| resolv.display().to_string())?,
     };
     sandbox
         .plug(nic)

@@ -2,7 +2,7 @@
 //! crash, a reboot) left behind — a container's processes, cgroups and state directory, its
 //! rootfs mount, the container itself if it was started with --rm or never got going, a
 //! directory whose record is missing or damaged, a half-removed container, its network address
-//! lease and published ports — and the temp files of imports, pulls, unpacks and disk builds (`leftovers`).
+//! lease, name in its peers' /etc/hosts and published ports — and the temp files of imports, pulls, unpacks and disk builds (`leftovers`).
 
 use super::{claim::names_lock, lock_if_unowned, remove_bundle, remove_tree, scan};
 use super::{Damaged, Entry, Record};
@@ -23,6 +23,14 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
     // Then containers whose owner is gone but whose status says they were still going.
     let entries = scan(paths);
     let running = super::running_ids(&entries);
+    // (id, name) of every readable record, before the loop below removes some.
+    let names: Vec<(String, String)> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Ok(r) => Some((r.id.clone(), r.name.clone())),
+            Entry::Damaged(_) => None,
+        })
+        .collect();
     for entry in entries {
         let id = match entry {
             Entry::Ok(r) => clean_record(paths, r),
@@ -36,11 +44,21 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
     }
     remove_half_removed(paths);
     // Addresses of workloads whose isola is gone (their veths went with their namespaces),
-    // and their published ports: the rules first (a port is claimed before its rule is made).
+    // their names in their peers' /etc/hosts, and their published ports: the rules first (a
+    // port is claimed before its rule is made).
     let store = paths.network_store();
     let alive = |owner: &str| running.iter().any(|id| id == owner);
     for n in store.list() {
-        store.leases(&n.name).sweep(alive);
+        let leases = store.leases(&n.name);
+        for (addr, owner) in leases.list() {
+            match names.iter().find(|(id, _)| *id == owner) {
+                Some((_, name)) if !alive(&owner) => {
+                    crate::commands::run_network::forget(paths, &n, addr, &owner, name)
+                }
+                _ => {}
+            }
+        }
+        leases.sweep(alive);
     }
     if store.ports().held_by(|owner| !alive(owner)) {
         match store.firewall().unpublish(|owner| !alive(owner)) {
