@@ -3,7 +3,8 @@
 # a server (netecho, tests/workloads) on the host's loopback, in a container over the bridge
 # (veth) and in a VM over the bridge (tap + isola-vmm's virtio-net), with the ratios — the
 # issue's target is VM/container >= 0.5 inside the emulated test host — and, as the VM's peer,
-# the same guest booted by QEMU's microvm with QEMU's virtio-net on a tap of the same bridge.
+# the same guest booted by QEMU's microvm with QEMU's virtio-net on a tap of the same bridge,
+# in QEMU's user space and with vhost-net.
 # The VM rows need a KVM that boots unmodified guests: run it inside the test host with
 # tests/bench/network.
 # Re-executes itself in a network namespace of its own: every bridge, rule and link it makes
@@ -61,28 +62,41 @@ if "$isola" doctor --json | grep -q '"vm": true'; then
     measure vm "$addr:7000"
     kill $vm; wait $vm || true
     levels+=(vm)
-    # The peer: QEMU's microvm with its own (userspace, vhost off) virtio-net device on a tap of
-    # the same bridge, booting the same kernel, initramfs (so the same address) and root disk.
+    # The peers: QEMU's microvm with its own virtio-net device on a tap of the same bridge,
+    # booting the same kernel, initramfs (so the same address) and root disk; once with the
+    # device in QEMU's user space (as isola's), once with vhost-net (the data path in the
+    # host kernel), where the test host has /dev/vhost-net.
     if command -v qemu-system-x86_64 >/dev/null; then
         # isola's MAC for the address (docker's), which the host's neighbour table has.
         mac=$(printf '02:42:%02x:%02x:%02x:%02x' ${addr//./ })
         ip tuntap add dev tapqemu mode tap vnet_hdr
         ip link set tapqemu master isola0 up
-        timeout 600 qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -m 256 -smp 1 \
-            -nodefaults -no-user-config -nographic -no-reboot -L /usr/share/qemu \
-            -bios /usr/share/qemu/qboot.rom -kernel "$repo/target/guest/vmlinux" \
-            -initrd "$work/initrd.cpio" \
-            -append "console=ttyS0 reboot=t panic=-1 nomodule 8250.nr_uarts=1 rdinit=/init quiet" \
-            -serial null \
-            -drive "id=root,file=$(ls "$ISOLA_ROOT"/vm/*.ext4),format=raw,if=none,readonly=on" \
-            -device virtio-blk-device,drive=root \
-            -device virtio-serial-device -chardev "file,id=ch,path=$work/channel" \
-            -device virtconsole,chardev=ch \
-            -netdev tap,id=n0,ifname=tapqemu,script=no,downscript=no,vhost=off \
-            -device "virtio-net-device,netdev=n0,mac=$mac" </dev/null >/dev/null 2>&1 & qemu=$!
+        qemu_vm() {
+            exec timeout 600 qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -m 256 -smp 1 \
+                -nodefaults -no-user-config -nographic -no-reboot -L /usr/share/qemu \
+                -bios /usr/share/qemu/qboot.rom -kernel "$repo/target/guest/vmlinux" \
+                -initrd "$work/initrd.cpio" \
+                -append "console=ttyS0 reboot=t panic=-1 nomodule 8250.nr_uarts=1 rdinit=/init quiet" \
+                -serial null \
+                -drive "id=root,file=$(ls "$ISOLA_ROOT"/vm/*.ext4),format=raw,if=none,readonly=on" \
+                -device virtio-blk-device,drive=root \
+                -device virtio-serial-device -chardev "file,id=ch,path=$work/channel-$1" \
+                -device virtconsole,chardev=ch \
+                -netdev "tap,id=n0,ifname=tapqemu,script=no,downscript=no,vhost=$1" \
+                -device "virtio-net-device,netdev=n0,mac=$mac" </dev/null >/dev/null 2>&1
+        }
+        qemu_vm off & qemu=$!
         measure qemu "$addr:7000"
         kill $qemu; wait $qemu || true
         levels+=(qemu)
+        if [ -c /dev/vhost-net ]; then
+            qemu_vm on & qemu=$!
+            measure qemu+vhost "$addr:7000"
+            kill $qemu; wait $qemu || true
+            levels+=(qemu+vhost)
+        else
+            echo "NOT MEASURED HERE: QEMU with vhost-net (no /dev/vhost-net)"
+        fi
     fi
     rm -rf "$work"
 else
@@ -99,5 +113,8 @@ if [ -n "${mbs[vm]:-}" ]; then
 fi
 if [ -n "${mbs[qemu]:-}" ]; then
     echo "  vm/qemu:            throughput $(ratio "${mbs[vm]}" "${mbs[qemu]}")x, latency $(ratio "${us[vm]}" "${us[qemu]}")x  (the same guest under QEMU's virtio-net, vhost off)"
+fi
+if [ -n "${mbs[qemu+vhost]:-}" ]; then
+    echo "  vm/qemu+vhost:      throughput $(ratio "${mbs[vm]}" "${mbs[qemu+vhost]}")x, latency $(ratio "${us[vm]}" "${us[qemu+vhost]}")x  (QEMU's data path in the host kernel)"
 fi
 exit 0
