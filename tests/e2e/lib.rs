@@ -254,7 +254,8 @@ impl Env {
         r.stdout
     }
 
-    /// Asserts that no container, run state, mount, cgroup or process of this root is left.
+    /// Asserts that no container, half-made volume, run state, mount, cgroup or process of this
+/// root is left.
     pub fn assert_clean(&self) {
         let entries = |p: PathBuf| -> Vec<String> {
             std::fs::read_dir(&p)
@@ -274,6 +275,14 @@ impl Env {
         assert!(
             temporary.is_empty(),
             "half-built disk images left: {temporary:?}"
+        );
+        let volumes: Vec<String> = entries(self.root.join("volumes"))
+            .into_iter()
+            .filter(|n| n.starts_with('.') && n != ".lock")
+            .collect();
+        assert!(
+            volumes.is_empty(),
+            "half-made or half-removed volumes left: {volumes:?}"
         );
         let states = entries(self.root.join("run/containers"));
         assert!(states.is_empty(), "run state left: {states:?}");

@@ -7,6 +7,8 @@
 //! inside. Creation then uses the `*at` calls on the resolved parent with a plain final name, and
 //! never follows a symlink in that final component.
 
+pub mod copy;
+
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io;

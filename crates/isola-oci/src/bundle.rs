@@ -35,6 +35,10 @@ pub struct RunSettings {
     pub cgroups_path: Option<String>,
     pub seccomp: Seccomp,
     pub network: Network,
+    /// More mounts (binds, volumes, tmpfs), in order, after the network's files.
+    pub mounts: Vec<Mount>,
+    /// The root filesystem read-only (`--read-only`).
+    pub read_only_root: bool,
 }
 
 /// Which network the workload is on (`--network`).
@@ -208,7 +212,7 @@ pub fn runtime_spec(
     spec.set_hostname(Some(settings.hostname.clone()));
     let mut root_cfg = spec.root().clone().unwrap_or_default();
     root_cfg.set_path("rootfs".into());
-    root_cfg.set_readonly(Some(false));
+    root_cfg.set_readonly(Some(settings.read_only_root));
     spec.set_root(Some(root_cfg));
 
     let mut process = spec.process().clone().unwrap_or_default();
@@ -284,6 +288,7 @@ pub fn runtime_spec(
             mounts.push(bind_file("/etc/resolv.conf", resolv_conf, false));
         }
     }
+    mounts.extend(settings.mounts.iter().cloned());
     spec.set_mounts(Some(mounts));
     spec.set_linux(Some(linux));
 

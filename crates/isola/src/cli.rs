@@ -66,6 +66,9 @@ pub enum Command {
     /// Manage networks: create, ls, rm, inspect
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Manage volumes: create, ls, rm, inspect, prune
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Remove what crashed isola processes left behind (runs before every command anyway)
     Cleanup,
     /// Check what this host can run: cgroups, namespaces, overlayfs, pivot_root, KVM, guest artifacts
@@ -121,6 +124,35 @@ pub enum NetworkCommand {
     Inspect {
         #[arg(required = true)]
         names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// Create a volume (a random name if none is given)
+    Create { name: Option<String> },
+    /// List volumes
+    #[command(alias = "list")]
+    Ls {
+        /// Print names only
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove volumes no container uses
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print volumes as JSON: name, mount point, creation time, the containers using them
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove anonymous volumes no container uses (all unused ones with --all)
+    Prune {
+        #[arg(short, long)]
+        all: bool,
     },
 }
 
@@ -197,6 +229,20 @@ pub struct RunArgs {
     /// networks; a free host port if none is given)
     #[arg(short = 'p', long = "publish", value_name = "[IP:][HOSTPORT:]PORT")]
     pub publish: Vec<String>,
+    /// Bind a host directory or a volume in: /HOST/PATH:PATH[:ro], VOLUME:PATH[:ro|nocopy], or
+    /// PATH alone (an anonymous volume, removed with the container)
+    #[arg(short = 'v', long = "volume", value_name = "[SOURCE:]PATH[:OPTIONS]")]
+    pub volume: Vec<String>,
+    /// A mount: type=bind|volume|tmpfs,source=...,target=...[,readonly][,volume-nocopy]
+    /// [,tmpfs-size=...][,tmpfs-mode=...]
+    #[arg(long, value_name = "FIELDS")]
+    pub mount: Vec<String>,
+    /// A tmpfs at PATH: PATH[:size=64m,mode=1777,ro,exec]
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// Mount the container's root filesystem read-only (write only where a mount allows)
+    #[arg(long)]
+    pub read_only: bool,
     /// VM isolation: print when each phase happened (VMM start, kernel entry, init, workload, exit)
     #[arg(long)]
     pub timings: bool,

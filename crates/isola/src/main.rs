@@ -8,9 +8,10 @@ mod paths;
 mod records;
 mod runtime;
 mod vm_preflight;
+mod volumes;
 
 use clap::Parser;
-use cli::{Cli, Command, ImageCommand, NetworkCommand};
+use cli::{Cli, Command, ImageCommand, NetworkCommand, VolumeCommand};
 
 /// An error that ends isola with a specific exit status (docker's convention: 125 for isola's
 /// own failures, 126/127 when the command cannot run, otherwise the workload's status).
@@ -75,6 +76,13 @@ fn main() {
             NetworkCommand::Ls { quiet } => commands::network::ls(&paths, quiet),
             NetworkCommand::Rm { names } => commands::network::rm(&paths, &names),
             NetworkCommand::Inspect { names } => commands::network::inspect(&paths, &names),
+        },
+        Command::Volume(c) => match c {
+            VolumeCommand::Create { name } => commands::volume::create(&paths, name.as_deref()),
+            VolumeCommand::Ls { quiet } => commands::volume::ls(&paths, quiet),
+            VolumeCommand::Rm { names } => commands::volume::rm(&paths, &names),
+            VolumeCommand::Inspect { names } => commands::volume::inspect(&paths, &names),
+            VolumeCommand::Prune { all } => commands::volume::prune(&paths, all),
         },
         Command::Cleanup => commands::containers::cleanup(&paths),
         Command::Doctor { json } => commands::doctor::doctor(&paths, json),

@@ -20,6 +20,7 @@ impl Paths {
             self.images(),
             self.rootfs_cache(),
             self.bundles(),
+            self.volumes(),
             self.vm_images(),
             self.locks(),
             self.run.clone(),
@@ -70,6 +71,11 @@ impl Paths {
     /// Lock files: one per rootfs while it is unpacked or deleted.
     pub fn locks(&self) -> PathBuf {
         self.data.join("locks")
+    }
+
+    /// Named volumes, one directory each (see `volumes::store`).
+    pub fn volumes(&self) -> PathBuf {
+        self.data.join("volumes")
     }
 
     /// One bundle directory per container.

@@ -83,6 +83,7 @@ fn damaged_row(id: &str) -> Record {
         owner_pid: 0,
         owner_start_time: 0,
         ports: Vec::new(),
+        mounts: Vec::new(),
     }
 }
 

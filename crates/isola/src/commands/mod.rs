@@ -9,3 +9,4 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod run_network;
+pub mod volume;

@@ -104,6 +104,8 @@ pub fn settings(
         cgroups_path: None,
         seccomp,
         network,
+        mounts: Vec::new(),
+        read_only_root: false,
     })
 }
 
@@ -177,8 +179,12 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         let net = a.process.network.as_deref().unwrap_or("none");
         bail!("-p {p}: publishing a port needs a bridge network (--network bridge or a network of `isola network ls`), not --network {net}");
     }
+    let requests = crate::volumes::request::parse_all(&a.volume, &a.mount, &a.tmpfs)?;
     let mut settings = settings(&a.process, &a.command, &short, a.tty, cpu_range, network)?;
     if level == Level::Vm {
+        if let Some(flag) = vm_unsupported(&a) {
+            bail!("{flag}: not yet at --isolation vm (a VM gets host directories through virtio-fs, which isola does not have yet); use --isolation container");
+        }
         if request == NetworkRequest::Host {
             bail!("--network host: a VM has its own kernel and network stack; host networking is for --isolation container");
         }
@@ -195,6 +201,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     }
     let (_store, image, lower) = image_and_rootfs(paths, &a.image)?;
     settings.cgroups_path = Some(cgroup_path(&id));
+    let mounts = crate::volumes::resolve(paths, &requests)?;
+    settings.mounts = crate::volumes::oci_mounts(&mounts)?;
+    settings.read_only_root = a.read_only;
 
     let mut record = Record {
         id: id.clone(),
@@ -210,10 +219,12 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         owner_start_time: isola_container::state::start_time(std::process::id() as i32)
             .unwrap_or(0),
         ports: Vec::new(),
+        mounts,
     };
     // Held until this isola ends: the container's directory is ours while we live.
     let _claim = records::claim(paths, &record)?;
     let result = (|| {
+        crate::volumes::prepare(paths, &record.mounts, &lower)?;
         let spec = runtime_spec(&image, &lower, &settings)?;
         record.command = spec
             .process()
@@ -244,6 +255,15 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         record.save(paths)?;
     }
     result
+}
+
+/// The first flag asked for that the VM level cannot carry out yet.
+fn vm_unsupported(a: &RunArgs) -> Option<String> {
+    let first = |flag: &str, values: &[String]| values.first().map(|v| format!("{flag} {v}"));
+    first("-v", &a.volume)
+        .or_else(|| first("--mount", &a.mount))
+        .or_else(|| first("--tmpfs", &a.tmpfs))
+        .or_else(|| a.read_only.then(|| "--read-only".to_string()))
 }
 
 /// The image's root filesystem as this level takes it: a writable overlay of the unpacked

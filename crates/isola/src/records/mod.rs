@@ -35,6 +35,9 @@ pub struct Record {
     /// Its published ports, as `ps` shows them (`0.0.0.0:8080->80/tcp`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
+    /// Its binds, volumes and tmpfs mounts (`-v`, `--mount`, `--tmpfs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::volumes::MountRecord>,
 }
 
 impl Record {
@@ -167,6 +170,10 @@ pub fn remove_bundle(paths: &Paths, id: &str) -> Result<()> {
     // caller holds the lock already, it is theirs that keeps it away).
     let _lock = lock_if_unowned(&dir);
     isola_oci::overlay::unmount(&dir.join("rootfs"))?;
+    // Its anonymous volumes go with it.
+    if let Ok(r) = Record::load(&dir) {
+        crate::volumes::remove_anonymous(paths, &r.mounts);
+    }
     let doomed = paths.bundles().join(format!(".removing-{id}"));
     match std::fs::rename(&dir, &doomed) {
         Ok(()) => {}
