@@ -2,7 +2,7 @@
 # shellcheck shell=bash
 
 # Every Debian package isola's set-up, demo, tests and benchmarks use.
-ISOLA_PACKAGES=(runc podman conmon containerd skopeo umoci docker-registry busybox-static e2fsprogs util-linux procps iproute2 nftables time python3 qemu-system-x86 cpio openssl)
+ISOLA_PACKAGES=(runc podman conmon containerd skopeo umoci docker-registry busybox-static e2fsprogs util-linux procps iproute2 nftables time python3 qemu-system-x86 qemu-system-common cpio openssl)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -255,7 +255,7 @@ impl Env {
     }
 
     /// Asserts that no container, half-made volume, run state, mount, cgroup or process of this
-/// root is left.
+    /// root is left.
     pub fn assert_clean(&self) {
         let entries = |p: PathBuf| -> Vec<String> {
             std::fs::read_dir(&p)

@@ -1382,3 +1382,114 @@ $ISOLA network rm mixed >/dev/null
     }
     env.assert_clean();
 }
+
+/// Host directories, a volume filled from the image, read-only binds and a tmpfs, the same at
+/// both levels: what the workload sees is identical, and what it writes lands on the host with
+/// its owner and mode (a VM's through virtio-fs and virtiofsd, which ends with the VM).
+#[test]
+fn volumes_binds_and_tmpfs_look_the_same_at_both_levels() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let host = env.root.join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "hello\n").unwrap();
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = "cat /data/f; umask 027; echo out > /data/g-$L && mkdir /data/d-$L && echo wrote; \
+                  echo x > /ro/x 2>/dev/null || echo ro-refused; ls /ro/f; \
+                  stat -c '%a %u %s' /etc/passwd; \
+                  stat -c %a /t; dd if=/dev/zero of=/t/big bs=1k count=2048 2>/dev/null || echo tmpfs-full";
+    let rw = format!("{}:/data", host.display());
+    let ro = format!("{}:/ro:ro", host.display());
+    let mut seen = Vec::new();
+    for level in ["container", "vm"] {
+        let volume = format!("cfg-{level}:/etc");
+        let r = env.isola(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--isolation",
+            level,
+            "-u",
+            "1000:1000",
+            "-e",
+            &format!("L={level}"),
+            "-v",
+            &rw,
+            "-v",
+            &ro,
+            "-v",
+            &volume,
+            "--tmpfs",
+            "/t:size=1m",
+            "sample",
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert_eq!(r.code, 0, "{level}: {}", r.stderr);
+        seen.push(r.stdout.replace(level, "LEVEL"));
+        for (name, mode) in [("g", 0o640), ("d", 0o750)] {
+            let m = std::fs::metadata(host.join(format!("{name}-{level}"))).unwrap();
+            assert_eq!(
+                (m.uid(), m.gid(), m.mode() & 0o777),
+                (1000, 1000, mode),
+                "{level} {name}"
+            );
+        }
+    }
+    assert_eq!(seen[0], seen[1], "what the workload sees differs");
+    assert!(
+        seen[0].starts_with("hello\nwrote\nro-refused\n/ro/f\n"),
+        "{}",
+        seen[0]
+    );
+    assert!(seen[0].ends_with("1777\ntmpfs-full\n"), "{}", seen[0]);
+    // A volume the VM wrote (as root), read by a container.
+    let r = env.isola(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--isolation",
+        "vm",
+        "-v",
+        "cfg-vm:/etc",
+        "sample",
+        "sh",
+        "-c",
+        "echo vm > /etc/by-vm",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = env.isola(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "cfg-vm:/etc",
+        "sample",
+        "cat",
+        "/etc/by-vm",
+    ]);
+    assert_eq!(r.stdout, "vm\n", "{}", r.stderr);
+    // virtiofsd ended with its VM and left nothing.
+    let running = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+        .filter(|c| c.trim() == "virtiofsd")
+        .count();
+    assert_eq!(running, 0, "virtiofsd left running");
+    let run = std::fs::read_dir(env.root.join("run")).unwrap();
+    let left: Vec<String> = run
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vfs-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    env.assert_clean();
+}

@@ -310,10 +310,6 @@ fn bad_mount_input_is_refused_by_name_and_leaves_nothing() {
             "--tmpfs /t:size=big: size \"big\"",
         ),
         (
-            vec!["--isolation", "vm", "-v", "vv:/d"],
-            "-v vv:/d: not yet at --isolation vm",
-        ),
-        (
             vec!["--isolation", "vm", "--read-only"],
             "--read-only: not yet at --isolation vm",
         ),

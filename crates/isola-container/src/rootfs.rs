@@ -108,42 +108,6 @@ pub fn finish_rootfs(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, {attr_set: MOUNT_ATTR_RDONLY})`: the
-/// mount `fd` names and every mount below it read-only.
-fn read_only_recursive(fd: &OwnedFd) -> std::io::Result<()> {
-    /// struct mount_attr of linux/mount.h.
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr reads `size` bytes of `attr`, a live mount_attr, and the empty
-    // NUL-terminated path; it changes mount flags only.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The host directory of our own cgroup in the hierarchy with `controllers` ("" for cgroup2)
 /// mounted at `mount`, from /proc/self/cgroup's lines (`id:controllers:path`).
 fn own_cgroup_dir(own: &str, mount: &Path, controllers: &str) -> Option<PathBuf> {
@@ -211,7 +175,10 @@ fn mount_one(
             // A remount changes the top mount only: an `rbind ro` of a tree with mounts in
             // it is read-only all the way down only when every one of them is made so too.
             if extra.contains(MsFlags::MS_RDONLY) && opts.flags.contains(MsFlags::MS_REC) {
-                ctx(read_only_recursive(&target), what)?;
+                ctx(
+                    isola_inroot::read_only::read_only_recursive(target.as_raw_fd(), c""),
+                    what,
+                )?;
             }
         }
     } else {

@@ -5,6 +5,7 @@
 //! - `frame.rs`: the channel (a virtio console): typed frames each way, one encoder, one decoder;
 //! - `processes.rs`: the workload's processes, as a runtime's `ps` of a VM gets them;
 //! - `network.rs`: a VM's place on a network (its eth0, /etc/hosts, /etc/resolv.conf);
+//! - `mounts.rs`: a VM workload's shared directories (virtio-fs) and tmpfs mounts;
 //! - `boot.rs`: what the host puts in the initramfs and on the kernel command line, and the boot
 //!   timer's phases;
 //! - `GuestError`: what went wrong in the guest, by kind, so the host branches on a kind rather
@@ -15,6 +16,7 @@
 
 pub mod boot;
 pub mod frame;
+pub mod mounts;
 pub mod network;
 pub mod processes;
 

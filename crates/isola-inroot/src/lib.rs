@@ -8,6 +8,7 @@
 //! never follows a symlink in that final component.
 
 pub mod copy;
+pub mod read_only;
 
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;

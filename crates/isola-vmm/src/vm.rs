@@ -21,18 +21,19 @@ pub use crate::mptable::MAX_CPUS;
 use crate::vcpus::{self, Bus};
 use crate::virtio::block::Block;
 use crate::virtio::console::{Console, Input};
+use crate::virtio::fs::Fs;
 use crate::virtio::mmio::MmioTransport;
 use crate::virtio::net::{Net, Tap};
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Cap, IoEventAddress, Kvm};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 /// What to boot.
@@ -48,6 +49,8 @@ pub struct Machine {
     pub root_disk: Option<std::fs::File>,
     /// A network interface: virtio-net on a tap device of the host.
     pub net: Option<NetDevice>,
+    /// Host directories: virtio-fs, served by a vhost-user back end (virtiofsd).
+    pub fs: Option<FsDevice>,
     pub timeout: Option<Duration>,
     /// How long the kernel may take to start guest init.
     pub boot_timeout: Duration,
@@ -58,6 +61,48 @@ pub struct Machine {
 pub struct NetDevice {
     pub tap: OwnedFd,
     pub mac: [u8; 6],
+}
+
+/// The guest's shared directories: a connection to the vhost-user back end serving them, and
+/// the tag the guest mounts them by.
+pub struct FsDevice {
+    pub socket: std::os::unix::net::UnixStream,
+    pub tag: String,
+}
+
+/// Guest memory: a memfd mapped shared (so a vhost-user back end can map it too), its size
+/// sealed. Private anonymous memory would serve the guest alike, but no other process could
+/// reach it.
+fn guest_memory(size: usize) -> Result<GuestMemoryMmap, String> {
+    // SAFETY: memfd_create with a NUL-terminated name; the descriptor is owned right away.
+    let file = unsafe {
+        let fd = libc::memfd_create(
+            c"isola-guest".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        );
+        if fd < 0 {
+            return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+        }
+        std::fs::File::from_raw_fd(fd)
+    };
+    file.set_len(size as u64)
+        .map_err(|e| format!("sizing guest memory: {e}"))?;
+    // SAFETY: fcntl on our own descriptor; the seals only forbid resizing it from now on.
+    if unsafe {
+        libc::fcntl(
+            file.as_raw_fd(),
+            libc::F_ADD_SEALS,
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
+        )
+    } != 0
+    {
+        return Err(format!(
+            "sealing guest memory: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let region = (GuestAddress(0), size, Some(FileOffset::new(file, 0)));
+    GuestMemoryMmap::from_ranges_with_files([region]).map_err(|e| e.to_string())
 }
 
 /// Where the VM's output goes and where its input comes from, inside the VMM process.
@@ -128,9 +173,8 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
         ));
     }
     let kvm = Kvm::new().map_err(|e| format!("/dev/kvm: {e}"))?;
-    let mem: GuestMemoryMmap =
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), mem_size as usize)])
-            .map_err(|e| format!("guest memory ({} MiB): {e}", cfg.mem_mib))?;
+    let mem = guest_memory(mem_size as usize)
+        .map_err(|e| format!("guest memory ({} MiB): {e}", cfg.mem_mib))?;
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
     vm.set_tss_address(0xfffb_d000)
         .map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
@@ -177,6 +221,18 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
             .map_err(|e| format!("KVM_IOEVENTFD: {e}"))?;
         net_path = Some((devices.len(), rx_kick, tx_kick, net.tap.as_raw_fd()));
         devices.push(Box::new(Net::new(Box::new(Tap(net.tap)), net.mac)));
+    }
+    // The shared directories' queue notifications go straight to the back end.
+    if let Some(fs) = cfg.fs {
+        let kick = || EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"));
+        let kicks = [kick()?, kick()?];
+        let base = VIRTIO_MMIO_BASE + devices.len() as u64 * VIRTIO_MMIO_SIZE;
+        let notify = IoEventAddress::Mmio(base + crate::virtio::mmio::QUEUE_NOTIFY);
+        for (i, k) in kicks.iter().enumerate() {
+            vm.register_ioevent(k, &notify, i as u32)
+                .map_err(|e| format!("KVM_IOEVENTFD: {e}"))?;
+        }
+        devices.push(Box::new(Fs::connect(fs.socket, &fs.tag, kicks)?));
     }
     let mut cmdline = cfg.cmdline.clone();
     let mut transports = Vec::new();

@@ -192,6 +192,9 @@ fn vmm_main(machine: Machine, jail: Jail, started: Instant, fds: [OwnedFd; 4]) -
     if let Some(net) = &machine.net {
         keep.push(net.tap.as_raw_fd());
     }
+    if let Some(fs) = &machine.fs {
+        keep.push(fs.socket.as_raw_fd());
+    }
     close_all_but(&mut keep);
     // SAFETY: a SIGSYS handler that only writes and exits (see on_sigsys).
     unsafe {

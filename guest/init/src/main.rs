@@ -11,6 +11,7 @@
 mod cgroup;
 mod channel;
 mod exec_session;
+mod mounts;
 mod network;
 mod process;
 mod processes;
@@ -53,7 +54,8 @@ fn run(channel: &mut channel::Channel) -> Result<i32, GuestError> {
     let stdin = setup::kernel_flag(boot::STDIN_FLAG);
     let wait = setup::kernel_flag(boot::WAIT_FOR_START);
     let etc_files = network::set_up()?;
-    setup::enter_rootfs(&plan, etc_files.as_ref())?;
+    let mounts = mounts::read()?;
+    setup::enter_rootfs(&plan, etc_files.as_ref(), &mounts)?;
     if wait {
         channel.wait_for_start();
     }

@@ -113,14 +113,19 @@ fn mount_root_disk(root: &str) -> Result<(), GuestError> {
 }
 
 /// Makes the image's root filesystem the root (with the network's /etc files, when the VM is
-/// on a network): kernel filesystems inside it, then the
+/// on a network, and the workload's mounts): kernel filesystems inside it, then the
 /// switch_root dance (move the mount onto /, chroot into it).
-pub fn enter_rootfs(plan: &Plan, etc_files: Option<&EtcFiles>) -> Result<(), GuestError> {
+pub fn enter_rootfs(
+    plan: &Plan,
+    etc_files: Option<&EtcFiles>,
+    mounts: &[isola_guest_contract::mounts::GuestMount],
+) -> Result<(), GuestError> {
     let root = "/isola/rootfs";
     mount_root_disk(root)?;
     if let Some(files) = etc_files {
         crate::network::place(root, files)?;
     }
+    crate::mounts::mount_all(root, mounts)?;
     // A FROM-scratch image has no mount points: make them in the writable layer, as a
     // container runtime does.
     for d in ["proc", "sys", "dev"] {

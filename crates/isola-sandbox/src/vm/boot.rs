@@ -4,6 +4,7 @@
 //! stderr, signals, exec sessions and the exit status cross the virtio console.
 
 use super::hosts_watch::HostsWatch;
+use super::shares::Virtiofsd;
 use super::{terminal, VmConfig};
 use crate::Error;
 use isola_container::cgroups::{Cgroup, Hierarchies};
@@ -14,7 +15,7 @@ use isola_guest_contract::{ErrorKind, GuestError};
 use isola_vmm::devices::serial::Sink;
 use isola_vmm::host_relay::{HostIo, Sideband, WindowSize};
 use isola_vmm::initramfs::Cpio;
-use isola_vmm::vm::{Machine, NetDevice, VmExit};
+use isola_vmm::vm::{FsDevice, Machine, NetDevice, VmExit};
 use isola_vmm::vmm_process::{self, JailConfig};
 use oci_spec::runtime::Spec;
 use std::path::{Path, PathBuf};
@@ -73,8 +74,12 @@ const VMM_HEADROOM_MIB: u64 = 64;
 /// Threads the VMM process may have: a vCPU each, the input thread, the supervisor, spare.
 const VMM_THREADS_BEYOND_VCPUS: i64 = 4;
 
-/// The cgroup at `path` that bounds the VMM process.
-fn vmm_cgroup(path: &str, mem_mib: u64, cpus: u8) -> Result<Cgroup, Error> {
+/// Tasks virtiofsd takes, when the VM has shared directories: its main thread, the parent its
+/// namespace sandbox leaves waiting, a thread per queue, spare.
+const VIRTIOFSD_TASKS: i64 = 8;
+
+/// The cgroup at `path` that bounds the VMM process (and `extra_tasks` more: virtiofsd's).
+fn vmm_cgroup(path: &str, mem_mib: u64, cpus: u8, extra_tasks: i64) -> Result<Cgroup, Error> {
     use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
     let memory = ((mem_mib + VMM_HEADROOM_MIB) << 20) as i64;
     let resources = LinuxResourcesBuilder::default()
@@ -87,7 +92,7 @@ fn vmm_cgroup(path: &str, mem_mib: u64, cpus: u8) -> Result<Cgroup, Error> {
         )
         .pids(
             LinuxPidsBuilder::default()
-                .limit(i64::from(cpus) + VMM_THREADS_BEYOND_VCPUS)
+                .limit(i64::from(cpus) + VMM_THREADS_BEYOND_VCPUS + extra_tasks)
                 .build()
                 .map_err(spec_error)?,
         )
@@ -189,6 +194,26 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         }
         None => None,
     };
+    // Its mounts: host directories through virtio-fs (virtiofsd started now, on a
+    // connection the VMM takes), tmpfs mounts made by guest init.
+    let (mounts, shares) = super::shares::from_spec(&spec);
+    if !mounts.is_empty() {
+        initrd.file(
+            isola_guest_contract::mounts::MOUNTS,
+            0o644,
+            isola_guest_contract::mounts::encode(&mounts).as_bytes(),
+        );
+    }
+    let (virtiofsd, fs) = if shares.is_empty() {
+        (None, None)
+    } else {
+        let (back_end, socket) = Virtiofsd::start(&config.run_dir, &shares)?;
+        let fs = FsDevice {
+            socket,
+            tag: isola_guest_contract::mounts::FS_TAG.to_string(),
+        };
+        (Some(back_end), Some(fs))
+    };
     let initrd = initrd.finish();
     // For booting the very same guest under another VMM (tests/bench/vm does, with QEMU).
     if let Some(out) = std::env::var_os("ISOLA_DEBUG_INITRAMFS").filter(|v| !v.is_empty()) {
@@ -278,6 +303,7 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         cpus,
         root_disk: Some(root_disk),
         net,
+        fs,
         timeout: config.timeout.map(Duration::from_secs),
         boot_timeout: boot_timeout()?,
     };
@@ -291,7 +317,23 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         start,
         sidebands,
     };
-    let cgroup = vmm_cgroup(&job.cgroup_path, mem_mib, cpus)?;
+    // The back end is bounded with the VMM: one limit for everything the VM runs on the host.
+    let extra_tasks = if virtiofsd.is_some() { VIRTIOFSD_TASKS } else { 0 };
+    let cgroup = vmm_cgroup(&job.cgroup_path, mem_mib, cpus, extra_tasks).and_then(|c| match &virtiofsd {
+        Some(v) => c
+            .add_pid(v.pid() as i32)
+            .map(|()| c)
+            .map_err(|e| Error::Vm(format!("placing virtiofsd in the VM's cgroup: {e}"))),
+        None => Ok(c),
+    });
+    let cgroup = match cgroup {
+        Ok(c) => c,
+        Err(e) => {
+            drop(machine); // the VMM's end of virtiofsd's connection: it ends on the close
+            let _ = virtiofsd.map(Virtiofsd::stop);
+            return Err(e);
+        }
+    };
     let jail = JailConfig {
         // The jail's empty root is mounted on the run directory, in the VMM's own mount
         // namespace.
@@ -303,6 +345,7 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         }),
     };
     let outcome = vmm_process::run(machine, host, jail);
+    let back_end_failed = virtiofsd.and_then(Virtiofsd::stop);
     let oom = cgroup.oom_killed();
     if let Err(e) = cgroup.remove() {
         eprintln!("isola: warning: removing the VMM's cgroup: {e}");
@@ -312,6 +355,9 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
             "the VMM went over its memory bound ({} MiB: guest memory plus {VMM_HEADROOM_MIB} MiB) and the kernel killed it",
             mem_mib + VMM_HEADROOM_MIB
         )));
+    }
+    if let Some(why) = back_end_failed {
+        eprintln!("isola: warning: virtiofsd (the VM's shared directories) failed: {why}");
     }
     let outcome = outcome.map_err(|e| Error::Vm(e.to_string()))?;
 

@@ -14,6 +14,7 @@ mod exec_hub;
 mod hosts_watch;
 mod in_process;
 mod monitor;
+pub mod shares;
 mod size;
 mod terminal;
 

@@ -2,7 +2,8 @@
 //! seccomp allowlist per thread kind, in the OCI rule form `isola-seccomp` compiles. Anything
 //! else traps (SIGSYS: the VMM reports the call and exits). None of them may open, exec, fork,
 //! map executable memory, make sockets, or issue any ioctl but KVM_RUN (and, on a vCPU thread,
-//! the network device's TUNSETOFFLOAD on its tap). Opening a file is
+//! the network device's TUNSETOFFLOAD on its tap, and the virtio-fs device's vhost-user
+//! messages on the connection the front end made). Opening a file is
 //! refused with EACCES rather than trapped: the root is empty anyway, and a library that only
 //! probes a file (glibc and Rust's std do, on rare paths) then carries on instead of ending the
 //! VM.
@@ -146,6 +147,13 @@ pub fn rules(kind: ThreadKind) -> Vec<LinuxSyscall> {
                 &["ioctl"],
                 vec![arg(1, Op::ScmpCmpEq, TUNSETOFFLOAD, 0)],
             ));
+            // The virtio-fs device's activation: its vhost-user messages (the memory's and
+            // eventfds' descriptors attached), sent as the vhost crate sends, without waiting
+            // for a reply; the VMM's one socket is that connection, made by the front end.
+            rules.push(rule(
+                &["sendmsg"],
+                vec![arg(2, Op::ScmpCmpEq, libc::MSG_NOSIGNAL as u64, 0)],
+            ));
         }
         ThreadKind::Input => rules.push(rule(INPUT, vec![])),
         ThreadKind::Net => rules.push(rule(NET, vec![])),
@@ -255,6 +263,24 @@ mod tests {
             // Signals only at itself, and only abort's (or the supervisor's kick).
             let kill = [1, 1, libc::SIGKILL as u64, 0, 0, 0];
             assert_eq!(f.verdict(nr("tgkill"), kill), TRAP);
+        }
+    }
+
+    #[test]
+    fn only_vcpu_threads_send_on_a_socket_and_none_receives() {
+        let (send, recv) = (nr("sendmsg"), nr("recvmsg"));
+        let nosignal = [9, 0x1000, libc::MSG_NOSIGNAL as u64, 0, 0, 0];
+        for kind in KINDS {
+            let f = compile(kind).unwrap();
+            let want = if kind == ThreadKind::Vcpu {
+                ALLOW
+            } else {
+                TRAP
+            };
+            assert_eq!(f.verdict(send, nosignal), want, "{kind:?} sendmsg");
+            assert_eq!(f.verdict(send, [9, 0x1000, 0, 0, 0, 0]), TRAP, "{kind:?}");
+            assert_eq!(f.verdict(recv, [9, 0x1000, 0, 0, 0, 0]), TRAP, "{kind:?}");
+            assert_eq!(f.verdict(nr("sendto"), nosignal), TRAP, "{kind:?}");
         }
     }
 

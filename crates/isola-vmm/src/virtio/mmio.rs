@@ -3,7 +3,7 @@
 //! command line. Register accesses arrive as KVM MMIO exits; queue notifications go to the
 //! device, and its "used buffers" interrupt goes back through an irqfd.
 
-use super::{VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
+use super::{Activation, VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
@@ -12,6 +12,7 @@ const MAGIC: u32 = 0x7472_6976; // "virt"
 const VERSION: u32 = 2;
 const VENDOR: u32 = 0x4c4f_5349; // "ISOL"
 const STATUS_DRIVER_OK: u32 = 4;
+const STATUS_DEVICE_NEEDS_RESET: u32 = 0x40;
 const STATUS_FAILED: u32 = 0x80;
 const INT_USED_RING: u32 = 1;
 /// The QueueNotify register: the driver writes a queue's index here to notify it.
@@ -92,6 +93,8 @@ impl MmioTransport {
             }
             0x034 => self.queue().map_or(0, |q| q.max_size() as u32),
             0x044 => self.queue().map_or(0, |q| q.ready() as u32),
+            // A back end's interrupts bypass `interrupt_status`: each is for used buffers.
+            0x060 if self.device.interrupts_from_backend() => INT_USED_RING,
             0x060 => self.interrupt_status,
             0x070 => self.status,
             0x0fc => 0, // config generation: the configuration never changes
@@ -141,7 +144,19 @@ impl MmioTransport {
                     let was_ok = self.status & STATUS_DRIVER_OK != 0;
                     self.status = v;
                     if !was_ok && v & STATUS_DRIVER_OK != 0 {
-                        self.device.activate(self.driver_features);
+                        let activation = Activation {
+                            queues: &self.queues,
+                            mem,
+                            irq: &self.irq,
+                        };
+                        if self
+                            .device
+                            .activate(self.driver_features, activation)
+                            .is_err()
+                        {
+                            self.status |= STATUS_DEVICE_NEEDS_RESET;
+                            return;
+                        }
                         let event_idx = self.driver_features & VIRTIO_RING_F_EVENT_IDX != 0;
                         self.queues
                             .iter_mut()

@@ -4,11 +4,13 @@
 
 pub mod block;
 pub mod console;
+pub mod fs;
 pub mod mmio;
 pub mod net;
 
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
 
 /// VIRTIO_F_VERSION_1: the modern (non-legacy) interface, the only one isola offers.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
@@ -29,8 +31,25 @@ pub trait VirtioDevice: Send {
     fn read_config(&self, offset: u64, data: &mut [u8]);
     /// The driver notified queue `index`; returns true if the guest should be interrupted.
     fn process_queue(&mut self, index: usize, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool;
-    /// The driver is ready, having accepted `features` (of those offered).
-    fn activate(&mut self, _features: u64) {}
+    /// The driver is ready, having accepted `features` (of those offered); a device whose
+    /// queues run elsewhere (a vhost-user back end) hands them over. An error fails the device
+    /// (DEVICE_NEEDS_RESET).
+    fn activate(&mut self, _features: u64, _queues: Activation) -> Result<(), String> {
+        Ok(())
+    }
+    /// Whether something other than the transport raises its interrupt (a vhost-user back end
+    /// writing the irqfd): the transport then reports every interrupt as one for used buffers.
+    fn interrupts_from_backend(&self) -> bool {
+        false
+    }
+}
+
+/// What a device gets at activation: its queues as the driver set them up, guest memory, and
+/// the transport's interrupt.
+pub struct Activation<'a> {
+    pub queues: &'a [Queue],
+    pub mem: &'a GuestMemoryMmap,
+    pub irq: &'a EventFd,
 }
 
 /// What the devices' tests build their queues and guest memory from.

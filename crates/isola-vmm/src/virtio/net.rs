@@ -231,9 +231,10 @@ impl VirtioDevice for Net {
         F_MAC | OFFLOADS | super::VIRTIO_RING_F_EVENT_IDX
     }
 
-    fn activate(&mut self, features: u64) {
+    fn activate(&mut self, features: u64, _: super::Activation) -> Result<(), String> {
         // Refused (an old kernel), the tap hands over plain frames, which every driver takes.
         let _ = self.port.set_offloads(tap_offloads(features));
+        Ok(())
     }
 
     fn queue_max_sizes(&self) -> &[u16] {
@@ -403,9 +404,19 @@ mod tests {
     fn the_tap_hands_over_only_the_offloads_the_driver_took() {
         let wire = Wire::default();
         let mut net = Net::new(Box::new(wire.clone()), [2, 0, 0, 0, 0, 1]);
-        net.activate(net.features());
-        net.activate(F_MAC | F_GUEST_TSO4);
-        net.activate(F_MAC | F_GUEST_CSUM | F_GUEST_TSO6);
+        let (mem, irq) = (mem(), vmm_sys_util::eventfd::EventFd::new(0).unwrap());
+        for features in [
+            net.features(),
+            F_MAC | F_GUEST_TSO4,
+            F_MAC | F_GUEST_CSUM | F_GUEST_TSO6,
+        ] {
+            let a = crate::virtio::Activation {
+                queues: &[],
+                mem: &mem,
+                irq: &irq,
+            };
+            net.activate(features, a).unwrap();
+        }
         assert_eq!(
             *wire.offloads.lock().unwrap(),
             [

@@ -182,8 +182,8 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     let requests = crate::volumes::request::parse_all(&a.volume, &a.mount, &a.tmpfs)?;
     let mut settings = settings(&a.process, &a.command, &short, a.tty, cpu_range, network)?;
     if level == Level::Vm {
-        if let Some(flag) = vm_unsupported(&a) {
-            bail!("{flag}: not yet at --isolation vm (a VM gets host directories through virtio-fs, which isola does not have yet); use --isolation container");
+        if a.read_only {
+            bail!("--read-only: not yet at --isolation vm (the guest's root is an overlay in its memory; use --isolation container)");
         }
         if request == NetworkRequest::Host {
             bail!("--network host: a VM has its own kernel and network stack; host networking is for --isolation container");
@@ -255,15 +255,6 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         record.save(paths)?;
     }
     result
-}
-
-/// The first flag asked for that the VM level cannot carry out yet.
-fn vm_unsupported(a: &RunArgs) -> Option<String> {
-    let first = |flag: &str, values: &[String]| values.first().map(|v| format!("{flag} {v}"));
-    first("-v", &a.volume)
-        .or_else(|| first("--mount", &a.mount))
-        .or_else(|| first("--tmpfs", &a.tmpfs))
-        .or_else(|| a.read_only.then(|| "--read-only".to_string()))
 }
 
 /// The image's root filesystem as this level takes it: a writable overlay of the unpacked

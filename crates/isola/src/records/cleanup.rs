@@ -71,6 +71,8 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
     // And what killed imports, pulls, unpacks and disk builds left in the image side; a
     // failure here is left for `isola image prune` to report.
     let _ = crate::leftovers::remove_dead(paths);
+    // The directories of VMs' virtio-fs back ends whose isola was killed.
+    isola_sandbox::vm::shares::remove_dead(&paths.run);
     cleaned
 }
 
