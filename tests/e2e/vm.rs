@@ -901,9 +901,9 @@ fn the_vmm_runs_jailed() {
     let root: Vec<_> = std::fs::read_dir(proc("root")).unwrap().collect();
     assert!(root.is_empty(), "the VMM's root is not empty: {root:?}");
     // What it holds: KVM's VM and vCPU descriptors (not /dev/kvm), eventfds, pipes, epoll and
-    // a timer, /dev/null, the root disk read-only, and its network interface's tap (the
-    // default network; a tap descriptor reads as /dev/net/tun). No terminal, no socket, no
-    // other file.
+    // a timer, /dev/null, the root disk read-only, its network interface's tap (the default
+    // network; a tap descriptor reads as /dev/net/tun) and guest memory (a memfd). No
+    // terminal, no socket (none without shared directories), no other file.
     for fd in std::fs::read_dir(proc("fd"))
         .unwrap()
         .filter_map(|e| e.ok())
@@ -920,7 +920,8 @@ fn the_vmm_runs_jailed() {
             || target.starts_with("pipe:")
             || target == "/null"
             || (target.ends_with(".ext4") && flags & 3 == 0)
-            || target.ends_with("/net/tun");
+            || target.ends_with("/net/tun")
+            || target == "/memfd:isola-guest (deleted)";
         assert!(
             allowed && !target.contains(":kvm]") && target != "/kvm",
             "the VMM holds {target} (flags {flags:o})"
