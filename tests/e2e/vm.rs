@@ -1494,3 +1494,56 @@ fn volumes_binds_and_tmpfs_look_the_same_at_both_levels() {
     assert!(left.is_empty(), "{left:?}");
     env.assert_clean();
 }
+
+/// A detached VM: `run -d` returns once it runs; from other commands (other terminals) its
+/// log, `ps`, `inspect` and `stop` reach it; a workload ignoring SIGTERM is killed after -t.
+#[test]
+fn a_detached_vm_is_reached_by_logs_ps_and_stop() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let r = env.isola(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--isolation",
+        "vm",
+        "--name",
+        "bgvm",
+        "sample",
+        "sh",
+        "-c",
+        "echo vm-up; echo vm-err >&2; sleep 300",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{}", r.stdout);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !env.isola(&["logs", "bgvm"]).stdout.contains("vm-up") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no output from the VM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let r = env.isola(&["logs", "bgvm"]);
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str()),
+        ("vm-up\n", "vm-err\n")
+    );
+    let ps = env.isola(&["ps"]).stdout;
+    let line = ps.lines().find(|l| l.contains("bgvm")).unwrap_or_default();
+    assert!(line.contains(" vm ") && line.contains(" Up "), "{ps}");
+    let r = env.isola(&["inspect", "bgvm"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["State"]["Running"], true);
+    assert_eq!(v[0]["Isolation"], "vm");
+    assert_eq!(env.isola(&["stop", "-t", "1", "bgvm"]).code, 0);
+    assert_eq!(env.isola(&["wait", "bgvm"]).stdout, "137\n");
+    let ps = env.isola(&["ps", "-a"]).stdout;
+    assert!(ps.contains("Exited (137)"), "{ps}");
+    assert_eq!(env.isola(&["rm", "bgvm"]).code, 0);
+    env.assert_clean();
+}

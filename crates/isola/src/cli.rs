@@ -52,6 +52,48 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Stop running containers: SIGTERM, then SIGKILL after a grace period
+    Stop {
+        /// Seconds to wait before killing
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to running containers (KILL by default)
+    Kill {
+        /// HUP, INT, QUIT, KILL, USR1, USR2, TERM or WINCH (or SIGTERM, 15)
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Wait until containers end; print their exit statuses
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Print what a detached container wrote
+    Logs {
+        /// Follow until the container ends
+        #[arg(short, long)]
+        follow: bool,
+        /// Show each line's time
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Only the last N lines
+        #[arg(short = 'n', long, value_name = "N")]
+        tail: Option<usize>,
+        /// Only lines since a time (2026-01-02T15:04:05Z), Unix seconds or a duration (5m)
+        #[arg(long)]
+        since: Option<String>,
+        container: String,
+    },
+    /// Print containers as JSON: state, times, mounts, ports
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Remove stopped containers
     Rm {
         /// Container names or IDs
@@ -213,6 +255,9 @@ pub struct RunArgs {
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Run in the background: print the container's ID and return (its output goes to `isola logs`)
+    #[arg(short, long)]
+    pub detach: bool,
     /// Keep stdin open (attach isola's stdin to the workload)
     #[arg(short, long)]
     pub interactive: bool,

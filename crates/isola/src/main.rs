@@ -2,6 +2,8 @@
 
 mod cli;
 mod commands;
+mod container_log;
+mod detach;
 mod leftovers;
 mod limits;
 mod paths;
@@ -29,15 +31,40 @@ impl std::error::Error for Exit {}
 /// When isola started, for `--timings`.
 pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
+/// `kill` is both runc's (`kill ID [SIGNAL]`, a runtime's container) and docker's (`kill [-s
+/// SIG] NAME...`, one of isola's own): docker's when it has `-s`, or names one of isola's
+/// containers exactly.
+fn names_a_container(paths: &paths::Paths, args: &[String]) -> bool {
+    let Some((op, rest)) = args.split_first() else {
+        return false;
+    };
+    if op != "kill" {
+        return false;
+    }
+    let signal_flag = |a: &String| a == "-s" || a == "--signal" || a.starts_with("--signal=");
+    if rest.iter().any(signal_flag) {
+        return true;
+    }
+    let all = records::list(paths);
+    rest.iter().filter(|a| !a.starts_with('-')).any(|a| {
+        all.iter()
+            .any(|r| &r.name == a || &r.id == a || r.id[..12] == **a)
+    })
+}
+
 fn main() {
     STARTED.get_or_init(std::time::Instant::now);
+    detach::init();
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let as_vm_runtime = args
         .first()
         .is_some_and(|a| std::path::Path::new(a).ends_with("isola-vm"));
-    if as_vm_runtime || runtime::is_runtime_call(&args[1..]) {
+    if as_vm_runtime
+        || (runtime::is_runtime_call(&args[1..])
+            && !names_a_container(&paths::Paths::from_env(), &args[1..]))
+    {
         let paths = paths::Paths::from_env();
         paths.secure();
         std::process::exit(runtime::main(paths, args));
@@ -53,6 +80,7 @@ fn main() {
     let paths = paths::Paths::from_env();
     paths.secure();
     let result = match cli.command {
+        Command::Run(a) if a.detach && !detach::is_monitor() => detach::start(),
         Command::Run(a) => commands::run::run(&paths, a),
         Command::Import(a) => commands::images::import(&paths, a),
         Command::Pull(a) => commands::pull::pull(&paths, a),
@@ -68,6 +96,26 @@ fn main() {
         },
         Command::Ps { all, quiet } => commands::containers::ps(&paths, all, quiet),
         Command::Rm { containers, force } => commands::containers::rm(&paths, &containers, force),
+        Command::Stop { time, containers } => commands::lifecycle::stop(&paths, &containers, time),
+        Command::Kill { signal, containers } => {
+            commands::lifecycle::kill(&paths, &containers, &signal)
+        }
+        Command::Wait { containers } => commands::lifecycle::wait(&paths, &containers),
+        Command::Logs {
+            follow,
+            timestamps,
+            tail,
+            since,
+            container,
+        } => commands::logs::logs(
+            &paths,
+            &container,
+            follow,
+            timestamps,
+            tail,
+            since.as_deref(),
+        ),
+        Command::Inspect { containers } => commands::inspect::inspect(&paths, &containers),
         Command::Bundle(a) => commands::bundle::bundle(&paths, a),
         Command::Network(c) => match c {
             NetworkCommand::Create { subnet, name } => {
@@ -87,17 +135,23 @@ fn main() {
         Command::Cleanup => commands::containers::cleanup(&paths),
         Command::Doctor { json } => commands::doctor::doctor(&paths, json),
     };
-    match result {
-        Ok(code) => std::process::exit(code),
+    let code = match result {
+        Ok(code) => code,
         Err(e) => {
             let (code, msg) = match e.downcast_ref::<Exit>() {
                 Some(Exit(code, msg)) => (*code, msg.clone()),
                 None => (125, format!("{e:#}")),
             };
-            if !msg.is_empty() {
+            if detach::is_monitor() {
+                detach::error(&msg);
+            } else if !msg.is_empty() {
                 eprintln!("isola: {msg}");
             }
-            std::process::exit(code);
+            code
         }
+    };
+    if detach::is_monitor() {
+        detach::finish();
     }
+    std::process::exit(code);
 }

@@ -318,14 +318,19 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         sidebands,
     };
     // The back end is bounded with the VMM: one limit for everything the VM runs on the host.
-    let extra_tasks = if virtiofsd.is_some() { VIRTIOFSD_TASKS } else { 0 };
-    let cgroup = vmm_cgroup(&job.cgroup_path, mem_mib, cpus, extra_tasks).and_then(|c| match &virtiofsd {
-        Some(v) => c
-            .add_pid(v.pid() as i32)
-            .map(|()| c)
-            .map_err(|e| Error::Vm(format!("placing virtiofsd in the VM's cgroup: {e}"))),
-        None => Ok(c),
-    });
+    let extra_tasks = if virtiofsd.is_some() {
+        VIRTIOFSD_TASKS
+    } else {
+        0
+    };
+    let cgroup =
+        vmm_cgroup(&job.cgroup_path, mem_mib, cpus, extra_tasks).and_then(|c| match &virtiofsd {
+            Some(v) => c
+                .add_pid(v.pid() as i32)
+                .map(|()| c)
+                .map_err(|e| Error::Vm(format!("placing virtiofsd in the VM's cgroup: {e}"))),
+            None => Ok(c),
+        });
     let cgroup = match cgroup {
         Ok(c) => c,
         Err(e) => {

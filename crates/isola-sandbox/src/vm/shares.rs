@@ -164,7 +164,14 @@ impl Virtiofsd {
         let mut cmd = Command::new(bin);
         cmd.arg("--fd=3")
             .args(["-o", &format!("source={}", export.display())])
-            .args(["-o", "sandbox=namespace", "-o", "cache=auto"])
+            .args([
+                "-o",
+                "sandbox=namespace",
+                "-o",
+                "cache=auto",
+                "-o",
+                "writeback",
+            ])
             .args(["-o", "announce_submounts", "-o", "log_level=warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,15 +1,28 @@
 //! `isola ps`, `isola rm`, `isola cleanup`.
 
+use crate::commands::human_duration::human;
 use crate::commands::images::print_table;
 use crate::paths::Paths;
 use crate::records::{self, Entry, Record};
 use anyhow::{bail, Result};
 use isola_container::state::State;
 
+/// Seconds from `ns` (since the epoch) to now.
+fn since(ns: u64) -> u64 {
+    records::now_ns().saturating_sub(ns) / 1_000_000_000
+}
+
+/// As docker's STATUS: "Up 3 minutes", "Exited (4) 2 seconds ago".
 fn status(r: &Record) -> String {
     match (r.status.as_str(), r.exit_code) {
-        ("exited", Some(c)) => format!("Exited ({c})"),
-        ("running", _) => "Up".into(),
+        ("exited", Some(c)) => match r.finished_ns {
+            Some(t) => format!("Exited ({c}) {} ago", human(since(t))),
+            None => format!("Exited ({c})"),
+        },
+        ("running", _) => match r.started_ns {
+            Some(t) => format!("Up {}", human(since(t))),
+            None => "Up".into(),
+        },
         (s, _) => s.to_string(),
     }
 }
@@ -19,7 +32,7 @@ pub fn ps(paths: &Paths, all: bool, quiet: bool) -> Result<i32> {
     let records: Vec<Record> = records::scan(paths)
         .into_iter()
         .map(|e| match e {
-            Entry::Ok(r) => r,
+            Entry::Ok(r) => *r,
             Entry::Damaged(d) => {
                 // Its owner is alive (the cleanup pass removed it otherwise): say what is wrong.
                 eprintln!("isola: warning: container {}: {}", d.id, d.why);
@@ -34,9 +47,14 @@ pub fn ps(paths: &Paths, all: bool, quiet: bool) -> Result<i32> {
         }
         return Ok(0);
     }
-    let rows: Vec<[String; 7]> = records
+    let rows: Vec<[String; 8]> = records
         .iter()
         .map(|r| {
+            let created = if r.created == 0 {
+                String::new()
+            } else {
+                format!("{} ago", human(records::now().saturating_sub(r.created)))
+            };
             let mut cmd = r.command.join(" ");
             if cmd.len() > 30 {
                 cmd.truncate(27);
@@ -46,6 +64,7 @@ pub fn ps(paths: &Paths, all: bool, quiet: bool) -> Result<i32> {
                 r.id[..12].to_string(),
                 r.image.clone(),
                 format!("{cmd:?}"),
+                created,
                 r.isolation.clone(),
                 status(r),
                 r.ports.join(", "),
@@ -58,6 +77,7 @@ pub fn ps(paths: &Paths, all: bool, quiet: bool) -> Result<i32> {
             "CONTAINER ID",
             "IMAGE",
             "COMMAND",
+            "CREATED",
             "ISOLATION",
             "STATUS",
             "PORTS",
@@ -84,6 +104,9 @@ fn damaged_row(id: &str) -> Record {
         owner_start_time: 0,
         ports: Vec::new(),
         mounts: Vec::new(),
+        started_ns: None,
+        finished_ns: None,
+        detached: false,
     }
 }
 

@@ -1,8 +1,12 @@
 pub mod bundle;
 pub mod containers;
 pub mod doctor;
+pub mod human_duration;
 pub mod image;
 pub mod images;
+pub mod inspect;
+pub mod lifecycle;
+pub mod logs;
 pub mod network;
 pub mod progress;
 pub mod pull;

@@ -190,6 +190,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         }
         crate::vm_preflight::preflight(paths)?;
     }
+    if a.detach && (a.interactive || a.tty) {
+        bail!("-d with -i or -t: not yet (isola has no attach); run it in the foreground, or detached without them");
+    }
     let name = a.name.clone().unwrap_or_else(|| short.clone());
     if !valid_name(&name) {
         bail!("--name {name:?}: expected letters, digits, '_', '.' or '-', starting with a letter or digit");
@@ -220,9 +223,16 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
             .unwrap_or(0),
         ports: Vec::new(),
         mounts,
+        started_ns: None,
+        finished_ns: None,
+        detached: a.detach,
     };
     // Held until this isola ends: the container's directory is ours while we live.
     let _claim = records::claim(paths, &record)?;
+    if a.detach {
+        // The monitor of `run -d`: from here on its output (and the workload's) is the log.
+        crate::detach::log_to(&dir.join(crate::container_log::FILE))?;
+    }
     let result = (|| {
         crate::volumes::prepare(paths, &record.mounts, &lower)?;
         let spec = runtime_spec(&image, &lower, &settings)?;
@@ -248,6 +258,7 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         records::remove_bundle(paths, &id)?;
     } else {
         record.status = "exited".into();
+        record.finished_ns = Some(records::now_ns());
         record.exit_code = Some(match &result {
             Ok(c) => *c,
             Err(e) => e.downcast_ref::<Exit>().map_or(125, |x| x.0),
@@ -329,9 +340,15 @@ fn run_sandbox(
         .flat_map(|a| a.ports.iter().map(|p| p.to_string()))
         .collect();
     record.status = "running".into();
+    record.started_ns = Some(records::now_ns());
     record.save(paths)?;
     let code = match sandbox.start() {
-        Ok(()) => sandbox.wait(),
+        Ok(()) => {
+            if a.detach {
+                crate::detach::started(&record.id);
+            }
+            sandbox.wait()
+        }
         Err(e) => Err(e),
     };
     let deleted = sandbox.delete();

@@ -33,7 +33,7 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
         .collect();
     for entry in entries {
         let id = match entry {
-            Entry::Ok(r) => clean_record(paths, r),
+            Entry::Ok(r) => clean_record(paths, *r),
             Entry::Damaged(d) => clean_damaged(paths, d),
         };
         if let Some(id) = id {
@@ -89,6 +89,7 @@ fn clean_record(paths: &Paths, mut r: Record) -> Option<String> {
     } else {
         r.status = "exited".into();
         r.exit_code = Some(137);
+        r.finished_ns = Some(super::now_ns());
         let _ = r.save(paths);
     }
     Some(r.id)

@@ -38,6 +38,14 @@ pub struct Record {
     /// Its binds, volumes and tmpfs mounts (`-v`, `--mount`, `--tmpfs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<crate::volumes::MountRecord>,
+    /// When the workload started and ended, nanoseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ns: Option<u64>,
+    /// Started with `-d`: its output is in the log (`isola logs`).
+    #[serde(default)]
+    pub detached: bool,
 }
 
 impl Record {
@@ -77,7 +85,8 @@ pub struct Damaged {
 /// One container directory: a readable record, or a damaged one.
 #[derive(Clone, Debug)]
 pub enum Entry {
-    Ok(Record),
+    /// Boxed: a record is many times the size of a damaged entry.
+    Ok(Box<Record>),
     Damaged(Damaged),
 }
 
@@ -97,7 +106,7 @@ pub fn scan(paths: &Paths) -> Vec<Entry> {
             rd.filter_map(|e| e.ok())
                 .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                 .map(|e| match Record::load(&e.path()) {
-                    Ok(r) => Entry::Ok(r),
+                    Ok(r) => Entry::Ok(Box::new(r)),
                     Err(err) => Entry::Damaged(Damaged {
                         id: e.file_name().to_string_lossy().into_owned(),
                         why: format!("{err:#}"),
@@ -118,7 +127,7 @@ pub fn list(paths: &Paths) -> Vec<Record> {
     scan(paths)
         .into_iter()
         .filter_map(|e| match e {
-            Entry::Ok(r) => Some(r),
+            Entry::Ok(r) => Some(*r),
             Entry::Damaged(_) => None,
         })
         .collect()
@@ -198,6 +207,14 @@ pub fn new_id() -> Result<String> {
     let mut f = std::fs::File::open("/dev/urandom").context("/dev/urandom")?;
     std::io::Read::read_exact(&mut f, &mut bytes).context("/dev/urandom")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Nanoseconds since the epoch.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 pub fn now() -> u64 {

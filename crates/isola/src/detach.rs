@@ -1,0 +1,159 @@
+//! `isola run -d`: the run goes on in a process of its own — the workload's monitor, docker's
+//! conmon — which is `isola run` itself, started again by the one the user ran, in a session
+//! of its own, with stdin on /dev/null. The monitor keeps the workload's stdio (its stdout and
+//! stderr become pipes into the log, `container_log`), signals, network and volumes exactly as
+//! an attached run does, and records the exit status when the workload ends. The first isola
+//! waits only until the workload has started: then it prints the container's ID and returns;
+//! if the run fails before that, it prints the monitor's error and exits with its status.
+//!
+//! Between the two: descriptor 3 of the monitor (a pipe) carries `ID\n` once the workload
+//! runs; its stderr, until then, is a pipe to the first isola too.
+
+use anyhow::{Context, Result};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
+
+/// Set in the monitor's environment: the descriptor of its word to the first isola.
+const FD_ENV: &str = "ISOLA_DETACHED_FD";
+const WORD_FD: RawFd = 3;
+
+/// The first isola's stderr, kept while the monitor may still fail before the workload runs.
+static FIRST_STDERR: AtomicI32 = AtomicI32::new(-1);
+static LOGGER: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array we pass.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("pipe");
+    }
+    // SAFETY: two fresh descriptors, owned from here on.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+static MONITOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process is a detached run's monitor.
+pub fn is_monitor() -> bool {
+    MONITOR.load(Ordering::Relaxed)
+}
+
+/// The first isola: starts the monitor (this very command line again) and waits for its word.
+pub fn start() -> Result<i32> {
+    let (word_r, word_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let exe = std::env::current_exe().context("finding isola's own binary")?;
+    let word = word_w.as_raw_fd();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env(FD_ENV, WORD_FD.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(err_w));
+    // SAFETY: between fork and exec: setsid and dup2, system calls only.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::dup2(word, WORD_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the workload's monitor")?;
+    drop(cmd); // our copies of the monitor's ends
+    drop(word_w);
+    let mut said = String::new();
+    let _ = std::fs::File::from(word_r).read_to_string(&mut said);
+    if let Some(id) = said.strip_suffix('\n').filter(|id| !id.is_empty()) {
+        println!("{id}");
+        return Ok(0);
+    }
+    // It failed before the workload ran: its error, its status.
+    let mut err = Vec::new();
+    let _ = std::fs::File::from(err_r).read_to_end(&mut err);
+    let _ = std::io::stderr().write_all(&err);
+    let status = child.wait().context("waiting for the monitor")?;
+    Ok(status.code().unwrap_or(125))
+}
+
+/// First thing in every isola: if this is a monitor (started by `start`), its word
+/// descriptor kept from whatever it starts, and the first isola's stderr kept aside for an
+/// early error.
+pub fn init() {
+    if std::env::var_os(FD_ENV).is_none() {
+        return;
+    }
+    MONITOR.store(true, Ordering::Relaxed);
+    // SAFETY: fcntl and dup on descriptors of this process.
+    unsafe {
+        libc::fcntl(WORD_FD, libc::F_SETFD, libc::FD_CLOEXEC);
+        FIRST_STDERR.store(libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3), Ordering::Relaxed);
+    }
+    std::env::remove_var(FD_ENV);
+}
+
+/// Once the container's directory exists: this process's stdout and stderr (and so the
+/// workload's, which it relays) go into the log at `path`.
+pub fn log_to(path: &Path) -> Result<()> {
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let path = path.to_path_buf();
+    // Started with every signal blocked (a thread inherits its creator's mask): the signals
+    // the monitor passes on to the workload must never land on this thread and end isola.
+    let all = nix::sys::signal::SigSet::all();
+    let before = all.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)?;
+    let writer = std::thread::spawn(move || {
+        let _ = crate::container_log::write(&path, out_r, err_r);
+    });
+    before.thread_set_mask()?;
+    // SAFETY: dup2 onto our own stdout and stderr; the pipes' write ends stay open through them.
+    unsafe {
+        libc::dup2(out_w.as_raw_fd(), 1);
+        libc::dup2(err_w.as_raw_fd(), 2);
+    }
+    *LOGGER.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
+    Ok(())
+}
+
+/// The workload runs: the first isola prints `id` and returns.
+pub fn started(id: &str) {
+    // SAFETY: write to and close our word descriptor, and the kept stderr.
+    unsafe {
+        let word = format!("{id}\n");
+        libc::write(WORD_FD, word.as_ptr().cast(), word.len());
+        libc::close(WORD_FD);
+        let first = FIRST_STDERR.swap(-1, Ordering::Relaxed);
+        if first >= 0 {
+            libc::close(first);
+        }
+    }
+}
+
+/// isola's own last words: to the first isola while it still waits, else into the log.
+pub fn error(msg: &str) {
+    let first = FIRST_STDERR.load(Ordering::Relaxed);
+    let fd = if first >= 0 { first } else { 2 };
+    let line = format!("isola: {msg}\n");
+    // SAFETY: write from a live buffer to a descriptor of ours.
+    unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+}
+
+/// Before the monitor exits: everything written reaches the log.
+pub fn finish() {
+    // SAFETY: /dev/null onto stdout and stderr closes the log pipes' last write ends.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, 1);
+            libc::dup2(null, 2);
+            libc::close(null);
+        }
+    }
+    if let Some(w) = LOGGER.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let _ = w.join();
+    }
+}

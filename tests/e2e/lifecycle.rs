@@ -1,0 +1,222 @@
+//! Workloads that outlive the command that started them, through the real binary: `run -d`
+//! (a monitor keeps the workload, its log and its exit status), `logs`, `stop`, `kill`,
+//! `wait`, `inspect`, and `ps`'s CREATED and STATUS — and what goes wrong: errors before the
+//! workload starts come back to the caller, a killed monitor's workload is ended and recorded.
+
+use isola_e2e::Env;
+use std::time::{Duration, Instant};
+
+fn detached(env: &Env, args: &[&str]) -> String {
+    let mut all = vec!["run", "-d", "--network", "none"];
+    all.extend_from_slice(args);
+    let r = env.isola(&all);
+    assert_eq!(r.code, 0, "{all:?}: {}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    assert!(
+        id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "run -d prints the ID: {:?}",
+        r.stdout
+    );
+    id
+}
+
+fn inspect(env: &Env, name: &str) -> serde_json::Value {
+    let r = env.isola(&["inspect", name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()[0].clone()
+}
+
+#[test]
+fn run_d_returns_at_once_and_the_log_keeps_both_streams() {
+    let env = Env::new();
+    let script = "echo out1; echo err1 >&2; sleep 1; echo out2; exit 3";
+    let started = Instant::now();
+    let id = detached(&env, &["--name", "bg", "sample", "sh", "-c", script]);
+    assert!(started.elapsed() < Duration::from_secs(1), "run -d waited");
+    let ps = env.isola(&["ps"]).stdout;
+    assert!(ps.contains(&id[..12]) && ps.contains(" Up "), "{ps}");
+    // Followed until it ends: the line written a second later is there too.
+    let r = env.isola(&["logs", "-f", "bg"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (0, "out1\nout2\n", "err1\n")
+    );
+    assert_eq!(env.isola(&["wait", "bg"]).stdout, "3\n");
+    let r = env.isola(&["logs", "--tail", "1", "-t", "bg"]);
+    let line = r.stdout.trim_end();
+    assert!(line.ends_with("Z out2"), "{line:?}");
+    assert!(line.starts_with("20") && line.contains('T'), "{line:?}");
+    let r = env.isola(&["logs", "--since", "1s", "bg"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ps = env.isola(&["ps", "-a"]).stdout;
+    assert!(ps.contains("Exited (3)") && ps.contains(" ago"), "{ps}");
+    assert!(ps.contains("CREATED"), "{ps}");
+    let v = inspect(&env, "bg");
+    assert_eq!(v["Id"], id.as_str());
+    assert_eq!(v["State"]["Status"], "exited");
+    assert_eq!(v["State"]["Running"], false);
+    assert_eq!(v["State"]["ExitCode"], 3);
+    let (s, f) = (
+        v["State"]["StartedAt"].as_str().unwrap(),
+        v["State"]["FinishedAt"].as_str().unwrap(),
+    );
+    assert!(s < f && s.starts_with("20"), "{s} {f}");
+    assert!(std::path::Path::new(v["LogPath"].as_str().unwrap()).is_file());
+    assert_eq!(env.isola(&["rm", "bg"]).code, 0);
+    env.assert_clean();
+}
+
+#[test]
+fn stop_sends_term_then_kills_what_ignores_it_and_kill_passes_signals_on() {
+    let env = Env::new();
+    let trap = "trap 'echo got-$S; exit 5' $S; echo ready; while :; do sleep 0.1; done";
+    detached(
+        &env,
+        &[
+            "--name", "polite", "-e", "S=TERM", "sample", "sh", "-c", trap,
+        ],
+    );
+    // Its trap must be set before the signal comes.
+    while !env.isola(&["logs", "polite"]).stdout.contains("ready") {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(env.isola(&["stop", "polite"]).stdout, "polite\n");
+    assert_eq!(env.isola(&["wait", "polite"]).stdout, "5\n");
+    assert_eq!(env.isola(&["logs", "polite"]).stdout, "ready\ngot-TERM\n");
+    // PID 1 without a handler ignores SIGTERM: killed after -t.
+    detached(&env, &["--name", "deaf", "sample", "sleep", "300"]);
+    let t = Instant::now();
+    assert_eq!(env.isola(&["stop", "-t", "1", "deaf"]).code, 0);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    assert_eq!(env.isola(&["wait", "deaf"]).stdout, "137\n");
+    detached(
+        &env,
+        &["--name", "usr", "-e", "S=USR1", "sample", "sh", "-c", trap],
+    );
+    while !env.isola(&["logs", "usr"]).stdout.contains("ready") {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(env.isola(&["kill", "-s", "USR1", "usr"]).code, 0);
+    assert_eq!(env.isola(&["wait", "usr"]).stdout, "5\n");
+    detached(&env, &["--name", "k", "sample", "sleep", "300"]);
+    assert_eq!(env.isola(&["kill", "k"]).code, 0);
+    assert_eq!(env.isola(&["wait", "k"]).stdout, "137\n");
+    // Not running, or not a signal isola passes on: refused by name.
+    let r = env.isola(&["stop", "k"]);
+    assert!(
+        r.code == 1 && r.stderr.contains("container k is not running"),
+        "{}",
+        r.stderr
+    );
+    let r = env.isola(&["kill", "-s", "STOP", "k"]);
+    assert!(
+        r.code == 125 && r.stderr.contains("signal \"STOP\""),
+        "{}",
+        r.stderr
+    );
+    for n in ["polite", "deaf", "usr", "k"] {
+        assert_eq!(env.isola(&["rm", n]).code, 0);
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn errors_before_the_workload_starts_come_back_to_the_caller() {
+    let env = Env::new();
+    let r = env.isola(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "sample",
+        "no-such-command",
+    ]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("\"no-such-command\": executable file not found"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+    let r = env.isola(&[
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        "--mount",
+        "type=bind,src=/no/such,dst=/x",
+        "sample",
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("bind source /no/such does not exist"),
+        "{}",
+        r.stderr
+    );
+    let r = env.isola(&["run", "-d", "-t", "sample", "true"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("-d with -i or -t"), "{}", r.stderr);
+    let r = env.isola(&["logs", "nosuch"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("no such container: nosuch"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        env.isola(&["run", "--name", "fg", "--network", "none", "sample", "true"])
+            .code,
+        0
+    );
+    let r = env.isola(&["logs", "fg"]);
+    assert!(
+        r.code == 1 && r.stderr.contains("was not started with -d"),
+        "{}",
+        r.stderr
+    );
+    // The failed run's record (no --rm) is kept, with its status, as docker keeps it.
+    for id in env.isola(&["ps", "-aq"]).stdout.lines() {
+        assert_eq!(env.isola(&["rm", id]).code, 0);
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn a_killed_monitor_ends_its_workload_and_the_exit_is_recorded() {
+    let env = Env::new();
+    let id = detached(&env, &["--name", "orphan", "sample", "sleep", "300"]);
+    let v = inspect(&env, "orphan");
+    let (monitor, init) = (
+        v["State"]["MonitorPid"].as_i64().unwrap(),
+        v["State"]["Pid"].as_i64().unwrap(),
+    );
+    assert!(monitor > 0 && init > 0 && monitor != init, "{v}");
+    // The monitor is in a session of its own, apart from the caller's.
+    // SAFETY: getsid(2) reads another process's session id.
+    assert_ne!(unsafe { libc::getsid(monitor as i32) }, unsafe {
+        libc::getsid(0)
+    });
+    // SAFETY: kill(2) of the monitor this test started.
+    unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(300));
+    let ps = env.isola(&["ps", "-a"]).stdout;
+    assert!(
+        ps.contains("Exited (137)") && ps.contains(&id[..12]),
+        "{ps}"
+    );
+    // Killed by the cleanup pass; reaped by whoever inherited it, a moment later.
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        !std::path::Path::new(&format!("/proc/{init}")).exists()
+    });
+    assert!(gone, "the workload outlived its monitor");
+    assert!(isola_e2e::cgroups_of(&id[..12]).is_empty());
+    assert_eq!(env.isola(&["rm", "orphan"]).code, 0);
+    env.assert_clean();
+}
