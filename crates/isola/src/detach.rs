@@ -15,7 +15,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Mutex;
 
 /// Set in the monitor's environment: the descriptor of its word to the first isola.
 const FD_ENV: &str = "ISOLA_DETACHED_FD";
@@ -23,7 +22,8 @@ const WORD_FD: RawFd = 3;
 
 /// The first isola's stderr, kept while the monitor may still fail before the workload runs.
 static FIRST_STDERR: AtomicI32 = AtomicI32::new(-1);
-static LOGGER: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+/// The log writer's PID, for `finish` to wait for it.
+static LOG_WRITER: AtomicI32 = AtomicI32::new(-1);
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -97,25 +97,47 @@ pub fn init() {
 }
 
 /// Once the container's directory exists: this process's stdout and stderr (and so the
-/// workload's, which it relays) go into the log at `path`.
+/// workload's, which it relays) go into the log at `path`, written by a process of its own.
+/// A process, not a thread: isola starts containers and VMs by forking, which must happen
+/// with one thread only (a fork copies no other thread, and any lock one held stays held).
 pub fn log_to(path: &Path) -> Result<()> {
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let path = path.to_path_buf();
-    // Started with every signal blocked (a thread inherits its creator's mask): the signals
-    // the monitor passes on to the workload must never land on this thread and end isola.
-    let all = nix::sys::signal::SigSet::all();
-    let before = all.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)?;
-    let writer = std::thread::spawn(move || {
-        let _ = crate::container_log::write(&path, out_r, err_r);
-    });
-    before.thread_set_mask()?;
+    // SAFETY: fork(2) of this process, single-threaded here (the run has made no thread, and
+    // pulls and unpacks join theirs); the child only writes the log and _exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).context("starting the log writer");
+    }
+    if pid == 0 {
+        drop((out_w, err_w));
+        // SAFETY: in the child: its stdio on /dev/null and every descriptor but the two
+        // pipes' read ends (moved above 1000 first) closed — above all the first isola's
+        // pipes, whose end of file it waits for.
+        let (out, err) = unsafe {
+            let out = libc::fcntl(out_r.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 1000);
+            let err = libc::fcntl(err_r.as_raw_fd(), libc::F_DUPFD_CLOEXEC, out + 1);
+            libc::syscall(libc::SYS_close_range, 3u32, 999u32, 0u32);
+            libc::syscall(libc::SYS_close_range, (err + 1) as u32, u32::MAX, 0u32);
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            libc::close(null);
+            std::mem::forget((out_r, err_r)); // closed above
+            (OwnedFd::from_raw_fd(out), OwnedFd::from_raw_fd(err))
+        };
+        let _ = crate::container_log::write(&path, out, err);
+        // SAFETY: ends the log writer without running the monitor's exit handlers.
+        unsafe { libc::_exit(0) }
+    }
+    LOG_WRITER.store(pid, Ordering::Relaxed);
     // SAFETY: dup2 onto our own stdout and stderr; the pipes' write ends stay open through them.
     unsafe {
         libc::dup2(out_w.as_raw_fd(), 1);
         libc::dup2(err_w.as_raw_fd(), 2);
     }
-    *LOGGER.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
     Ok(())
 }
 
@@ -153,7 +175,10 @@ pub fn finish() {
             libc::close(null);
         }
     }
-    if let Some(w) = LOGGER.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        let _ = w.join();
+    let pid = LOG_WRITER.swap(-1, Ordering::Relaxed);
+    if pid > 0 {
+        let mut status = 0;
+        // SAFETY: waitpid of our own child, into a live local.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
     }
 }

@@ -69,13 +69,13 @@ pub fn from_spec(spec: &Spec) -> (Vec<GuestMount>, Vec<Share>) {
                 read_only,
             });
         } else if typ == "tmpfs" {
-            let flags = [
-                "ro", "rw", "exec", "noexec", "nosuid", "nodev", "suid", "dev",
-            ];
+            // tmpfs's own options (mode=, size=, ...) go to it; of the mount flags the guest
+            // takes ro and exec (nosuid and nodev always; time flags such as strictatime are
+            // left to the guest's default).
             let data: Vec<&str> = options
                 .iter()
                 .map(String::as_str)
-                .filter(|o| !flags.contains(o))
+                .filter(|o| o.contains('='))
                 .collect();
             mounts.push(GuestMount::Tmpfs {
                 read_only,
@@ -287,5 +287,67 @@ pub fn remove_dead(run_dir: &Path) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{Mount, Spec};
+
+    fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+        let mut m = Mount::default();
+        m.set_destination(dest.into());
+        m.set_typ(Some(typ.into()));
+        m.set_source(Some(source.into()));
+        m.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
+        m
+    }
+
+    #[test]
+    fn a_bundles_directory_binds_and_tmpfs_mounts_are_taken_the_rest_left() {
+        let dir = std::env::temp_dir().join(format!("isola-shares-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hosts");
+        std::fs::write(&file, "").unwrap();
+        let mut spec = Spec::default();
+        spec.set_mounts(Some(vec![
+            mount("/proc", "proc", "proc", &[]),
+            mount("/dev/shm", "tmpfs", "shm", &["nosuid", "mode=1777"]),
+            // containerd's /run: a time flag among the options, which tmpfs would refuse.
+            mount(
+                "/run",
+                "tmpfs",
+                "tmpfs",
+                &["nosuid", "strictatime", "mode=755", "size=65536k"],
+            ),
+            mount("/data", "bind", dir.to_str().unwrap(), &["rbind", "ro"]),
+            mount(
+                "/etc/hosts",
+                "bind",
+                file.to_str().unwrap(),
+                &["rbind", "rw"],
+            ),
+        ]));
+        let (mounts, shares) = from_spec(&spec);
+        assert_eq!(
+            mounts,
+            vec![
+                GuestMount::Tmpfs {
+                    read_only: false,
+                    options: "mode=755,size=65536k".into(),
+                    exec: false,
+                    destination: "/run".into(),
+                },
+                GuestMount::Shared {
+                    index: 0,
+                    read_only: true,
+                    destination: "/data".into(),
+                },
+            ]
+        );
+        assert_eq!(shares.len(), 1);
+        assert_eq!(shares[0].source, dir);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
