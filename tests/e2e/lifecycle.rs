@@ -220,3 +220,88 @@ fn a_killed_monitor_ends_its_workload_and_the_exit_is_recorded() {
     assert_eq!(env.isola(&["rm", "orphan"]).code, 0);
     env.assert_clean();
 }
+
+#[test]
+fn exec_runs_beside_the_workload_with_its_environment_and_the_callers_changes() {
+    let env = Env::new();
+    detached(
+        &env,
+        &[
+            "--name",
+            "box",
+            "-e",
+            "FOO=bar",
+            "sample",
+            "sh",
+            "-c",
+            "echo hi > /tmp/x; sleep 300",
+        ],
+    );
+    let r = env.isola(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "cat /tmp/x; echo $FOO; id -u; pwd",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "hi\nbar\n0\n/\n"),
+        "{}",
+        r.stderr
+    );
+    let r = env.isola(&[
+        "exec",
+        "-u",
+        "1000:1000",
+        "-w",
+        "/tmp",
+        "-e",
+        "FOO=baz",
+        "box",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $FOO; exit 4",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (4, "1000\n/tmp\nbaz\n"),
+        "{}",
+        r.stderr
+    );
+    // Its processes are the workload's (one PID namespace): sleep is there.
+    let r = env.isola(&["exec", "box", "sh", "-c", "ps -o comm | grep -c sleep"]);
+    assert_eq!(r.stdout, "1\n", "{}", r.stderr);
+    // stdin only with -i.
+    let mut c = env.cmd(&["exec", "-i", "box", "cat"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"piped\n").unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+    let r = env.isola(&["exec", "box", "no-such-command"]);
+    assert_eq!(r.code, 127);
+    assert!(
+        r.stderr
+            .contains("\"no-such-command\": executable file not found"),
+        "{}",
+        r.stderr
+    );
+    let r = env.isola(&["exec", "box", "true", "-e", "X"]);
+    assert_eq!(
+        r.code, 0,
+        "arguments after the command are the command's: {}",
+        r.stderr
+    );
+    assert_eq!(env.isola(&["stop", "-t", "0", "box"]).code, 0);
+    let r = env.isola(&["exec", "box", "true"]);
+    assert!(
+        r.code == 1 && r.stderr.contains("container box is not running"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.isola(&["rm", "box"]).code, 0);
+    env.assert_clean();
+}

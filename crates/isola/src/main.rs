@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod container_log;
 mod detach;
+mod exec_process;
 mod leftovers;
 mod limits;
 mod paths;
@@ -31,18 +32,18 @@ impl std::error::Error for Exit {}
 /// When isola started, for `--timings`.
 pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
-/// `kill` is both runc's (`kill ID [SIGNAL]`, a runtime's container) and docker's (`kill [-s
-/// SIG] NAME...`, one of isola's own): docker's when it has `-s`, or names one of isola's
-/// containers exactly.
+/// `kill` and `exec` are both runc's (`kill ID [SIGNAL]`, `exec ID CMD`: a runtime's
+/// container) and docker's (`kill [-s SIG] NAME...`, `exec NAME CMD`: one of isola's own):
+/// docker's when `kill` has `-s`, or either names one of isola's containers exactly.
 fn names_a_container(paths: &paths::Paths, args: &[String]) -> bool {
     let Some((op, rest)) = args.split_first() else {
         return false;
     };
-    if op != "kill" {
+    if op != "kill" && op != "exec" {
         return false;
     }
     let signal_flag = |a: &String| a == "-s" || a == "--signal" || a.starts_with("--signal=");
-    if rest.iter().any(signal_flag) {
+    if op == "kill" && rest.iter().any(signal_flag) {
         return true;
     }
     let all = records::list(paths);
@@ -101,6 +102,7 @@ fn main() {
             commands::lifecycle::kill(&paths, &containers, &signal)
         }
         Command::Wait { containers } => commands::lifecycle::wait(&paths, &containers),
+        Command::Exec(a) => commands::exec::exec(&paths, a),
         Command::Logs {
             follow,
             timestamps,

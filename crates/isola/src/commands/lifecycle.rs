@@ -40,7 +40,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 }
 
 /// The running container `key` names (an exited one is an error naming it).
-fn running(paths: &Paths, key: &str) -> Result<Record> {
+pub fn running(paths: &Paths, key: &str) -> Result<Record> {
     match records::find(paths, key)? {
         Entry::Ok(r) if r.status != "exited" && r.owner_alive() => Ok(*r),
         Entry::Ok(_) => bail!(Exit(1, format!("container {key} is not running"))),

@@ -1,6 +1,7 @@
 pub mod bundle;
 pub mod containers;
 pub mod doctor;
+pub mod exec;
 pub mod human_duration;
 pub mod image;
 pub mod images;

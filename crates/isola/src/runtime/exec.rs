@@ -18,36 +18,18 @@ fn process(c: &Detached, a: &ExecArgs) -> Result<Process> {
         }
         return Ok(p);
     }
-    if a.command.is_empty() {
-        return Err(Failure("exec: no command given".into()));
-    }
     let (spec, _) = isola_container::load_spec(&c.state.bundle)?;
-    let mut p = spec.process().clone().unwrap_or_default();
-    p.set_args(Some(a.command.clone()));
-    let mut env = p.env().clone().unwrap_or_default();
-    for kv in &a.env {
-        let key = kv.split('=').next().unwrap_or(kv);
-        env.retain(|e| e.split('=').next() != Some(key));
-        env.push(kv.clone());
-    }
-    p.set_env(Some(env));
-    if let Some(cwd) = &a.cwd {
-        p.set_cwd(cwd.into());
-    }
-    if let Some(u) = &a.user {
-        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
-        let id = |s: &str| {
-            s.parse::<u32>()
-                .map_err(|_| Failure(format!("--user {u:?}: expected UID[:GID], numbers")))
-        };
-        let mut user = p.user().clone();
-        user.set_uid(id(uid)?);
-        user.set_gid(id(gid)?);
-        user.set_additional_gids(None);
-        p.set_user(user);
-    }
-    p.set_terminal(Some(a.tty));
-    Ok(p)
+    crate::exec_process::process(
+        &spec,
+        crate::exec_process::Overrides {
+            command: &a.command,
+            env: &a.env,
+            cwd: a.cwd.as_deref(),
+            user: a.user.as_deref(),
+            tty: a.tty,
+        },
+    )
+    .map_err(Failure)
 }
 
 /// Returns the process's exit status (0 when detached).
