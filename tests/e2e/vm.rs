@@ -1496,9 +1496,10 @@ fn volumes_binds_and_tmpfs_look_the_same_at_both_levels() {
 }
 
 /// A detached VM: `run -d` returns once it runs; from other commands (other terminals) its
-/// log, `ps`, `inspect` and `stop` reach it; a workload ignoring SIGTERM is killed after -t.
+/// log, `exec`, `ps`, `inspect` and `stop` reach it; a workload ignoring SIGTERM is killed
+/// after -t.
 #[test]
-fn a_detached_vm_is_reached_by_logs_ps_and_stop() {
+fn a_detached_vm_is_reached_by_logs_exec_ps_and_stop() {
     let env = Env::new();
     if !vm_capable(&env) {
         return;
@@ -1532,6 +1533,27 @@ fn a_detached_vm_is_reached_by_logs_ps_and_stop() {
     assert_eq!(
         (r.stdout.as_str(), r.stderr.as_str()),
         ("vm-up\n", "vm-err\n")
+    );
+    // exec: a process in the guest, beside the workload, with its environment and the
+    // caller's changes; its status is the caller's.
+    let r = env.isola(&[
+        "exec",
+        "-e",
+        "X=42",
+        "-u",
+        "1000",
+        "-w",
+        "/tmp",
+        "bgvm",
+        "sh",
+        "-c",
+        "echo exec-$X; id -u; pwd; ps -o comm | grep -c sleep; exit 6",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (6, "exec-42\n1000\n/tmp\n1\n"),
+        "{}",
+        r.stderr
     );
     let ps = env.isola(&["ps"]).stdout;
     let line = ps.lines().find(|l| l.contains("bgvm")).unwrap_or_default();

@@ -1,11 +1,13 @@
 //! A VM relayed by the process that made it (`isola run`): its stdio, terminal and signals are
 //! this process's own. Nothing outside can see it in its created state, so the VM boots at
 //! `wait` (after `start`) with no created→start round trip through the guest; it ends with
-//! this process (the VMM is its child, killed with it).
+//! this process (the VMM is its child, killed with it). Its state directory (this process as
+//! its pid) holds the socket `exec` reaches it by (`exec_hub`), as a runtime's VM's does.
 
 use super::boot::{self, VmJob};
 use super::VmConfig;
 use crate::{CreateOptions, Endpoint, Error, Sandbox};
+use isola_container::state::State;
 use oci_spec::runtime::Spec;
 use std::path::PathBuf;
 
@@ -15,6 +17,46 @@ struct InProcessVm {
     started: bool,
     /// The sandbox's own root disk (none with a shared one).
     own_disk: Option<PathBuf>,
+    /// Its state directory.
+    state_dir: PathBuf,
+}
+
+/// The state directory: this process as the VM's pid and owner, and the exec socket.
+fn make_state(
+    o: &CreateOptions,
+    spec: &Spec,
+) -> Result<(PathBuf, super::exec_hub::SharedHub), Error> {
+    let dir = o.state_root.join(o.id);
+    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", dir.display()));
+    let _ = std::fs::create_dir_all(o.state_root);
+    match std::fs::create_dir(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(isola_container::ContainerError::Exists(o.id.to_string()).into())
+        }
+        other => other.map_err(io)?,
+    }
+    let made = (|| {
+        let cgroups = isola_container::cgroups::container_path(spec, o.id);
+        let mut st = State::new(spec, o.id, o.bundle, cgroups, "vm");
+        let me = std::process::id() as i32;
+        st.pid = me;
+        st.pid_start_time = isola_container::state::start_time(me).unwrap_or(0);
+        st.owner_pid = me;
+        st.owner_start_time = st.pid_start_time;
+        st.status = "running".into();
+        st.save(&dir).map_err(io)?;
+        let socket = super::exec_hub::socket_path(&dir);
+        let listener = std::os::unix::net::UnixListener::bind(&socket)
+            .map_err(|e| Error::Io(format!("{}: {e}", socket.display())))?;
+        Ok(super::exec_hub::ExecHub::new(listener))
+    })();
+    match made {
+        Ok(hub) => Ok((dir, hub)),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
 }
 
 pub fn create(o: &CreateOptions, spec: Spec, interactive: bool) -> Result<Box<dyn Sandbox>, Error> {
@@ -44,6 +86,15 @@ pub fn create(o: &CreateOptions, spec: Spec, interactive: bool) -> Result<Box<dy
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
+    let (state_dir, hub) = match make_state(o, &spec) {
+        Ok(made) => made,
+        Err(e) => {
+            if let Some(d) = &own_disk {
+                let _ = std::fs::remove_file(d);
+            }
+            return Err(e);
+        }
+    };
     let job = VmJob {
         cgroup_path: isola_container::cgroups::container_path(&spec, o.id),
         spec,
@@ -52,7 +103,7 @@ pub fn create(o: &CreateOptions, spec: Spec, interactive: bool) -> Result<Box<dy
         stdin: interactive,
         tty,
         gate: None,
-        exec_hub: None,
+        exec_hub: Some(hub),
         nic: None,
     };
     Ok(Box::new(InProcessVm {
@@ -60,6 +111,7 @@ pub fn create(o: &CreateOptions, spec: Spec, interactive: bool) -> Result<Box<dy
         job: Some(job),
         started: false,
         own_disk,
+        state_dir,
     }))
 }
 
@@ -93,6 +145,7 @@ impl Sandbox for InProcessVm {
     }
 
     fn delete(self: Box<Self>) -> Result<(), Error> {
+        let _ = std::fs::remove_dir_all(&self.state_dir);
         if let Some(disk) = &self.own_disk {
             match std::fs::remove_file(disk) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -13,11 +13,6 @@ use isola_sandbox::{Detached, ExecRequest};
 pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
     records::cleanup(paths);
     let r = crate::commands::lifecycle::running(paths, &a.container)?;
-    if r.isolation == "vm" {
-        bail!(
-            "exec into a VM started by isola run: not yet (the runtime command line's VMs take it)"
-        );
-    }
     if a.tty {
         bail!("exec -t: not yet (run the command without a terminal, or `isola run -it` anew)");
     }
