@@ -35,7 +35,7 @@ pub fn exec(
     spec.set_process(Some(r.process));
     let plan = isola_process::Plan::from_spec(&spec).map_err(Error::Config)?;
     let socket = socket_path(&c.dir);
-    let stream = UnixStream::connect(&socket)
+    let stream = super::exec_hub::connect(&c.dir)
         .map_err(|e| Error::Io(format!("{}: {e}", socket.display())))?;
     // With a terminal and a console socket: a host pty whose master goes to the caller; its
     // slave is the client's terminal (as the monitor does for the workload).
@@ -78,7 +78,7 @@ pub fn processes(c: &Detached) -> Result<Vec<GuestProcess>, Error> {
     }
     let socket = socket_path(&c.dir);
     let gone = |e: std::io::Error| Error::Io(format!("{}: {e}", socket.display()));
-    let mut stream = UnixStream::connect(&socket).map_err(gone)?;
+    let mut stream = super::exec_hub::connect(&c.dir).map_err(gone)?;
     stream
         .write_all(&ToGuest::ListProcesses { session: 0 }.encode())
         .map_err(gone)?;

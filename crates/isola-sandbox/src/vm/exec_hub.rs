@@ -17,6 +17,34 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join("exec.sock")
 }
 
+/// `f` with the socket's path, reached through a descriptor of the state directory when the
+/// whole path is longer than a socket address holds (108 bytes; a deep `--root` or
+/// `ISOLA_ROOT`): `/proc/self/fd/N/exec.sock` is short, and the kernel resolves it alike.
+fn at_socket<T>(
+    state_dir: &Path,
+    f: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let full = socket_path(state_dir);
+    if full.as_os_str().len() < 100 {
+        return f(&full);
+    }
+    let dir = std::fs::File::open(state_dir)?;
+    f(&PathBuf::from(format!(
+        "/proc/self/fd/{}/exec.sock",
+        dir.as_raw_fd()
+    )))
+}
+
+/// Listens for exec sessions in `state_dir`.
+pub fn listen(state_dir: &Path) -> std::io::Result<UnixListener> {
+    at_socket(state_dir, |p| UnixListener::bind(p))
+}
+
+/// An exec session's connection to the monitor of `state_dir`.
+pub fn connect(state_dir: &Path) -> std::io::Result<UnixStream> {
+    at_socket(state_dir, |p| UnixStream::connect(p))
+}
+
 struct Client {
     id: u32,
     stream: UnixStream,

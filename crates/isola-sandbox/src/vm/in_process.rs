@@ -45,9 +45,10 @@ fn make_state(
         st.owner_start_time = st.pid_start_time;
         st.status = "running".into();
         st.save(&dir).map_err(io)?;
-        let socket = super::exec_hub::socket_path(&dir);
-        let listener = std::os::unix::net::UnixListener::bind(&socket)
-            .map_err(|e| Error::Io(format!("{}: {e}", socket.display())))?;
+        let listener = super::exec_hub::listen(&dir).map_err(|e| {
+            let socket = super::exec_hub::socket_path(&dir);
+            Error::Io(format!("{}: {e}", socket.display()))
+        })?;
         Ok(super::exec_hub::ExecHub::new(listener))
     })();
     match made {

@@ -126,8 +126,7 @@ fn create_in(o: &CreateOptions, spec: Spec, dir: &Path) -> Result<Detached, Erro
         .map(crate::console::for_console_socket)
         .transpose()?;
     let exec_sock = exec_hub::socket_path(dir);
-    let listener =
-        std::os::unix::net::UnixListener::bind(&exec_sock).map_err(|e| io(&exec_sock, e))?;
+    let listener = exec_hub::listen(dir).map_err(|e| io(&exec_sock, e))?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::Io(format!("pipe: {e}")))?;
     // SAFETY: fork(2) of this single-threaded process (an OCI runtime's commands start no
