@@ -54,10 +54,16 @@ pub fn start() -> Result<i32> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::from(err_w));
-    // SAFETY: between fork and exec: setsid and dup2, system calls only.
+    // SAFETY: between fork and exec: setsid, dup2 and fcntl, system calls only.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setsid() < 0 || libc::dup2(word, WORD_FD) < 0 {
+            let moved = if word == WORD_FD {
+                // dup2 onto itself would leave close-on-exec set.
+                libc::fcntl(WORD_FD, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(word, WORD_FD)
+            };
+            if libc::setsid() < 0 || moved < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
