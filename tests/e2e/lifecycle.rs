@@ -305,3 +305,88 @@ fn exec_runs_beside_the_workload_with_its_environment_and_the_callers_changes() 
     assert_eq!(env.isola(&["rm", "box"]).code, 0);
     env.assert_clean();
 }
+
+#[test]
+fn env_files_labels_and_a_stop_signal_and_timeout_of_its_own() {
+    let env = Env::new();
+    let file = env.root.join("vars.env");
+    std::fs::write(
+        &file,
+        "# comment\nA=1\n\nB=two words\nFROMHOST\nUNSET_HERE\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let script =
+        "trap 'echo got-usr1; exit 7' USR1; echo \"$A|$B|$FROMHOST|${UNSET_HERE-unset}\"; \
+                  while :; do sleep 0.1; done";
+    let r = env.isola_with(
+        &[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            "own",
+            "--env-file",
+            f,
+            "-e",
+            "A=override",
+            "--label",
+            "team=core",
+            "--label",
+            "solo",
+            "--stop-signal",
+            "USR1",
+            "--stop-timeout",
+            "1",
+            "sample",
+            "sh",
+            "-c",
+            script,
+        ],
+        &[("FROMHOST", "h")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    while !env.isola(&["logs", "own"]).stdout.contains('|') {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        env.isola(&["logs", "own"]).stdout,
+        "override|two words|h|unset\n"
+    );
+    let v = inspect(&env, "own");
+    assert_eq!(
+        v["Config"]["Labels"],
+        serde_json::json!({"solo": "", "team": "core"})
+    );
+    assert_eq!(v["Config"]["StopSignal"], "USR1");
+    assert_eq!(v["Config"]["StopTimeout"], 1);
+    assert_eq!(env.isola(&["stop", "own"]).code, 0);
+    assert_eq!(env.isola(&["wait", "own"]).stdout, "7\n");
+    assert!(env.isola(&["logs", "own"]).stdout.ends_with("got-usr1\n"));
+    assert_eq!(env.isola(&["rm", "own"]).code, 0);
+    std::fs::write(&file, "OK=1\n=oops\n").unwrap();
+    for (args, says) in [
+        (
+            vec!["--env-file", f],
+            "line 2: \"=oops\": expected KEY=VALUE or KEY",
+        ),
+        (
+            vec!["--env-file", "/no/such.env"],
+            "--env-file /no/such.env",
+        ),
+        (
+            vec!["--stop-signal", "STOP"],
+            "--stop-signal: signal \"STOP\"",
+        ),
+        (vec!["--label", "=x"], "--label \"=x\""),
+    ] {
+        let mut all = vec!["run", "--rm", "--network", "none"];
+        all.extend(args.iter().copied());
+        all.extend(["sample", "true"]);
+        let r = env.isola(&all);
+        assert_eq!(r.code, 125, "{args:?}");
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+    }
+    env.assert_clean();
+}

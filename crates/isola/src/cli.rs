@@ -54,9 +54,9 @@ pub enum Command {
     },
     /// Stop running containers: SIGTERM, then SIGKILL after a grace period
     Stop {
-        /// Seconds to wait before killing
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before killing (default: the container's --stop-timeout, else 10)
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -241,6 +241,9 @@ pub struct ProcessArgs {
     /// Set an environment variable (KEY=VALUE, or KEY to copy it from isola's environment)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Read environment variables from a file: KEY=VALUE (or KEY) lines, # comments
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<std::path::PathBuf>,
     /// Working directory inside the container
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
@@ -287,6 +290,15 @@ pub struct RunArgs {
     /// Run in the background: print the container's ID and return (its output goes to `isola logs`)
     #[arg(short, long)]
     pub detach: bool,
+    /// Set a label on the container: KEY=VALUE (or KEY)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// The signal `isola stop` sends first (default TERM)
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `isola stop` waits before killing (default 10)
+    #[arg(long, value_name = "SECS")]
+    pub stop_timeout: Option<u64>,
     /// Keep stdin open (attach isola's stdin to the workload)
     #[arg(short, long)]
     pub interactive: bool,

@@ -107,6 +107,9 @@ fn damaged_row(id: &str) -> Record {
         started_ns: None,
         finished_ns: None,
         detached: false,
+        labels: Default::default(),
+        stop_signal: None,
+        stop_timeout: None,
     }
 }
 

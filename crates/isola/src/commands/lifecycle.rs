@@ -89,8 +89,9 @@ pub fn force_end(paths: &Paths, r: &Record) {
     records::cleanup(paths);
 }
 
-/// `isola stop [-t SECS] NAME...`: SIGTERM, then after SECS (10) the kill.
-pub fn stop(paths: &Paths, keys: &[String], timeout: u64) -> Result<i32> {
+/// `isola stop [-t SECS] NAME...`: the container's stop signal (SIGTERM unless `--stop-signal`
+/// said otherwise), then after SECS (its `--stop-timeout`, else 10) the kill.
+pub fn stop(paths: &Paths, keys: &[String], timeout: Option<u64>) -> Result<i32> {
     records::cleanup(paths);
     let mut code = 0;
     for key in keys {
@@ -102,8 +103,18 @@ pub fn stop(paths: &Paths, keys: &[String], timeout: u64) -> Result<i32> {
                 continue;
             }
         };
-        // SAFETY: kill(2) of the recorded monitor whose start time still matches.
-        unsafe { libc::kill(r.owner_pid, libc::SIGTERM) };
+        let signal = match r.stop_signal.as_deref().map(parse_signal) {
+            Some(Ok(s)) => s,
+            _ => libc::SIGTERM,
+        };
+        let timeout = timeout.or(r.stop_timeout).unwrap_or(10);
+        if signal == libc::SIGKILL {
+            force_end(paths, &r);
+        } else {
+            // SAFETY: kill(2) of the recorded monitor whose start time still matches; it
+            // passes the signal on.
+            unsafe { libc::kill(r.owner_pid, signal) };
+        }
         if !wait_until_ended(paths, &r, Duration::from_secs(timeout)) {
             force_end(paths, &r);
         }

@@ -69,6 +69,9 @@ pub fn settings(
             bail!("--env {kv:?}: expected KEY=VALUE or KEY");
         }
     }
+    // The files first, so a -e given beside them wins, as docker's does.
+    let mut env = env_files(&p.env_file)?;
+    env.extend(p.env.iter().cloned());
     let mut seccomp = Seccomp::Default;
     for opt in &p.security_opt {
         seccomp = match opt.split_once(['=', ':']) {
@@ -93,7 +96,7 @@ pub fn settings(
     Ok(RunSettings {
         cmd: command.to_vec(),
         entrypoint: p.entrypoint.as_ref().map(|e| vec![e.clone()]),
-        env: p.env.clone(),
+        env,
         workdir: p.workdir.clone(),
         user: p.user.clone(),
         hostname,
@@ -107,6 +110,49 @@ pub fn settings(
         mounts: Vec::new(),
         read_only_root: false,
     })
+}
+
+/// `--label KEY=VALUE` (or KEY: an empty value), as docker takes them.
+fn labels(given: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in given {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        if k.is_empty() {
+            bail!("--label {l:?}: expected KEY=VALUE or KEY");
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// `--env-file FILE`: KEY=VALUE lines (KEY alone: from isola's environment, if set there);
+/// blank lines and `#` comments skipped. A bad line is named by file and line number.
+fn env_files(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("--env-file {}", f.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with('=')
+                || line
+                    .split('=')
+                    .next()
+                    .is_some_and(|k| k.contains(char::is_whitespace))
+            {
+                bail!(
+                    "--env-file {} line {}: {line:?}: expected KEY=VALUE or KEY",
+                    f.display(),
+                    n + 1
+                );
+            }
+            out.push(line.to_string());
+        }
+    }
+    Ok(out)
 }
 
 fn valid_name(n: &str) -> bool {
@@ -193,6 +239,11 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     if a.detach && (a.interactive || a.tty) {
         bail!("-d with -i or -t: not yet (isola has no attach); run it in the foreground, or detached without them");
     }
+    let labels = labels(&a.label)?;
+    if let Some(s) = &a.stop_signal {
+        crate::commands::lifecycle::parse_signal(s)
+            .map_err(|e| anyhow::anyhow!("--stop-signal: {e}"))?;
+    }
     let name = a.name.clone().unwrap_or_else(|| short.clone());
     if !valid_name(&name) {
         bail!("--name {name:?}: expected letters, digits, '_', '.' or '-', starting with a letter or digit");
@@ -226,6 +277,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         started_ns: None,
         finished_ns: None,
         detached: a.detach,
+        labels,
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
     };
     // Held until this isola ends: the container's directory is ours while we live.
     let _claim = records::claim(paths, &record)?;

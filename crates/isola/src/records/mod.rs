@@ -46,6 +46,14 @@ pub struct Record {
     /// Started with `-d`: its output is in the log (`isola logs`).
     #[serde(default)]
     pub detached: bool,
+    /// `--label`s.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// What `isola stop` sends first, and how long it waits (`--stop-signal`, `--stop-timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
 }
 
 impl Record {
