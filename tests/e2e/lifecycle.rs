@@ -390,3 +390,77 @@ fn env_files_labels_and_a_stop_signal_and_timeout_of_its_own() {
     }
     env.assert_clean();
 }
+
+/// A full disk while a detached workload writes: the workload runs on, the lines that could
+/// not be logged are counted, and the first entry after space returns says how many were
+/// lost. Everything lives on a small tmpfs mounted in this test's own mount namespace; the
+/// workload's phases are gated by files the test makes (a bound directory), not by time.
+#[test]
+fn a_full_disk_loses_log_lines_not_the_workload_and_the_log_says_so() {
+    let env = Env::new();
+    let script = r#"
+set -e
+root=$1
+mount -t tmpfs -o size=48m isola-full "$root"
+export ISOLA_ROOT=$root
+"$MAKE_SAMPLE" "$ISOLA" >/dev/null
+mkdir "$root/ctl"
+wait_for() { i=0; until [ -e "$1" ]; do i=$((i+1)); [ $i -lt 600 ] || { echo "never $1" >&2; exit 9; }; sleep 0.05; done; }
+"$ISOLA" run -d --network none --name noisy -v "$root/ctl:/ctl" sample sh -c '
+  echo phase1; while [ ! -e /ctl/go2 ]; do sleep 0.05; done
+  i=0; while [ $i -lt 200 ]; do echo phase2-$i; i=$((i+1)); done; touch /ctl/done2
+  while [ ! -e /ctl/go3 ]; do sleep 0.05; done
+  echo phase3; exit 0' >/dev/null
+until "$ISOLA" logs noisy | grep -q phase1; do sleep 0.05; done
+# The disk full: what phase 2 writes cannot be logged.
+dd if=/dev/zero of="$root/filler" bs=1M 2>/dev/null || true
+touch "$root/ctl/go2" || { rm -f "$root/filler"; echo "could not gate" >&2; exit 9; }
+wait_for "$root/ctl/done2"
+sleep 1  # the log writer's turn at phase 2's lines, on the full disk
+rm "$root/filler"
+touch "$root/ctl/go3"
+echo "exit: $("$ISOLA" wait noisy)"
+"$ISOLA" logs noisy
+"$ISOLA" rm noisy >/dev/null
+"$ISOLA" cleanup >/dev/null
+"#;
+    let root = env.root.join("small");
+    std::fs::create_dir_all(&root).unwrap();
+    let o = std::process::Command::new("timeout")
+        .args(["-k", "5", "120", "unshare", "-m", "sh", "-c", script, "sh"])
+        .arg(&root)
+        .env("ISOLA", isola_e2e::bin())
+        .env(
+            "MAKE_SAMPLE",
+            isola_e2e::repo().join("scripts/make-sample-image"),
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(
+        out.starts_with("exit: 0\nphase1\n"),
+        "the workload ran on: {out}{err}"
+    );
+    assert!(out.ends_with("phase3\n"), "{out}{err}");
+    // The log's last page may take a few lines; the rest are lost, and counted.
+    let logged = out.matches("phase2-").count();
+    let lost: usize = err
+        .split("isola: ")
+        .nth(1)
+        .and_then(|t| {
+            t.split(" lines of output were lost (No space left on device")
+                .next()
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no note of lost lines: {out}{err}"));
+    assert!(
+        lost > 0 && logged + lost == 200,
+        "logged {logged}, lost {lost}: {out}{err}"
+    );
+    env.assert_clean();
+}

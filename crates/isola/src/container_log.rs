@@ -33,11 +33,28 @@ struct Pending {
 /// one that succeeds is preceded by a line saying how many were lost.
 struct Sink {
     file: std::fs::File,
+    /// The file's length: where a failed write is cut back to, so no half entry stays to
+    /// spoil the next one.
+    len: u64,
     lost: u64,
     why: String,
 }
 
 impl Sink {
+    /// Appends `line` whole or not at all.
+    fn append(&mut self, line: &str) -> std::io::Result<()> {
+        match self.file.write_all(line.as_bytes()) {
+            Ok(()) => {
+                self.len += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.len);
+                Err(e)
+            }
+        }
+    }
+
     fn put(&mut self, stream: &str, bytes: &[u8]) {
         let entry = |stream: &str, text: String| {
             let e = Entry {
@@ -54,18 +71,14 @@ impl Sink {
                 "isola: {} lines of output were lost ({})\n",
                 self.lost, self.why
             );
-            if self
-                .file
-                .write_all(entry("stderr", note).as_bytes())
-                .is_err()
-            {
+            if self.append(&entry("stderr", note)).is_err() {
                 self.lost += 1;
                 return;
             }
             self.lost = 0;
         }
         let line = entry(stream, String::from_utf8_lossy(bytes).into_owned());
-        if let Err(e) = self.file.write_all(line.as_bytes()) {
+        if let Err(e) = self.append(&line) {
             self.lost += 1;
             self.why = e.to_string();
         }
@@ -79,8 +92,10 @@ pub fn write(path: &Path, stdout: OwnedFd, stderr: OwnedFd) -> std::io::Result<(
         .create(true)
         .append(true)
         .open(path)?;
+    let len = file.metadata()?.len();
     let mut sink = Sink {
         file,
+        len,
         lost: 0,
         why: String::new(),
     };
