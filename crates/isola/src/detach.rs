@@ -26,13 +26,7 @@ static FIRST_STDERR: AtomicI32 = AtomicI32::new(-1);
 static LOG_WRITER: AtomicI32 = AtomicI32::new(-1);
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two-element array we pass.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("pipe");
-    }
-    // SAFETY: two fresh descriptors, owned from here on.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")
 }
 
 static MONITOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

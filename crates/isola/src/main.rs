@@ -32,27 +32,6 @@ impl std::error::Error for Exit {}
 /// When isola started, for `--timings`.
 pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
-/// `kill` and `exec` are both runc's (`kill ID [SIGNAL]`, `exec ID CMD`: a runtime's
-/// container) and docker's (`kill [-s SIG] NAME...`, `exec NAME CMD`: one of isola's own):
-/// docker's when `kill` has `-s`, or either names one of isola's containers exactly.
-fn names_a_container(paths: &paths::Paths, args: &[String]) -> bool {
-    let Some((op, rest)) = args.split_first() else {
-        return false;
-    };
-    if op != "kill" && op != "exec" {
-        return false;
-    }
-    let signal_flag = |a: &String| a == "-s" || a == "--signal" || a.starts_with("--signal=");
-    if op == "kill" && rest.iter().any(signal_flag) {
-        return true;
-    }
-    let all = records::list(paths);
-    rest.iter().filter(|a| !a.starts_with('-')).any(|a| {
-        all.iter()
-            .any(|r| &r.name == a || &r.id == a || r.id[..12] == **a)
-    })
-}
-
 fn main() {
     STARTED.get_or_init(std::time::Instant::now);
     detach::init();
@@ -62,10 +41,15 @@ fn main() {
     let as_vm_runtime = args
         .first()
         .is_some_and(|a| std::path::Path::new(a).ends_with("isola-vm"));
-    if as_vm_runtime
-        || (runtime::is_runtime_call(&args[1..])
-            && !names_a_container(&paths::Paths::from_env(), &args[1..]))
-    {
+    // Read only when `kill` or `exec` could be docker's: is a name one of isola's containers?
+    let known = std::cell::OnceCell::new();
+    let is_isola_container = |name: &str| {
+        known
+            .get_or_init(|| records::list(&paths::Paths::from_env()))
+            .iter()
+            .any(|r: &records::Record| r.name == name || r.id == name || r.id[..12] == *name)
+    };
+    if as_vm_runtime || runtime::is_runtime_call(&args[1..], &is_isola_container) {
         let paths = paths::Paths::from_env();
         paths.secure();
         std::process::exit(runtime::main(paths, args));

@@ -194,7 +194,7 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         }
         None => None,
     };
-    // Its mounts: host directories through virtio-fs (virtiofsd started now, on a
+    // Its mounts: host directories through virtio-fs (virtiofsd, started below, on a
     // connection the VMM takes), tmpfs mounts made by guest init.
     let (mounts, shares) = super::shares::from_spec(&spec);
     if !mounts.is_empty() {
@@ -204,16 +204,6 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
             isola_guest_contract::mounts::encode(&mounts).as_bytes(),
         );
     }
-    let (virtiofsd, fs) = if shares.is_empty() {
-        (None, None)
-    } else {
-        let (back_end, socket) = Virtiofsd::start(&config.run_dir, &shares)?;
-        let fs = FsDevice {
-            socket,
-            tag: isola_guest_contract::mounts::FS_TAG.to_string(),
-        };
-        (Some(back_end), Some(fs))
-    };
     let initrd = initrd.finish();
     // For booting the very same guest under another VMM (tests/bench/vm does, with QEMU).
     if let Some(out) = std::env::var_os("ISOLA_DEBUG_INITRAMFS").filter(|v| !v.is_empty()) {
@@ -295,6 +285,19 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
     let _raw = (job.tty && job.stdin)
         .then(terminal::RawMode::enter)
         .flatten();
+    let boot_timeout = boot_timeout()?;
+    // virtiofsd last, after everything that can fail on its own: from here on the VMM's end of
+    // its connection (in `machine`) is what ends it.
+    let (virtiofsd, fs) = if shares.is_empty() {
+        (None, None)
+    } else {
+        let (back_end, socket) = Virtiofsd::start(&config.run_dir, &shares)?;
+        let fs = FsDevice {
+            socket,
+            tag: isola_guest_contract::mounts::FS_TAG.to_string(),
+        };
+        (Some(back_end), Some(fs))
+    };
     let machine = Machine {
         kernel,
         initrd: Some(initrd),
@@ -305,7 +308,7 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         net,
         fs,
         timeout: config.timeout.map(Duration::from_secs),
-        boot_timeout: boot_timeout()?,
+        boot_timeout,
     };
     let host = HostIo {
         console: Sink::Buffer(console.clone()),
@@ -425,7 +428,7 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         ),
         VmExit::BootTimeout => format!(
             "the guest did not boot within {}s (its init never started); the VM was stopped",
-            boot_timeout()?.as_secs()
+            boot_timeout.as_secs()
         ),
         VmExit::Shutdown => "the guest triple-faulted before the workload finished".to_string(),
         VmExit::Reset => {

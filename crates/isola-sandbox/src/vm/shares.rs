@@ -272,20 +272,17 @@ impl Virtiofsd {
     }
 }
 
-/// Removes the directories of back ends whose isola is gone (killed before `stop`).
-pub fn remove_dead(run_dir: &Path) {
+/// Removes the directories of back ends whose isola is gone (killed before `stop`);
+/// `alive` says whether the process of a PID (as written in the name) still runs.
+pub fn remove_dead(run_dir: &Path, alive: impl Fn(Option<&str>) -> bool) {
     let Ok(rd) = std::fs::read_dir(run_dir) else {
         return;
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name
-            .strip_prefix("vfs-")
-            .and_then(|p| p.parse::<u32>().ok())
-        {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
+        let pid = name.strip_prefix("vfs-");
+        if pid.is_some() && !alive(pid) {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }

@@ -5,7 +5,6 @@ use crate::commands::images::print_table;
 use crate::paths::Paths;
 use crate::records::{self, Entry, Record};
 use anyhow::{bail, Result};
-use isola_container::state::State;
 
 /// Seconds from `ns` (since the epoch) to now.
 fn since(ns: u64) -> u64 {
@@ -129,7 +128,7 @@ pub fn rm(paths: &Paths, keys: &[String], force: bool) -> Result<i32> {
                     failed = true;
                     continue;
                 }
-                kill_container(paths, &d.id);
+                crate::commands::lifecycle::kill_init(paths, &d.id);
                 // Its isola lets go of the directory when it has cleaned up (bounded wait).
                 let dir = paths.bundles().join(&d.id);
                 for _ in 0..500 {
@@ -158,23 +157,7 @@ pub fn rm(paths: &Paths, keys: &[String], force: bool) -> Result<i32> {
                 failed = true;
                 continue;
             }
-            if r.isolation == "vm" {
-                // The VMM is the isola process that runs the VM: ending it ends the VM, and
-                // the cleanup pass records the exit (137, as for a killed container).
-                // SAFETY: kill(2) of the recorded owner whose start time still matches.
-                unsafe { libc::kill(r.owner_pid, libc::SIGKILL) };
-            } else {
-                kill_container(paths, &r.id);
-            }
-            // Its isola notices the exit and cleans up; wait for that (bounded).
-            for _ in 0..500 {
-                match records::Record::load(&r.dir(paths)) {
-                    Ok(now) if now.status != "exited" && now.owner_alive() => {
-                        std::thread::sleep(std::time::Duration::from_millis(10))
-                    }
-                    _ => break,
-                }
-            }
+            crate::commands::lifecycle::force_end(paths, &r);
         }
         records::remove_bundle(paths, &r.id)?;
         println!("{key}");
@@ -190,16 +173,6 @@ fn removed_by_cleanup(paths: &Paths, cleaned: &[String], key: &str) -> bool {
     cleaned
         .iter()
         .any(|id| id.starts_with(key) && !paths.bundles().join(id).exists())
-}
-
-/// Kills a container's init; its isola then notices the exit and cleans up.
-fn kill_container(paths: &Paths, id: &str) {
-    if let Ok(st) = State::load(&paths.states().join(id)) {
-        if isola_container::state::is_alive(st.pid, st.pid_start_time) {
-            // SAFETY: kill(2) of the recorded init whose start time still matches.
-            unsafe { libc::kill(st.pid, libc::SIGKILL) };
-        }
-    }
 }
 
 pub fn cleanup(paths: &Paths) -> Result<i32> {

@@ -67,23 +67,26 @@ fn wait_until_ended(paths: &Paths, r: &Record, within: Duration) -> bool {
     ended(paths, r)
 }
 
-/// Ends the workload for good, and waits until that is recorded.
-pub fn force_end(paths: &Paths, r: &Record) {
-    let state = State::load(&paths.states().join(&r.id)).ok();
-    match state {
-        Some(st)
-            if r.isolation != "vm"
-                && isola_container::state::is_alive(st.pid, st.pid_start_time) =>
-        {
+/// Kills container `id`'s init with SIGKILL, if it is alive; its monitor then notices the
+/// exit and records it. Whether there was one to kill.
+pub fn kill_init(paths: &Paths, id: &str) -> bool {
+    match State::load(&paths.states().join(id)) {
+        Ok(st) if isola_container::state::is_alive(st.pid, st.pid_start_time) => {
             // SAFETY: kill(2) of the recorded init whose start time still matches.
             unsafe { libc::kill(st.pid, libc::SIGKILL) };
+            true
         }
-        _ if r.owner_alive() => {
-            // A VM's monitor is its VMM's parent: the VM ends with it.
-            // SAFETY: kill(2) of the recorded owner whose start time still matches.
-            unsafe { libc::kill(r.owner_pid, libc::SIGKILL) };
-        }
-        _ => {}
+        _ => false,
+    }
+}
+
+/// Ends the workload for good, and waits until that is recorded.
+pub fn force_end(paths: &Paths, r: &Record) {
+    // A VM's state names its monitor, the VMM's parent: the VM ends with it, killed below.
+    let killed = r.isolation != "vm" && kill_init(paths, &r.id);
+    if !killed && r.owner_alive() {
+        // SAFETY: kill(2) of the recorded owner whose start time still matches.
+        unsafe { libc::kill(r.owner_pid, libc::SIGKILL) };
     }
     wait_until_ended(paths, r, Duration::from_secs(10));
     records::cleanup(paths);

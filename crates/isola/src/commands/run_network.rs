@@ -83,18 +83,12 @@ pub fn join(
 
 /// Takes the ended workload named `name` off its network, and out of its peers' /etc/hosts.
 pub fn leave(paths: &Paths, att: &Attachment, name: &str) {
-    tell_peers(
-        paths,
-        &att.network,
-        &att.owner,
-        &peer_line(att.addr, name),
-        Change::Left,
-    );
+    forget(paths, &att.network, att.addr, &att.owner, name);
     isola_net::attach::detach(&paths.network_store(), att);
 }
 
-/// Takes a workload whose isola died (kill -9) out of its peers' /etc/hosts, as `leave` would
-/// have: the cleanup pass calls it before freeing its address.
+/// Takes workload `owner` out of its peers' /etc/hosts: when it leaves, and for one whose
+/// isola died (kill -9), from the cleanup pass before its address is freed.
 pub fn forget(
     paths: &Paths,
     network: &isola_net::Network,

@@ -72,7 +72,7 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
     // failure here is left for `isola image prune` to report.
     let _ = crate::leftovers::remove_dead(paths);
     // The directories of VMs' virtio-fs back ends whose isola was killed.
-    isola_sandbox::vm::shares::remove_dead(&paths.run);
+    isola_sandbox::vm::shares::remove_dead(&paths.run, isola_oci::store::writer_alive);
     cleaned
 }
 

@@ -226,8 +226,5 @@ pub fn now_ns() -> u64 {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    now_ns() / 1_000_000_000
 }

@@ -188,8 +188,10 @@ const RUNTIME_ONLY: &[&str] = &[
 
 /// Whether `args` (without the program name) are runc's command line rather than isola's own:
 /// a runtime flag before the operation, an operation only the runtime has, `run` with a bundle
-/// or `ps` of one id.
-pub fn is_runtime_call(args: &[String]) -> bool {
+/// or `ps` of one id. `kill` and `exec` are both (runc's `kill ID [SIGNAL]` and `exec ID CMD`,
+/// docker's `kill [-s SIG] NAME...` and `exec NAME CMD`): docker's when `kill` has `-s`, or
+/// either names one of isola's own containers (`is_isola_container`, asked only then).
+pub fn is_runtime_call(args: &[String], is_isola_container: &dyn Fn(&str) -> bool) -> bool {
     let mut i = 0;
     let mut flagged = false;
     while i < args.len() {
@@ -217,7 +219,15 @@ pub fn is_runtime_call(args: &[String]) -> bool {
         return false;
     };
     let rest = &args[i + 1..];
+    let names_isola_container = || {
+        rest.iter()
+            .filter(|a| !a.starts_with('-'))
+            .any(|a| is_isola_container(a))
+    };
+    let signal_flag = |a: &String| a == "-s" || a == "--signal" || a.starts_with("--signal=");
     match op.as_str() {
+        "kill" => !rest.iter().any(signal_flag) && !names_isola_container(),
+        "exec" => !names_isola_container(),
         op if RUNTIME_ONLY.contains(&op) => true,
         "run" => rest
             .iter()
@@ -233,7 +243,7 @@ mod tests {
 
     fn call(s: &str) -> bool {
         let v: Vec<String> = s.split_whitespace().map(String::from).collect();
-        is_runtime_call(&v)
+        is_runtime_call(&v, &|name| name == "web")
     }
 
     #[test]
@@ -254,5 +264,12 @@ mod tests {
         assert!(!call("images"));
         assert!(!call("--version"));
         assert!(!call(""));
+        // docker's kill and exec: -s, or one of isola's containers named.
+        assert!(call("kill id KILL"));
+        assert!(call("exec id ls"));
+        assert!(!call("kill -s TERM anything"));
+        assert!(!call("kill web"));
+        assert!(!call("exec -e A=1 web ls"));
+        assert!(call("--root /r kill web"));
     }
 }

@@ -155,11 +155,9 @@ impl VolumeStore {
             let pid = name
                 .rsplit_once(".tmp-")
                 .or_else(|| name.rsplit_once(".removing-"))
-                .and_then(|(_, pid)| pid.parse::<i32>().ok());
-            if let Some(pid) = pid {
-                if !Path::new(&format!("/proc/{pid}")).exists() {
-                    let _ = crate::records::remove_tree(&e.path());
-                }
+                .map(|(_, pid)| pid);
+            if pid.is_some() && !isola_oci::store::writer_alive(pid) {
+                let _ = crate::records::remove_tree(&e.path());
             }
         }
     }
