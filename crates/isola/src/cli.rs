@@ -70,6 +70,22 @@ pub enum Command {
     },
     /// Run a command in a running container
     Exec(ExecArgs),
+    /// Start stopped containers again (same root filesystem changes, volumes, network, ports)
+    Start {
+        /// Stay attached: its output here, its exit status isola's (one container)
+        #[arg(short, long)]
+        attach: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop running containers (as `isola stop`), then start them again
+    Restart {
+        /// Seconds to wait before killing (default: the container's --stop-timeout, else 10)
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Wait until containers end; print their exit statuses
     Wait {
         #[arg(required = true)]
@@ -299,6 +315,10 @@ pub struct RunArgs {
     /// Seconds `isola stop` waits before killing (default 10)
     #[arg(long, value_name = "SECS")]
     pub stop_timeout: Option<u64>,
+    /// Start it again when it ends: no, on-failure[:MAX], always or unless-stopped (not after
+    /// `isola stop`)
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
     /// Keep stdin open (attach isola's stdin to the workload)
     #[arg(short, long)]
     pub interactive: bool,

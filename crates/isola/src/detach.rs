@@ -36,14 +36,23 @@ pub fn is_monitor() -> bool {
     MONITOR.load(Ordering::Relaxed)
 }
 
-/// The first isola: starts the monitor (this very command line again) and waits for its word.
-pub fn start() -> Result<i32> {
+/// What a monitor said to the isola that started it.
+pub enum Outcome {
+    /// The workload runs: its ID.
+    Running(String),
+    /// It failed before that, with this status (its error printed already).
+    Failed(i32),
+}
+
+/// The first isola: starts the monitor (isola with `args`: `run -d ...` again, or
+/// `start ID`) and waits for its word.
+pub fn start(args: Vec<std::ffi::OsString>) -> Result<Outcome> {
     let (word_r, word_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let exe = std::env::current_exe().context("finding isola's own binary")?;
     let word = word_w.as_raw_fd();
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(std::env::args_os().skip(1))
+    cmd.args(args)
         .env(FD_ENV, WORD_FD.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -69,15 +78,14 @@ pub fn start() -> Result<i32> {
     let mut said = String::new();
     let _ = std::fs::File::from(word_r).read_to_string(&mut said);
     if let Some(id) = said.strip_suffix('\n').filter(|id| !id.is_empty()) {
-        println!("{id}");
-        return Ok(0);
+        return Ok(Outcome::Running(id.to_string()));
     }
     // It failed before the workload ran: its error, its status.
     let mut err = Vec::new();
     let _ = std::fs::File::from(err_r).read_to_end(&mut err);
     let _ = std::io::stderr().write_all(&err);
     let status = child.wait().context("waiting for the monitor")?;
-    Ok(status.code().unwrap_or(125))
+    Ok(Outcome::Failed(status.code().unwrap_or(125)))
 }
 
 /// First thing in every isola: if this is a monitor (started by `start`), its word
@@ -141,9 +149,17 @@ pub fn log_to(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether the word was said: it is said once (a restarted workload runs again, and by then
+/// descriptor 3 may be another's).
+static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The workload runs: the first isola prints `id` and returns.
 pub fn started(id: &str) {
-    // SAFETY: write to and close our word descriptor, and the kept stderr.
+    if SAID.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: write to and close our word descriptor (still ours: closed only here, once),
+    // and the kept stderr.
     unsafe {
         let word = format!("{id}\n");
         libc::write(WORD_FD, word.as_ptr().cast(), word.len());

@@ -9,6 +9,7 @@ mod leftovers;
 mod limits;
 mod paths;
 mod records;
+mod restart_policy;
 mod runtime;
 mod vm_preflight;
 mod volumes;
@@ -65,7 +66,15 @@ fn main() {
     let paths = paths::Paths::from_env();
     paths.secure();
     let result = match cli.command {
-        Command::Run(a) if a.detach && !detach::is_monitor() => detach::start(),
+        Command::Run(a) if a.detach && !detach::is_monitor() => {
+            detach::start(std::env::args_os().skip(1).collect()).map(|o| match o {
+                detach::Outcome::Running(id) => {
+                    println!("{id}");
+                    0
+                }
+                detach::Outcome::Failed(code) => code,
+            })
+        }
         Command::Run(a) => commands::run::run(&paths, a),
         Command::Import(a) => commands::images::import(&paths, a),
         Command::Pull(a) => commands::pull::pull(&paths, a),
@@ -84,6 +93,12 @@ fn main() {
         Command::Stop { time, containers } => commands::lifecycle::stop(&paths, &containers, time),
         Command::Kill { signal, containers } => {
             commands::lifecycle::kill(&paths, &containers, &signal)
+        }
+        Command::Start { attach, containers } => {
+            commands::start::start(&paths, &containers, attach)
+        }
+        Command::Restart { time, containers } => {
+            commands::start::restart(&paths, &containers, time)
         }
         Command::Wait { containers } => commands::lifecycle::wait(&paths, &containers),
         Command::Exec(a) => commands::exec::exec(&paths, a),

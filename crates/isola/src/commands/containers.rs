@@ -18,6 +18,10 @@ fn status(r: &Record) -> String {
             Some(t) => format!("Exited ({c}) {} ago", human(since(t))),
             None => format!("Exited ({c})"),
         },
+        ("restarting", Some(c)) => match r.finished_ns {
+            Some(t) => format!("Restarting ({c}) {} ago", human(since(t))),
+            None => format!("Restarting ({c})"),
+        },
         ("running", _) => match r.started_ns {
             Some(t) => format!("Up {}", human(since(t))),
             None => "Up".into(),
@@ -95,20 +99,8 @@ fn damaged_row(id: &str) -> Record {
         image: "?".into(),
         command: Vec::new(),
         isolation: "?".into(),
-        created: 0,
         status: "damaged".into(),
-        exit_code: None,
-        auto_remove: false,
-        owner_pid: 0,
-        owner_start_time: 0,
-        ports: Vec::new(),
-        mounts: Vec::new(),
-        started_ns: None,
-        finished_ns: None,
-        detached: false,
-        labels: Default::default(),
-        stop_signal: None,
-        stop_timeout: None,
+        ..Default::default()
     }
 }
 

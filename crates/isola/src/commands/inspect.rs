@@ -1,8 +1,10 @@
 //! `isola inspect NAME...`: containers as docker-style JSON — State (Status, Running, Pid,
-//! ExitCode, StartedAt, FinishedAt), Config, Mounts, Isolation, NetworkSettings.Ports, LogPath.
+//! OOMKilled, ExitCode, StartedAt, FinishedAt), RestartCount, HostConfig.RestartPolicy, Config,
+//! Mounts, Isolation, NetworkSettings.Ports, LogPath.
 
 use crate::paths::Paths;
 use crate::records::{self, Entry, Record};
+use crate::restart_policy::RestartPolicy;
 use anyhow::Result;
 use isola_container::state::{rfc3339, State};
 use serde_json::json;
@@ -16,6 +18,9 @@ fn time(ns: Option<u64>) -> String {
 
 fn one(paths: &Paths, r: &Record) -> serde_json::Value {
     let running = r.status == "running" && r.owner_alive();
+    let restarting = r.status == "restarting" && r.owner_alive();
+    let policy: RestartPolicy = r.launch.restart.parse().unwrap_or_default();
+    let (policy_name, max_retries) = policy.name_and_max();
     // The workload's own process: a container's init; a VM's is inside the guest, so its
     // monitor (the VMM's parent).
     let pid = if running {
@@ -56,6 +61,8 @@ fn one(paths: &Paths, r: &Record) -> serde_json::Value {
         "State": {
             "Status": status,
             "Running": running,
+            "Restarting": restarting,
+            "OOMKilled": r.oom_killed,
             "Pid": pid,
             "MonitorPid": if running { r.owner_pid } else { 0 },
             "ExitCode": r.exit_code.unwrap_or(0),
@@ -63,6 +70,12 @@ fn one(paths: &Paths, r: &Record) -> serde_json::Value {
             "FinishedAt": time(r.finished_ns),
         },
         "Image": r.image,
+        "RestartCount": r.restart_count,
+        "HostConfig": {
+            "RestartPolicy": {"Name": policy_name, "MaximumRetryCount": max_retries},
+            "AutoRemove": r.auto_remove,
+            "NetworkMode": r.launch.network,
+        },
         "Config": {
             "Image": r.image,
             "Cmd": r.command,

@@ -5,6 +5,7 @@
 //! (its monitor records 137), a VM by ending its monitor, the VMM's parent (the cleanup pass
 //! records 137).
 
+use crate::commands::launch;
 use crate::paths::Paths;
 use crate::records::{self, Entry, Record};
 use crate::Exit;
@@ -80,8 +81,9 @@ pub fn kill_init(paths: &Paths, id: &str) -> bool {
     }
 }
 
-/// Ends the workload for good, and waits until that is recorded.
+/// Ends the workload for good (its restart policy rests), and waits until that is recorded.
 pub fn force_end(paths: &Paths, r: &Record) {
+    launch::request_stop(paths, r);
     // A VM's state names its monitor, the VMM's parent: the VM ends with it, killed below.
     let killed = r.isolation != "vm" && kill_init(paths, &r.id);
     if !killed && r.owner_alive() {
@@ -92,38 +94,48 @@ pub fn force_end(paths: &Paths, r: &Record) {
     records::cleanup(paths);
 }
 
-/// `isola stop [-t SECS] NAME...`: the container's stop signal (SIGTERM unless `--stop-signal`
-/// said otherwise), then after SECS (its `--stop-timeout`, else 10) the kill.
+/// `isola stop [-t SECS] NAME...`.
 pub fn stop(paths: &Paths, keys: &[String], timeout: Option<u64>) -> Result<i32> {
     records::cleanup(paths);
     let mut code = 0;
     for key in keys {
-        let r = match running(paths, key) {
-            Ok(r) => r,
+        match running(paths, key) {
+            Ok(r) => stop_one(paths, &r, timeout),
             Err(e) => {
                 eprintln!("isola: {e}");
                 code = 1;
                 continue;
             }
         };
-        let signal = match r.stop_signal.as_deref().map(parse_signal) {
-            Some(Ok(s)) => s,
-            _ => libc::SIGTERM,
-        };
-        let timeout = timeout.or(r.stop_timeout).unwrap_or(10);
-        if signal == libc::SIGKILL {
-            force_end(paths, &r);
-        } else {
-            // SAFETY: kill(2) of the recorded monitor whose start time still matches; it
-            // passes the signal on.
-            unsafe { libc::kill(r.owner_pid, signal) };
-        }
-        if !wait_until_ended(paths, &r, Duration::from_secs(timeout)) {
-            force_end(paths, &r);
-        }
         println!("{key}");
     }
     Ok(code)
+}
+
+/// The container's stop signal (SIGTERM unless `--stop-signal` said otherwise), then after
+/// `timeout` seconds (its `--stop-timeout`, else 10) the kill. Its restart policy does not
+/// start it again.
+pub fn stop_one(paths: &Paths, r: &Record, timeout: Option<u64>) {
+    let signal = stop_signal(r);
+    let timeout = timeout.or(r.stop_timeout).unwrap_or(10);
+    launch::request_stop(paths, r);
+    if signal == libc::SIGKILL {
+        force_end(paths, r);
+    } else {
+        // SAFETY: kill(2) of the recorded monitor whose start time still matches; it
+        // passes the signal on.
+        unsafe { libc::kill(r.owner_pid, signal) };
+    }
+    if !wait_until_ended(paths, r, Duration::from_secs(timeout)) {
+        force_end(paths, r);
+    }
+}
+
+fn stop_signal(r: &Record) -> i32 {
+    match r.stop_signal.as_deref().map(parse_signal) {
+        Some(Ok(s)) => s,
+        _ => libc::SIGTERM,
+    }
 }
 
 /// `isola kill [-s SIG] NAME...`.
@@ -134,11 +146,14 @@ pub fn kill(paths: &Paths, keys: &[String], signal: &str) -> Result<i32> {
     for key in keys {
         match running(paths, key) {
             Ok(r) if sig == libc::SIGKILL => force_end(paths, &r),
-            // SAFETY: kill(2) of the recorded monitor whose start time still matches; it
-            // passes the signal on.
-            Ok(r) => unsafe {
-                libc::kill(r.owner_pid, sig);
-            },
+            Ok(r) => {
+                if sig == stop_signal(&r) {
+                    launch::request_stop(paths, &r); // as docker: its restart policy rests
+                }
+                // SAFETY: kill(2) of the recorded monitor whose start time still matches; it
+                // passes the signal on.
+                unsafe { libc::kill(r.owner_pid, sig) };
+            }
             Err(e) => {
                 eprintln!("isola: {e}");
                 code = 1;

@@ -1,17 +1,17 @@
 //! `isola run`: image → bundle → container → exit status, and nothing left behind.
 
 use crate::cli::{Isolation, ProcessArgs, RunArgs};
+use crate::commands::launch;
+use crate::limits;
 use crate::paths::Paths;
-use crate::records::{self, Record};
-use crate::{limits, Exit};
+use crate::records::{self, Launch, Record};
 use anyhow::{bail, Context, Result};
 use isola_net::ports::PortSpec;
 use isola_oci::bundle::{runtime_spec, write_config, Network, RunSettings, Seccomp};
 use isola_oci::rootfs::chain_id;
 use isola_oci::seccomp_profile::Profile;
-use isola_oci::{overlay, Image, Reference, Store};
-use isola_sandbox::vm::VmConfig;
-use isola_sandbox::{Attach, CreateOptions, Level};
+use isola_oci::{Image, Reference, Store};
+use isola_sandbox::Level;
 use std::path::Path;
 
 /// What `--network` asked for.
@@ -204,10 +204,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     // docker's default: the pre-defined bridge network.
     let default = NetworkRequest::Named(isola_net::store::DEFAULT_NETWORK.into());
     let request = network_request(&a.process, default);
-    let joined = match &request {
-        NetworkRequest::Named(name) => Some(paths.network_store().get(name)?),
-        _ => None,
-    };
+    if let NetworkRequest::Named(name) = &request {
+        paths.network_store().get(name)?; // it exists
+    }
     let network = match &request {
         NetworkRequest::None => Network::None,
         NetworkRequest::Host => Network::Host,
@@ -216,11 +215,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
             resolv_conf: dir.join("resolv.conf"),
         },
     };
-    let ports: Vec<PortSpec> = a
-        .publish
-        .iter()
-        .map(|p| p.parse())
-        .collect::<Result<_, _>>()?;
+    for p in &a.publish {
+        p.parse::<PortSpec>()?;
+    }
     if let (Some(p), NetworkRequest::None | NetworkRequest::Host) = (a.publish.first(), &request) {
         let net = a.process.network.as_deref().unwrap_or("none");
         bail!("-p {p}: publishing a port needs a bridge network (--network bridge or a network of `isola network ls`), not --network {net}");
@@ -240,6 +237,13 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         bail!("-d with -i or -t: not yet (isola has no attach); run it in the foreground, or detached without them");
     }
     let labels = labels(&a.label)?;
+    let restart: crate::restart_policy::RestartPolicy = match &a.restart {
+        Some(r) => r.parse()?,
+        None => Default::default(),
+    };
+    if a.rm && restart != Default::default() {
+        bail!("--restart {restart} with --rm: a container removed when it ends cannot be started again");
+    }
     if let Some(s) = &a.stop_signal {
         crate::commands::lifecycle::parse_signal(s)
             .map_err(|e| anyhow::anyhow!("--stop-signal: {e}"))?;
@@ -267,19 +271,28 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         isolation: level.as_str().into(),
         created: records::now(),
         status: "creating".into(),
-        exit_code: None,
         auto_remove: a.rm,
         owner_pid: std::process::id() as i32,
         owner_start_time: isola_container::state::start_time(std::process::id() as i32)
             .unwrap_or(0),
-        ports: Vec::new(),
         mounts,
-        started_ns: None,
-        finished_ns: None,
         detached: a.detach,
         labels,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
+        launch: Launch {
+            network: match &request {
+                NetworkRequest::None => "none".into(),
+                NetworkRequest::Host => "host".into(),
+                NetworkRequest::Named(n) => n.clone(),
+            },
+            publish: a.publish.clone(),
+            restart: restart.to_string(),
+            lower: lower.clone(),
+            chain: chain_id(&image)?.hex().to_string(),
+            vm_timeout: a.timeout,
+        },
+        ..Default::default()
     };
     // Held until this isola ends: the container's directory is ours while we live.
     let _claim = records::claim(paths, &record)?;
@@ -295,134 +308,15 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
             .as_ref()
             .and_then(|p| p.args().clone())
             .unwrap_or_default();
-        let mut vm = crate::vm_preflight::vm_config(paths);
-        vm.timeout = a.timeout;
-        vm.debug = a.debug;
-        vm.timings = a.timings.then(|| crate::STARTED.get().copied()).flatten();
-        prepare_root(paths, level, &dir, &image, &lower, &mut vm)?;
-        if joined.is_some() {
-            crate::commands::run_network::write_files(&dir)?;
-        }
         write_config(&dir, &spec)?;
-        let network = joined.as_ref().map(|n| (n, ports.as_slice()));
-        run_sandbox(paths, &a, level, &dir, &vm, network, &mut record)
-    })();
-    let _ = overlay::unmount(&dir.join("rootfs"));
-    if a.rm || record.status == "creating" {
-        records::remove_bundle(paths, &id)?;
-    } else {
-        record.status = "exited".into();
-        record.finished_ns = Some(records::now_ns());
-        record.exit_code = Some(match &result {
-            Ok(c) => *c,
-            Err(e) => e.downcast_ref::<Exit>().map_or(125, |x| x.0),
-        });
-        record.save(paths)?;
-    }
-    result
-}
-
-/// The image's root filesystem as this level takes it: a writable overlay of the unpacked
-/// image in the bundle directory (container), or the image's read-only ext4 disk, built once
-/// and shared by its runs (VM; writes stay in the guest's memory).
-fn prepare_root(
-    paths: &Paths,
-    level: Level,
-    dir: &Path,
-    image: &Image,
-    lower: &Path,
-    vm: &mut VmConfig,
-) -> Result<()> {
-    match level {
-        Level::Container => prepare_bundle(dir, lower),
-        Level::Vm => {
-            let disk =
-                isola_sandbox::vm::disk::shared(&paths.vm_images(), chain_id(image)?.hex(), lower)
-                    .map_err(|e| Exit(125, format!("--isolation vm: root disk: {e}")))?;
-            vm.shared_disk = Some(disk);
-            Ok(())
-        }
-    }
-}
-
-/// The bundle in `dir`, as a sandbox at `level`: create → start → wait → delete.
-fn run_sandbox(
-    paths: &Paths,
-    a: &RunArgs,
-    level: Level,
-    dir: &Path,
-    vm: &VmConfig,
-    network: Option<(&isola_net::Network, &[PortSpec])>,
-    record: &mut Record,
-) -> Result<i32> {
-    // isola's own failures at the VM level say which level failed.
-    let failed = |e: isola_sandbox::Error| {
-        let prefix = match (&e, level) {
-            (isola_sandbox::Error::Container(_), _) | (_, Level::Container) => "",
-            _ => "--isolation vm: ",
-        };
-        Exit(e.exit_code(), format!("{prefix}{e}"))
-    };
-    let mut sandbox = isola_sandbox::create(&CreateOptions {
-        id: &record.id,
-        bundle: dir,
-        state_root: &paths.states(),
-        level,
-        attach: Attach::Monitor {
+        let opts = launch::Options {
             interactive: a.interactive,
-        },
-        console_socket: None,
-        vm,
-    })
-    .map_err(failed)?;
-    // On its network before it starts (as CNI does between create and start).
-    let attachment = match network {
-        None => None,
-        Some((n, ports)) => {
-            match crate::commands::run_network::join(paths, n, ports, dir, record, sandbox.as_mut())
-            {
-                Ok(att) => Some(att),
-                Err(e) => {
-                    let _ = sandbox.delete();
-                    return Err(e);
-                }
-            }
-        }
-    };
-    record.ports = attachment
-        .iter()
-        .flat_map(|a| a.ports.iter().map(|p| p.to_string()))
-        .collect();
-    record.status = "running".into();
-    record.started_ns = Some(records::now_ns());
-    record.save(paths)?;
-    let code = match sandbox.start() {
-        Ok(()) => {
-            if a.detach {
-                crate::detach::started(&record.id);
-            }
-            sandbox.wait()
-        }
-        Err(e) => Err(e),
-    };
-    let deleted = sandbox.delete();
-    if let Some(att) = &attachment {
-        crate::commands::run_network::leave(paths, att, &record.name);
-    }
-    let code = code.map_err(failed)?;
-    deleted.map_err(failed)?;
-    Ok(code)
-}
-/// The bundle's writable rootfs: an overlay of the image's rootfs and a fresh upper directory.
-fn prepare_bundle(dir: &Path, lower: &Path) -> Result<()> {
-    for sub in ["upper", "work", "rootfs"] {
-        std::fs::create_dir(dir.join(sub)).with_context(|| dir.join(sub).display().to_string())?;
-    }
-    overlay::mount(
-        lower,
-        &dir.join("upper"),
-        &dir.join("work"),
-        &dir.join("rootfs"),
-    )?;
-    Ok(())
+            detached: a.detach,
+            debug: a.debug,
+            timings: a.timings,
+        };
+        launch::until_ended(paths, &mut record, &opts)
+    })();
+    launch::record_end(paths, &mut record, &result)?;
+    result
 }

@@ -50,3 +50,12 @@ pub fn claim(paths: &Paths, record: &Record) -> Result<Claim> {
     }
     made
 }
+
+/// Takes the directory of container `id`, which exists, for this isola (`isola start`);
+/// fails if another isola holds it.
+pub fn reclaim(paths: &Paths, id: &str) -> Result<Claim> {
+    match lock_if_unowned(&paths.bundles().join(id)) {
+        Some(lock) => Ok(Claim { _lock: lock }),
+        None => bail!("container {id} is being run, started or removed by another isola"),
+    }
+}

@@ -7,7 +7,7 @@
 mod claim;
 mod cleanup;
 
-pub use claim::{claim, name_in_use};
+pub use claim::{claim, name_in_use, reclaim};
 pub use cleanup::cleanup;
 
 use crate::paths::Paths;
@@ -17,7 +17,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Record {
     pub id: String,
     pub name: String,
@@ -26,7 +26,7 @@ pub struct Record {
     pub isolation: String,
     /// Seconds since the epoch.
     pub created: u64,
-    /// creating | running | exited
+    /// creating | running | restarting | exited
     pub status: String,
     pub exit_code: Option<i32>,
     pub auto_remove: bool,
@@ -54,6 +54,34 @@ pub struct Record {
     pub stop_signal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u64>,
+    /// How it is started, kept so that `isola start` and its restart policy start it again.
+    #[serde(default)]
+    pub launch: Launch,
+    /// Times its monitor started it again (`--restart`).
+    #[serde(default)]
+    pub restart_count: u32,
+    /// The kernel's OOM killer ended its last run.
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+/// What a container needs to be started again, beside its bundle (`config.json`, `upper/`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Launch {
+    /// `--network`: none, host, or a network's name.
+    pub network: String,
+    /// `-p`, as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+    /// `--restart`, as given (see `restart_policy`).
+    pub restart: String,
+    /// The image's unpacked root filesystem (the overlay's lower layer) and its chain ID (a
+    /// VM's root disk is built from them).
+    pub lower: PathBuf,
+    pub chain: String,
+    /// `--timeout` (VM level).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_timeout: Option<u64>,
 }
 
 impl Record {

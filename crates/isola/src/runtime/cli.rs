@@ -188,9 +188,10 @@ const RUNTIME_ONLY: &[&str] = &[
 
 /// Whether `args` (without the program name) are runc's command line rather than isola's own:
 /// a runtime flag before the operation, an operation only the runtime has, `run` with a bundle
-/// or `ps` of one id. `kill` and `exec` are both (runc's `kill ID [SIGNAL]` and `exec ID CMD`,
-/// docker's `kill [-s SIG] NAME...` and `exec NAME CMD`): docker's when `kill` has `-s`, or
-/// either names one of isola's own containers (`is_isola_container`, asked only then).
+/// or `ps` of one id. `kill`, `exec` and `start` are both (runc's `kill ID [SIGNAL]`, `exec ID
+/// CMD` and `start ID`, docker's `kill [-s SIG] NAME...`, `exec NAME CMD` and `start [-a]
+/// NAME...`): docker's when `kill` has `-s` or `start` has `-a`, or when one names one of
+/// isola's own containers (`is_isola_container`, asked only then).
 pub fn is_runtime_call(args: &[String], is_isola_container: &dyn Fn(&str) -> bool) -> bool {
     let mut i = 0;
     let mut flagged = false;
@@ -228,6 +229,7 @@ pub fn is_runtime_call(args: &[String], is_isola_container: &dyn Fn(&str) -> boo
     match op.as_str() {
         "kill" => !rest.iter().any(signal_flag) && !names_isola_container(),
         "exec" => !names_isola_container(),
+        "start" => !rest.iter().any(|a| a == "-a" || a == "--attach") && !names_isola_container(),
         op if RUNTIME_ONLY.contains(&op) => true,
         "run" => rest
             .iter()
@@ -271,5 +273,10 @@ mod tests {
         assert!(!call("kill web"));
         assert!(!call("exec -e A=1 web ls"));
         assert!(call("--root /r kill web"));
+        // and start: -a, or one of isola's named.
+        assert!(call("start id"));
+        assert!(!call("start web"));
+        assert!(!call("start -a anything"));
+        assert!(call("--root /r start web"));
     }
 }
