@@ -95,13 +95,10 @@ pub fn restart(paths: &Paths, keys: &[String], timeout: Option<u64>) -> Result<i
     records::cleanup(paths);
     let mut code = 0;
     for key in keys {
-        let done = (|| {
-            if let Ok(r) = lifecycle::running(paths, key) {
-                lifecycle::stop_one(paths, &r, timeout);
-            }
-            start_detached(paths, key)
-        })();
-        if let Err(e) = done {
+        if let Ok(r) = lifecycle::running(paths, key) {
+            lifecycle::stop_one(paths, &r, timeout);
+        }
+        if let Err(e) = start_detached(paths, key) {
             code = report(&e);
         }
     }
