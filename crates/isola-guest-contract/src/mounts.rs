@@ -3,11 +3,16 @@
 //! INDEX ro|rw DEST`: subdirectory INDEX of what the device with tag `FS_TAG` exports), and
 //! tmpfs mounts (`tmpfs ro|rw OPTIONS DEST`, OPTIONS comma-separated or `-`). DEST, the path in
 //! the workload's root, ends the line (it may hold spaces). Guest init mounts them inside the
-//! root before the workload starts.
+//! root before the workload starts. And `init DEST`: isola's tiny init (`--init`, which is guest
+//! init's own binary) bound read-only at DEST — `TINY_INIT`, where the container level binds
+//! the same binary.
 
 pub const MOUNTS: &str = "/isola/mounts";
 /// The virtio-fs tag of the host's shared directories.
 pub const FS_TAG: &str = "isola-shared";
+/// Where `--init` puts isola's tiny init in the workload's root, at both levels; the workload
+/// runs as `TINY_INIT -- CMD...`.
+pub const TINY_INIT: &str = "/dev/init";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GuestMount {
@@ -24,6 +29,8 @@ pub enum GuestMount {
         exec: bool,
         destination: String,
     },
+    /// Guest init's own binary, read-only (`--init`).
+    Init { destination: String },
 }
 
 fn access(read_only: bool) -> &'static str {
@@ -56,6 +63,7 @@ pub fn encode(mounts: &[GuestMount]) -> String {
                     access(*read_only)
                 )
             }
+            GuestMount::Init { destination } => format!("init {destination}\n"),
         });
     }
     out
@@ -97,6 +105,9 @@ pub fn decode(text: &str) -> Result<Vec<GuestMount>, String> {
                     }),
                     _ => Err(bad()),
                 },
+                "init" if rest.starts_with('/') => Ok(GuestMount::Init {
+                    destination: rest.to_string(),
+                }),
                 _ => Err(bad()),
             }
         })
@@ -131,6 +142,9 @@ mod tests {
                 options: String::new(),
                 exec: true,
                 destination: "/t t".into(),
+            },
+            GuestMount::Init {
+                destination: TINY_INIT.into(),
             },
         ];
         assert_eq!(decode(&encode(&mounts)).unwrap(), mounts);

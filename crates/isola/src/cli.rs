@@ -346,6 +346,10 @@ pub struct RunArgs {
     /// A tmpfs at PATH: PATH[:size=64m,mode=1777,ro,exec]
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<String>,
+    /// Run isola's tiny init as PID 1: it passes signals on to the command and reaps orphaned
+    /// processes
+    #[arg(long)]
+    pub init: bool,
     /// Mount the container's root filesystem read-only (write only where a mount allows)
     #[arg(long)]
     pub read_only: bool,

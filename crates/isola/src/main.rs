@@ -11,6 +11,7 @@ mod paths;
 mod records;
 mod restart_policy;
 mod runtime;
+mod tiny_init;
 mod vm_preflight;
 mod volumes;
 

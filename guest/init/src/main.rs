@@ -18,11 +18,17 @@ mod processes;
 mod relay;
 mod setup;
 mod stdio;
+mod tiny_init;
 
 use isola_guest_contract::boot::{self, Phase};
 use isola_guest_contract::GuestError;
 
 fn main() {
+    // `/dev/init -- CMD...`: the workload's own tiny init (`--init`), not the VM's.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--") {
+        tiny_init::main(&args[2..]);
+    }
     setup::mark(Phase::InitStart);
     if let Err(e) = setup::mount_kernel_filesystems() {
         setup::console(&format!("isola-guest-init: {e}\n"));

@@ -41,6 +41,7 @@ pub fn mount_all(root: &str, list: &[GuestMount]) -> Result<(), GuestError> {
         isola_inroot::Root::open(root).map_err(|e| GuestError::setup(format!("{root}: {e}")))?;
     for m in list {
         let (dest, read_only) = match m {
+            GuestMount::Init { .. } => continue, // once /dev is there: `mount_tiny_init`
             GuestMount::Shared {
                 destination,
                 read_only,
@@ -78,7 +79,40 @@ pub fn mount_all(root: &str, list: &[GuestMount]) -> Result<(), GuestError> {
                 let flags = libc::MS_NOSUID | libc::MS_NODEV | noexec | ro;
                 mount("tmpfs", &at, "tmpfs", flags, options).map_err(fail)?;
             }
+            GuestMount::Init { .. } => {}
         }
+    }
+    Ok(())
+}
+
+/// `--init`: this very binary (isola's tiny init as well as guest init) bound read-only and
+/// nosuid at its path in the root at `root`, once the root's /dev is mounted.
+pub fn mount_tiny_init(root: &str, list: &[GuestMount]) -> Result<(), GuestError> {
+    for m in list {
+        let GuestMount::Init { destination: dest } = m else {
+            continue;
+        };
+        let fail = |e: String| GuestError::setup(format!("--init at {dest}: {e}"));
+        let inside = isola_inroot::Root::open(root).map_err(|e| fail(e.to_string()))?;
+        let (parent, name) = inside
+            .parent_of(Path::new(dest), true)
+            .map_err(|e| fail(e.to_string()))?;
+        let target = isola_inroot::open_in_root(
+            parent.as_raw_fd(),
+            Path::new(name),
+            libc::O_CREAT | libc::O_RDONLY,
+            0o755,
+            false,
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        let at = format!("/proc/self/fd/{}", target.as_raw_fd());
+        mount("/proc/self/exe", &at, "", libc::MS_BIND, "").map_err(&fail)?;
+        let again = inside
+            .open_at(Path::new(dest), libc::O_PATH, true)
+            .map_err(|e| fail(e.to_string()))?;
+        let at = format!("/proc/self/fd/{}", again.as_raw_fd());
+        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID;
+        mount("", &at, "", flags, "").map_err(fail)?;
     }
     Ok(())
 }

@@ -162,6 +162,7 @@ pub fn enter_rootfs(
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         "mode=1777",
     );
+    crate::mounts::mount_tiny_init(root, mounts)?;
     // SAFETY: chdir/mount/chroot with NUL-terminated paths; the process is single-threaded.
     unsafe {
         if libc::chdir(c(root).as_ptr()) != 0

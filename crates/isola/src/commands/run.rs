@@ -261,6 +261,10 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     settings.cgroups_path = Some(cgroup_path(&id));
     let mounts = crate::volumes::resolve(paths, &requests)?;
     settings.mounts = crate::volumes::oci_mounts(&mounts)?;
+    if a.init {
+        let guest = crate::vm_preflight::vm_config(paths).guest_dir;
+        settings.mounts.push(crate::tiny_init::mount(guest)?);
+    }
     settings.read_only_root = a.read_only;
 
     let mut record = Record {
@@ -302,12 +306,15 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     }
     let result = (|| {
         crate::volumes::prepare(paths, &record.mounts, &lower)?;
-        let spec = runtime_spec(&image, &lower, &settings)?;
+        let mut spec = runtime_spec(&image, &lower, &settings)?;
         record.command = spec
             .process()
             .as_ref()
             .and_then(|p| p.args().clone())
             .unwrap_or_default();
+        if a.init {
+            crate::tiny_init::wrap(&mut spec);
+        }
         write_config(&dir, &spec)?;
         let opts = launch::Options {
             interactive: a.interactive,
