@@ -1569,3 +1569,92 @@ fn a_detached_vm_is_reached_by_logs_exec_ps_and_stop() {
     assert_eq!(env.isola(&["rm", "bgvm"]).code, 0);
     env.assert_clean();
 }
+
+#[test]
+fn a_vm_runs_under_the_tiny_init_starts_again_and_restarts_by_policy() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let inspect = |name: &str| -> serde_json::Value {
+        let r = env.isola(&["inspect", name]);
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()[0].clone()
+    };
+    // --init: PID 1 is the tiny init, the orphan is reaped, the status is the command's.
+    // Each run adds a line to its root: a VM's root changes live in its memory, so every
+    // start begins from the image again (a container keeps them: start_restart.rs).
+    let script = "tr '\\0' ' ' < /proc/1/cmdline; echo; sh -c 'sleep 0.2 &'; sleep 1; \
+                  grep -l zombie /proc/[0-9]*/status | wc -l; echo run >> /runs; wc -l < /runs; exit 3";
+    let r = env.isola(&[
+        "run",
+        "--isolation",
+        "vm",
+        "--init",
+        "--name",
+        "vmi",
+        "--network",
+        "none",
+        "sample",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let first = format!("/dev/init -- sh -c {script} \n0\n1\n");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (3, first.as_str()),
+        "{}",
+        r.stderr
+    );
+    let r = env.isola(&["start", "-a", "vmi"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (3, first.as_str()),
+        "{}",
+        r.stderr
+    );
+
+    // Under the tiny init, stop's SIGTERM reaches `sleep` (as PID 1 it would be ignored and
+    // end in the kill, 137).
+    let r = env.isola(&[
+        "run",
+        "-d",
+        "--isolation",
+        "vm",
+        "--init",
+        "--name",
+        "vmsig",
+        "--network",
+        "none",
+        "sample",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(env.isola(&["stop", "-t", "60", "vmsig"]).code, 0);
+    assert_eq!(env.isola(&["wait", "vmsig"]).stdout, "143\n");
+
+    // The monitor of a detached VM boots it again as its policy says.
+    let r = env.isola(&[
+        "run",
+        "-d",
+        "--isolation",
+        "vm",
+        "--restart",
+        "on-failure:1",
+        "--name",
+        "vmr",
+        "--network",
+        "none",
+        "sample",
+        "sh",
+        "-c",
+        "echo boot; exit 4",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(env.isola(&["wait", "vmr"]).stdout, "4\n");
+    assert_eq!(env.isola(&["logs", "vmr"]).stdout, "boot\nboot\n");
+    assert_eq!(inspect("vmr")["RestartCount"], 1);
+    assert_eq!(env.isola(&["rm", "vmi", "vmsig", "vmr"]).code, 0);
+    env.assert_clean();
+}

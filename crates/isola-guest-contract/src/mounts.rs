@@ -4,15 +4,12 @@
 //! tmpfs mounts (`tmpfs ro|rw OPTIONS DEST`, OPTIONS comma-separated or `-`). DEST, the path in
 //! the workload's root, ends the line (it may hold spaces). Guest init mounts them inside the
 //! root before the workload starts. And `init DEST`: isola's tiny init (`--init`, which is guest
-//! init's own binary) bound read-only at DEST — `TINY_INIT`, where the container level binds
-//! the same binary.
+//! init's own binary) bound read-only at DEST — isola-process's `tiny_init::PATH`, where the
+//! container level binds the same binary.
 
 pub const MOUNTS: &str = "/isola/mounts";
 /// The virtio-fs tag of the host's shared directories.
 pub const FS_TAG: &str = "isola-shared";
-/// Where `--init` puts isola's tiny init in the workload's root, at both levels; the workload
-/// runs as `TINY_INIT -- CMD...`.
-pub const TINY_INIT: &str = "/dev/init";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GuestMount {
@@ -144,7 +141,7 @@ mod tests {
                 destination: "/t t".into(),
             },
             GuestMount::Init {
-                destination: TINY_INIT.into(),
+                destination: "/dev/init".into(),
             },
         ];
         assert_eq!(decode(&encode(&mounts)).unwrap(), mounts);

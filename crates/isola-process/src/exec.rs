@@ -61,7 +61,8 @@ pub fn resolve(cmd: &str, env: &[String]) -> Result<PathBuf, ExecFailure> {
     }
 }
 
-/// execve; returns only on failure.
+/// execve; returns only on failure. The tiny init (`--init`) starts with the signals it waits
+/// for blocked (see `tiny_init`); everything else with the mask its caller set (empty).
 pub fn exec(path: &Path, args: &[String], env: &[String]) -> ExecFailure {
     let to_c = |s: &str| CString::new(s).unwrap_or_default();
     let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
@@ -72,6 +73,12 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> ExecFailure {
     };
     let cargs: Vec<CString> = args.iter().map(|a| to_c(a)).collect();
     let cenv: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
+    if crate::tiny_init::is_tiny_init(args) {
+        let set = crate::tiny_init::waited_set();
+        // SAFETY: sigprocmask of this (single-threaded, about to exec) process with a set
+        // initialised above.
+        unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    }
     let err = nix::unistd::execve(&cpath, &cargs, &cenv).unwrap_err();
     let code = match err {
         nix::errno::Errno::ENOENT => NOT_FOUND,

@@ -8,11 +8,13 @@
 //!   it; the guest init only reads it);
 //! - `exec.rs`: finding the command on PATH and exec'ing it, with docker's exit codes;
 //! - `identity.rs`: rlimits, user and groups, capabilities, no_new_privs, a new session keyring;
-//! - `limits.rs`: `linux.resources` as cgroup v2 files.
+//! - `limits.rs`: `linux.resources` as cgroup v2 files;
+//! - `tiny_init.rs`: where `--init`'s tiny init is, and the signals it takes.
 
 pub mod exec;
 pub mod identity;
 pub mod limits;
 pub mod plan;
+pub mod tiny_init;
 
 pub use plan::Plan;

@@ -4,7 +4,7 @@
 //! bound read-only at `TINY_INIT`; a VM binds its own (guest init is that binary).
 
 use anyhow::{bail, Result};
-use isola_guest_contract::mounts::TINY_INIT;
+use isola_process::tiny_init::PATH as TINY_INIT;
 use oci_spec::runtime::{Mount, Spec};
 use std::path::PathBuf;
 

@@ -59,9 +59,24 @@ pub fn run_workload(
         ));
     }
     mark(Phase::WorkloadStart);
+    // The tiny init (`--init`) takes its signals with sigwaitinfo: blocked from the fork on,
+    // a signal the host passes on before it runs waits for it instead of reaching a PID 1
+    // that would drop it. (Any other workload starts with the mask empty.)
+    let tiny_init = isola_process::tiny_init::is_tiny_init(&plan.args);
+    // SAFETY: zeroed sigset_t is filled by sigprocmask before it is read back.
+    let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    if tiny_init {
+        let set = isola_process::tiny_init::waited_set();
+        // SAFETY: sigprocmask of this single-threaded process, the old mask kept.
+        unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, &mut before) };
+    }
     // SAFETY: fork(2) in a single-threaded PID 1; the child only calls async-signal-safe
     // functions on data prepared above, then execve or _exit.
     let pid = unsafe { libc::fork() };
+    if tiny_init && pid != 0 {
+        // SAFETY: the mask this process had before, restored.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    }
     if pid < 0 {
         return Err(format!("fork: {}", std::io::Error::last_os_error()));
     }

@@ -1,79 +1,52 @@
 //! `--init`: the workload's PID 1 when the user asks for one (docker's tini). The same binary
 //! as guest init, started as `/dev/init -- CMD ARGS...` (bound there read-only at both
-//! levels): it runs CMD as its child, passes on every signal it is sent, reaps every process
-//! that ends in the namespace (orphans come to PID 1), and exits with CMD's status (128+N if
-//! a signal N ended it) once CMD has ended.
+//! levels; see isola-process's `tiny_init`): it runs CMD as its child — found and exec'd as
+//! without `--init`, same statuses and messages — passes on every signal it is sent, reaps
+//! every process that ends in the namespace (orphans come to PID 1), and exits with CMD's
+//! status (128+N if signal N ended it) once CMD has ended.
 
-use std::ffi::CString;
+use isola_process::exec::{exec, resolve, ExecFailure};
 
-/// Signals passed on to the child (SIGCHLD is init's own; SIGKILL and SIGSTOP cannot be
-/// caught).
-const FORWARDED: &[libc::c_int] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGCONT,
-    libc::SIGALRM,
-    libc::SIGPIPE,
-];
-
-fn say(msg: &str) {
-    let line = format!("isola-init: {msg}\n");
-    // SAFETY: write(2) from a live buffer.
-    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+fn fail(f: ExecFailure) -> ! {
+    let line = format!("isola: {}\n", f.message);
+    // SAFETY: write(2) from a live buffer, then _exit without running anything else.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+        libc::_exit(f.code)
+    }
 }
 
 /// Runs `args` (CMD ARGS...) under this process; never returns.
 pub fn main(args: &[String]) -> ! {
     if args.is_empty() {
-        say("usage: /dev/init -- CMD [ARGS...]");
-        std::process::exit(125);
+        fail(ExecFailure {
+            code: 125,
+            message: "usage: /dev/init -- CMD [ARGS...]".into(),
+        });
     }
-    let argv: Vec<CString> = args
-        .iter()
-        .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
-        .collect();
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    // SAFETY: sigset operations on a local set; sigprocmask of this single-threaded process.
-    // Blocked, a signal sent to a namespace's init is kept for sigwaitinfo below instead of
-    // being dropped (PID 1 has no default actions).
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigemptyset(&mut set);
-        for s in FORWARDED {
-            libc::sigaddset(&mut set, *s);
-        }
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
-    }
-    // SAFETY: fork(2) of a single-threaded process; the child restores the mask and execs
-    // (execvp searches PATH as a shell would), writing and _exiting if it cannot.
+    let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+    // Blocked since before our exec (isola-process's `exec`); blocked again in case we were
+    // started some other way. A blocked signal to a namespace's init is kept for sigwaitinfo.
+    let set = isola_process::tiny_init::waited_set();
+    // SAFETY: sigprocmask of this single-threaded process with a set made above.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    // SAFETY: fork(2) of a single-threaded process; the child empties its mask and execs.
     let child = unsafe { libc::fork() };
     if child < 0 {
-        say(&format!("fork: {}", std::io::Error::last_os_error()));
-        std::process::exit(125);
+        fail(ExecFailure {
+            code: 125,
+            message: format!("fork: {}", std::io::Error::last_os_error()),
+        });
     }
     if child == 0 {
-        // SAFETY: see above; argv_ptrs is NUL-terminated and its strings live.
+        // SAFETY: an empty set for sigprocmask, as a fresh process would have.
         unsafe {
-            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            libc::execvp(argv_ptrs[0], argv_ptrs.as_ptr());
-            let e = std::io::Error::last_os_error();
-            let code = if e.raw_os_error() == Some(libc::ENOENT) {
-                127
-            } else {
-                126
-            };
-            let line = format!("isola-init: exec {}: {e}\n", args[0]);
-            libc::write(2, line.as_ptr().cast(), line.len());
-            libc::_exit(code);
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         }
+        let path = resolve(&args[0], &env).unwrap_or_else(|f| fail(f));
+        fail(exec(&path, args, &env));
     }
     loop {
         // SAFETY: sigwaitinfo into a local siginfo, with the set blocked above.

@@ -56,7 +56,7 @@ pub fn from_spec(spec: &Spec) -> (Vec<GuestMount>, Vec<Share>) {
         let read_only = has("ro");
         if typ == "bind" || has("bind") || has("rbind") {
             let Some(source) = m.source() else { continue };
-            if dest == isola_guest_contract::mounts::TINY_INIT {
+            if dest == isola_process::tiny_init::PATH {
                 // The guest has the same binary: it is guest init.
                 mounts.push(GuestMount::Init { destination: dest });
                 continue;
