@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a command in a new container (or VM) made from an image
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Import a directory, a tar/tar.gz of a root filesystem, or an OCI image layout as an image
     Import(ImportArgs),
     /// Pull an image from a registry

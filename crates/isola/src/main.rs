@@ -76,7 +76,7 @@ fn main() {
                 detach::Outcome::Failed(code) => code,
             })
         }
-        Command::Run(a) => commands::run::run(&paths, a),
+        Command::Run(a) => commands::run::run(&paths, *a),
         Command::Import(a) => commands::images::import(&paths, a),
         Command::Pull(a) => commands::pull::pull(&paths, a),
         Command::Push(a) => commands::push::push(&paths, a),
