@@ -1555,6 +1555,43 @@ fn a_detached_vm_is_reached_by_logs_exec_ps_and_stop() {
         "{}",
         r.stderr
     );
+    // cp: in and out of the running guest (a tar stream through exec and the image's tar).
+    let host = env.root.join("cp");
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("tree/sub/b.txt"), "deep\n").unwrap();
+    std::os::unix::fs::symlink("sub/b.txt", host.join("tree/link")).unwrap();
+    let h = |p: &str| host.join(p).to_string_lossy().into_owned();
+    for (from, to) in [
+        (h("tree"), "bgvm:/tmp".to_string()),
+        (h("tree/sub/b.txt"), "bgvm:/tmp/renamed".to_string()),
+        ("bgvm:/tmp/tree".to_string(), h("back")),
+        ("bgvm:/tmp/renamed".to_string(), h("r.txt")),
+        ("bgvm:/tmp/tree/.".to_string(), h("flat")),
+    ] {
+        let r = env.isola(&["cp", &from, &to]);
+        assert_eq!(r.code, 0, "cp {from} {to}: {}", r.stderr);
+    }
+    let r = env.isola(&[
+        "exec",
+        "bgvm",
+        "sh",
+        "-c",
+        "cat /tmp/tree/link /tmp/renamed; stat -c %u /tmp/renamed",
+    ]);
+    assert_eq!(r.stdout, "deep\ndeep\n0\n", "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(host.join("back/sub/b.txt")).unwrap(),
+        "deep\n"
+    );
+    assert_eq!(
+        std::fs::read_link(host.join("back/link")).unwrap(),
+        std::path::Path::new("sub/b.txt")
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("r.txt")).unwrap(),
+        "deep\n"
+    );
+    assert!(host.join("flat/sub/b.txt").is_file());
     let ps = env.isola(&["ps"]).stdout;
     let line = ps.lines().find(|l| l.contains("bgvm")).unwrap_or_default();
     assert!(line.contains(" vm ") && line.contains(" Up "), "{ps}");
@@ -1566,6 +1603,19 @@ fn a_detached_vm_is_reached_by_logs_exec_ps_and_stop() {
     assert_eq!(env.isola(&["wait", "bgvm"]).stdout, "137\n");
     let ps = env.isola(&["ps", "-a"]).stdout;
     assert!(ps.contains("Exited (137)"), "{ps}");
+    // Stopped, a VM's root changes are gone: out of it come the image's files; into it, nothing.
+    let r = env.isola(&["cp", "bgvm:/etc/passwd", &h("passwd")]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(std::fs::read_to_string(host.join("passwd"))
+        .unwrap()
+        .contains("root"));
+    assert_ne!(env.isola(&["cp", "bgvm:/tmp/renamed", &h("gone")]).code, 0);
+    let r = env.isola(&["cp", &h("r.txt"), "bgvm:/tmp"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("stopped VM"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(env.isola(&["rm", "bgvm"]).code, 0);
     env.assert_clean();
 }

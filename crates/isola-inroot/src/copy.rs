@@ -1,10 +1,11 @@
 //! Copying a directory tree between two open directories, never following a symbolic link:
 //! what docker's volume copy-up does (an image's content at a mount point copied into a new,
-//! empty volume). The source is an image's (possibly hostile) rootfs, the destination a host
-//! directory; every step is an `*at` call on a descriptor with one plain name, so no symlink
-//! in either tree redirects a read or a write. Directories, regular files and symbolic links
-//! are copied with their owner, mode and modification time; device nodes, FIFOs and sockets
-//! are skipped (isola never makes a device node on the host).
+//! empty volume), and `isola cp` between a container's root and the host. Either side may be
+//! a (possibly hostile) root; every step is an `*at` call on a descriptor with one plain name,
+//! so no symlink in either tree redirects a read or a write. Directories, regular files and
+//! symbolic links are copied with their mode and modification time, and their owner or one
+//! given; device nodes, FIFOs and sockets are skipped (isola never makes a device node on the
+//! host). What is there already is merged into (directories) or replaced (files, links).
 
 use crate::{cstr, list_dir, lstat_at};
 use std::ffi::OsStr;
@@ -42,18 +43,37 @@ fn open_child(dirfd: RawFd, name: &OsStr, flags: libc::c_int) -> io::Result<Owne
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Who owns the copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owners {
+    /// As the originals.
+    Kept,
+    /// All this UID and GID (`docker cp` without -a: the destination's root).
+    All(libc::uid_t, libc::gid_t),
+}
+
 /// Owner, permissions and modification time of `st` onto `name` in `dirfd` (the link itself
 /// for a symbolic link, whose permissions do not exist).
-fn copy_attributes(dirfd: RawFd, name: &OsStr, st: &libc::stat, link: bool) -> io::Result<()> {
+fn copy_attributes(
+    dirfd: RawFd,
+    name: &OsStr,
+    st: &libc::stat,
+    link: bool,
+    owners: Owners,
+) -> io::Result<()> {
     let c = cstr(name)?;
+    let (uid, gid) = match owners {
+        Owners::Kept => (st.st_uid, st.st_gid),
+        Owners::All(u, g) => (u, g),
+    };
     // SAFETY: *at calls on a descriptor we hold with a single-component name; the timespec
     // array lives across the call.
     unsafe {
         check(libc::fchownat(
             dirfd,
             c.as_ptr(),
-            st.st_uid,
-            st.st_gid,
+            uid,
+            gid,
             libc::AT_SYMLINK_NOFOLLOW,
         ))?;
         if !link {
@@ -87,7 +107,7 @@ pub fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd) -> io::Result<()> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat fills `st` for a descriptor we hold.
     check(unsafe { libc::fstat(src.as_raw_fd(), &mut st) })?;
-    copy_children(src, dst, 0)?;
+    copy_children(src, dst, Owners::Kept, 0)?;
     // SAFETY: fchown/fchmod of a descriptor we hold.
     unsafe {
         check(libc::fchown(dst.as_raw_fd(), st.st_uid, st.st_gid))?;
@@ -95,7 +115,22 @@ pub fn copy_dir_contents(src: &OwnedFd, dst: &OwnedFd) -> io::Result<()> {
     }
 }
 
-fn copy_children(src: &OwnedFd, dst: &OwnedFd, depth: u32) -> io::Result<()> {
+/// Copies entry `name` of directory `src` (it may be any kind; a symbolic link is copied as
+/// one) to `to` in directory `dst`.
+pub fn copy_entry(
+    src: &OwnedFd,
+    name: &OsStr,
+    dst: &OwnedFd,
+    to: &OsStr,
+    owners: Owners,
+) -> io::Result<()> {
+    let st = lstat_at(src.as_raw_fd(), name)?
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+    copy_one(src, name, &st, dst, to, owners, 0)
+}
+
+/// Copies what is in directory `src` into directory `dst` (merging).
+pub fn copy_children(src: &OwnedFd, dst: &OwnedFd, owners: Owners, depth: u32) -> io::Result<()> {
     if depth > MAX_DEPTH {
         return Err(io::Error::other(format!(
             "deeper than {MAX_DEPTH} directories"
@@ -105,37 +140,60 @@ fn copy_children(src: &OwnedFd, dst: &OwnedFd, depth: u32) -> io::Result<()> {
         let Some(st) = lstat_at(src.as_raw_fd(), &name)? else {
             continue; // gone since the listing
         };
-        let c = cstr(&name)?;
-        let (s, d) = (src.as_raw_fd(), dst.as_raw_fd());
-        match st.st_mode & libc::S_IFMT {
-            libc::S_IFDIR => {
-                // SAFETY: mkdirat with a single-component name in a directory we hold.
-                check(unsafe { libc::mkdirat(d, c.as_ptr(), 0o700) })?;
-                let from = open_child(s, &name, libc::O_RDONLY | libc::O_DIRECTORY)?;
-                let to = open_child(d, &name, libc::O_RDONLY | libc::O_DIRECTORY)?;
-                copy_children(&from, &to, depth + 1)?;
-                copy_attributes(d, &name, &st, false)?;
+        copy_one(src, &name, &st, dst, &name, owners, depth)?;
+    }
+    Ok(())
+}
+
+fn copy_one(
+    src: &OwnedFd,
+    name: &OsStr,
+    st: &libc::stat,
+    dst: &OwnedFd,
+    to: &OsStr,
+    owners: Owners,
+    depth: u32,
+) -> io::Result<()> {
+    let c = cstr(to)?;
+    let (s, d) = (src.as_raw_fd(), dst.as_raw_fd());
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => {
+            // SAFETY: mkdirat with a single-component name in a directory we hold.
+            let made = unsafe { libc::mkdirat(d, c.as_ptr(), 0o700) };
+            if made < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+                return Err(io::Error::last_os_error());
             }
-            libc::S_IFREG => {
-                let mut from = File::from(open_child(s, &name, libc::O_RDONLY)?);
-                let mut to = File::from(open_child(
-                    d,
-                    &name,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-                )?);
-                io::copy(&mut from, &mut to)?;
-                drop(to);
-                copy_attributes(d, &name, &st, false)?;
-            }
-            libc::S_IFLNK => {
-                let target = crate::readlink_at(s, &name)?.unwrap_or_default();
-                let t = cstr(target.as_os_str())?;
-                // SAFETY: symlinkat stores the target string; nothing is resolved.
-                check(unsafe { libc::symlinkat(t.as_ptr(), d, c.as_ptr()) })?;
-                copy_attributes(d, &name, &st, true)?;
-            }
-            _ => {} // devices, FIFOs, sockets
+            let from = open_child(s, name, libc::O_RDONLY | libc::O_DIRECTORY)?;
+            // O_NOFOLLOW: what is there must be a directory itself, not a link to one.
+            let into = open_child(d, to, libc::O_RDONLY | libc::O_DIRECTORY)?;
+            copy_children(&from, &into, owners, depth + 1)?;
+            copy_attributes(d, to, st, false, owners)?;
         }
+        libc::S_IFREG => {
+            let mut from = File::from(open_child(s, name, libc::O_RDONLY)?);
+            let mut into = File::from(open_child(
+                d,
+                to,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+            )?);
+            io::copy(&mut from, &mut into)?;
+            drop(into);
+            copy_attributes(d, to, st, false, owners)?;
+        }
+        libc::S_IFLNK => {
+            let target = crate::readlink_at(s, name)?.unwrap_or_default();
+            let t = cstr(target.as_os_str())?;
+            // SAFETY: unlinkat/symlinkat with a single-component name in a directory we hold;
+            // the target string is stored, nothing is resolved.
+            unsafe {
+                if lstat_at(d, to)?.is_some_and(|old| old.st_mode & libc::S_IFMT != libc::S_IFDIR) {
+                    check(libc::unlinkat(d, c.as_ptr(), 0))?;
+                }
+                check(libc::symlinkat(t.as_ptr(), d, c.as_ptr()))?;
+            }
+            copy_attributes(d, to, st, true, owners)?;
+        }
+        _ => {} // devices, FIFOs, sockets
     }
     Ok(())
 }

@@ -70,6 +70,15 @@ pub enum Command {
     },
     /// Run a command in a running container
     Exec(ExecArgs),
+    /// Copy files between a container (running or stopped) and the host: CONTAINER:PATH HOSTPATH,
+    /// or HOSTPATH CONTAINER:PATH (`-` is not supported)
+    Cp {
+        /// Keep the files' owners (default: root owns the copies)
+        #[arg(short, long)]
+        archive: bool,
+        src: String,
+        dest: String,
+    },
     /// Start stopped containers again (same root filesystem changes, volumes, network, ports)
     Start {
         /// Stay attached: its output here, its exit status isola's (one container)

@@ -166,7 +166,7 @@ fn once(paths: &Paths, record: &mut Record, opts: &Options) -> Result<i32> {
 
 /// The container's writable root: an overlay of the image's rootfs and its upper directory
 /// (made on its first run, the same one on every later run).
-fn mount_root(dir: &Path, lower: &Path) -> Result<()> {
+pub fn mount_root(dir: &Path, lower: &Path) -> Result<()> {
     for sub in ["upper", "work", "rootfs"] {
         match std::fs::create_dir(dir.join(sub)) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {

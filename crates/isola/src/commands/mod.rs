@@ -1,5 +1,7 @@
 pub mod bundle;
 pub mod containers;
+pub mod cp;
+pub mod cp_tar;
 pub mod doctor;
 pub mod exec;
 pub mod human_duration;

@@ -7,7 +7,7 @@
 mod claim;
 mod cleanup;
 
-pub use claim::{claim, name_in_use, reclaim};
+pub use claim::{claim, name_in_use, reclaim, Claim};
 pub use cleanup::cleanup;
 
 use crate::paths::Paths;
