@@ -170,6 +170,16 @@ impl Root {
     }
 }
 
+/// A directory descriptor (an O_PATH one, say) opened again for reading: the same directory,
+/// through its descriptor, no path looked up again.
+pub fn reopen_dir(fd: &OwnedFd) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 /// The target of symlink `name` in `dirfd`, or `None` if it is not a symlink.
 pub fn readlink_at(dirfd: RawFd, name: &OsStr) -> io::Result<Option<PathBuf>> {
     let c = cstr(name)?;

@@ -179,17 +179,10 @@ fn source(root: &Root, path: &str) -> Result<(OwnedFd, Option<std::ffi::OsString
     Ok((parent, Some(name.to_os_string())))
 }
 
-/// An O_PATH directory descriptor as one that can be listed and read (the same directory:
-/// reopened through its descriptor, no path looked up again).
 fn reopen_dir(fd: &OwnedFd) -> Result<OwnedFd> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let p = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY)
-        .open(&p)
-        .map_err(|e| anyhow!("reopening a directory: {e}"))?;
-    Ok(f.into())
+    Ok(isola_inroot::reopen_dir(fd)
+        .map_err(|e| anyhow!("reopening a directory: {e}"))?
+        .into())
 }
 
 fn is_dir(root: &Root, path: &str) -> bool {

@@ -140,7 +140,7 @@ fn unpack(reader: impl Read, root: &Root, owners: Owners) -> Result<()> {
         let kind = header.entry_type();
         if kind.is_dir() {
             let d = root.mkdir_all(&path, 0o755).map_err(fail)?;
-            let d = reopen(&d).map_err(fail)?;
+            let d = isola_inroot::reopen_dir(&d).map_err(fail)?;
             std::os::unix::fs::fchown(&d, Some(uid), Some(gid)).map_err(fail)?;
             d.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
                 .map_err(fail)?;
@@ -165,7 +165,6 @@ fn unpack(reader: impl Read, root: &Root, owners: Owners) -> Result<()> {
             let target = header
                 .link_name()?
                 .ok_or_else(|| anyhow!("{}: a link without a target", path.display()))?;
-            let parent = std::fs::File::from(reopen(&parent).map_err(fail)?);
             let _ = nix::unistd::unlinkat(
                 Some(parent.as_raw_fd()),
                 name,
@@ -183,15 +182,6 @@ fn unpack(reader: impl Read, root: &Root, owners: Owners) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// An O_PATH directory descriptor as a readable one (same directory, no path looked up).
-fn reopen(fd: &std::os::fd::OwnedFd) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY)
-        .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// `from` on the host to `to` (a path in the guest): as `to/NAME` if `to` is a directory
