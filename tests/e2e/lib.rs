@@ -254,6 +254,27 @@ impl Env {
         r.stdout
     }
 
+    /// `isola ARGS` (a shell command line's words) inside a terminal `script(1)` makes,
+    /// `input` typed into it; its status and what the terminal showed.
+    pub fn in_terminal(&self, args: &str, input: &str) -> (i32, String) {
+        use std::io::Write;
+        let mut child = Command::new("script")
+            .args(["-qec", &format!("{} {args}", bin().display()), "/dev/null"])
+            .env("ISOLA_ROOT", &self.root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script(1), from util-linux");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     /// Asserts that no container, half-made volume, run state, mount, cgroup or process of this
     /// root is left.
     pub fn assert_clean(&self) {

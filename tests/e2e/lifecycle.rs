@@ -464,3 +464,36 @@ echo "exit: $("$ISOLA" wait noisy)"
     );
     env.assert_clean();
 }
+
+#[test]
+fn exec_t_gives_the_process_a_terminal_and_it_as_input_with_i() {
+    let env = Env::new();
+    detached(&env, &["--name", "tty", "sample", "sleep", "300"]);
+    // -t: its stdio is a terminal of its own.
+    let (code, out) = env.in_terminal(
+        "exec -t tty sh -c 'tty; [ -t 0 ] && echo is-a-tty; exit 4'",
+        "",
+    );
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("/dev/pts/") && out.contains("is-a-tty"),
+        "{out}"
+    );
+    // -it: what is typed reaches it, an interactive shell.
+    let (code, out) = env.in_terminal("exec -it tty sh", "echo in-$((40+2))\nexit 3\n");
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("in-42"), "{out}");
+    let r = env.isola(&["exec", "-dt", "tty", "true"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("-d with -t"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.isola(&["rm", "-f", "tty"]).code, 0);
+    assert!(!env.root.join("run").read_dir().unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("exec-tty")));
+    env.assert_clean();
+}

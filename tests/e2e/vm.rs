@@ -1555,6 +1555,11 @@ fn a_detached_vm_is_reached_by_logs_exec_ps_and_stop() {
         "{}",
         r.stderr
     );
+    // exec -t / -it: a terminal of its own in the guest, what is typed reaching it.
+    let (code, out) = env.in_terminal("exec -t bgvm sh -c 'tty; exit 4'", "");
+    assert!(code == 4 && out.contains("/dev/pts/"), "{code} {out}");
+    let (code, out) = env.in_terminal("exec -it bgvm sh", "echo in-$((40+2))\nexit 3\n");
+    assert!(code == 3 && out.contains("in-42"), "{code} {out}");
     // cp: in and out of the running guest (a tar stream through exec and the image's tar).
     let host = env.root.join("cp");
     std::fs::create_dir_all(host.join("tree/sub")).unwrap();

@@ -7,7 +7,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 /// Signals isola passes on to the workload.
 pub const FORWARDED: &[Signal] = &[
@@ -145,6 +145,20 @@ fn reap(child: Pid) -> std::io::Result<Option<WaitStatus>> {
 /// (call `block_signals` first); returns docker's exit code.
 pub fn forward_until_exit(pid: i32) -> std::io::Result<i32> {
     supervise(pid, None)
+}
+
+/// Waits for our child `pid` while relaying the terminal whose master is `master` to isola's
+/// own (stdin too with `interactive`, the host terminal raw meanwhile), forwarding signals and
+/// window sizes (call `block_signals` first); returns docker's exit code.
+pub fn relay_console_until_exit(
+    pid: i32,
+    master: OwnedFd,
+    interactive: bool,
+) -> std::io::Result<i32> {
+    supervise(
+        pid,
+        Some(Relay::Console(ConsoleRelay::new(master, interactive)?)),
+    )
 }
 
 /// Waits for the init without supervising (used when setup failed).
