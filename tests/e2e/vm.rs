@@ -1394,6 +1394,32 @@ fn volumes_binds_and_tmpfs_look_the_same_at_both_levels() {
     if !vm_capable(&env) {
         return;
     }
+    // --read-only: the root refuses writes, its tmpfs and /dev/shm take them, at both levels.
+    let ro = "touch /x 2>/dev/null || echo root-ro; touch /tmp/ok && echo tmp-ok; \
+              touch /dev/shm/s && echo shm-ok; echo x > /etc/hostname 2>/dev/null || echo etc-ro";
+    for level in ["container", "vm"] {
+        let r = env.isola(&[
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--network",
+            "none",
+            "--isolation",
+            level,
+            "sample",
+            "sh",
+            "-c",
+            ro,
+        ]);
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, "root-ro\ntmp-ok\nshm-ok\netc-ro\n"),
+            "{level}: {}",
+            r.stderr
+        );
+    }
     let host = env.root.join("host");
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("f"), "hello\n").unwrap();

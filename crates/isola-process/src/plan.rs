@@ -50,6 +50,9 @@ pub struct Plan {
     pub hostname: Option<String>,
     /// `linux.resources` as cgroup v2 files.
     pub limits: Vec<LimitFile>,
+    /// `root.readonly` (`--read-only`): the root is read-only, its mounts as they are.
+    #[serde(default)]
+    pub readonly_root: bool,
 }
 
 #[cfg(feature = "spec")]
@@ -176,6 +179,11 @@ mod from_spec {
                     .and_then(|l| l.resources().as_ref())
                     .map(crate::limits::cgroup_v2)
                     .unwrap_or_default(),
+                readonly_root: spec
+                    .root()
+                    .as_ref()
+                    .and_then(|r| r.readonly())
+                    .unwrap_or(false),
             })
         }
     }

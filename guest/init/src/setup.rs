@@ -182,6 +182,13 @@ pub fn enter_rootfs(
             )));
         }
     }
+    if plan.readonly_root {
+        // --read-only: the root mount alone, once everything is in place; /dev, the tmpfs and
+        // volume mounts stay as they are, as in a container.
+        let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+        mount("", "/", "", flags, "")
+            .map_err(|e| GuestError::setup(format!("--read-only: {e}")))?;
+    }
     if let Some(h) = plan.hostname.as_deref() {
         // SAFETY: sethostname reads `h.len()` bytes.
         unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) };

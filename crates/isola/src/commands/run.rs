@@ -225,9 +225,6 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     let requests = crate::volumes::request::parse_all(&a.volume, &a.mount, &a.tmpfs)?;
     let mut settings = settings(&a.process, &a.command, &short, a.tty, cpu_range, network)?;
     if level == Level::Vm {
-        if a.read_only {
-            bail!("--read-only: not yet at --isolation vm (the guest's root is an overlay in its memory; use --isolation container)");
-        }
         if request == NetworkRequest::Host {
             bail!("--network host: a VM has its own kernel and network stack; host networking is for --isolation container");
         }
