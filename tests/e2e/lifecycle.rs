@@ -160,9 +160,6 @@ fn errors_before_the_workload_starts_come_back_to_the_caller() {
         "{}",
         r.stderr
     );
-    let r = env.isola(&["run", "-d", "-t", "sample", "true"]);
-    assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("-d with -i or -t"), "{}", r.stderr);
     let r = env.isola(&["logs", "nosuch"]);
     assert!(
         r.code != 0 && r.stderr.contains("no such container: nosuch"),
@@ -462,6 +459,41 @@ echo "exit: $("$ISOLA" wait noisy)"
         lost > 0 && logged + lost == 200,
         "logged {logged}, lost {lost}: {out}{err}"
     );
+    env.assert_clean();
+}
+
+#[test]
+fn run_d_with_i_keeps_stdin_open_and_with_t_logs_the_terminal() {
+    let env = Env::new();
+    // -di: a shell reading its stdin keeps running (no end of input), also after a start.
+    detached(
+        &env,
+        &[
+            "-i",
+            "--name",
+            "reader",
+            "sample",
+            "sh",
+            "-c",
+            "read x; echo got-$x",
+        ],
+    );
+    // -dt: the terminal's output is the log.
+    detached(
+        &env,
+        &["-t", "--name", "term", "sample", "sh", "-c", "tty; exit 2"],
+    );
+    assert_eq!(env.isola(&["wait", "term"]).stdout, "2\n");
+    let log = env.isola(&["logs", "term"]).stdout;
+    assert!(log.starts_with("/dev/pts/"), "{log:?}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let v = inspect(&env, "reader");
+    assert_eq!(v["State"]["Running"], true, "{v}");
+    assert_eq!(env.isola(&["stop", "-t", "1", "reader"]).code, 0);
+    assert_eq!(env.isola(&["start", "reader"]).code, 0);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(inspect(&env, "reader")["State"]["Running"], true);
+    assert_eq!(env.isola(&["rm", "-f", "reader", "term"]).code, 0);
     env.assert_clean();
 }
 

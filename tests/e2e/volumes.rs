@@ -309,10 +309,6 @@ fn bad_mount_input_is_refused_by_name_and_leaves_nothing() {
             vec!["--tmpfs", "/t:size=big"],
             "--tmpfs /t:size=big: size \"big\"",
         ),
-        (
-            vec!["--isolation", "vm", "--read-only"],
-            "--read-only: not yet at --isolation vm",
-        ),
     ] {
         let mut all = args.clone();
         all.extend(["sample", "true"]);

@@ -153,6 +153,15 @@ pub fn log_to(path: &Path) -> Result<()> {
 /// descriptor 3 may be another's).
 static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// `run -di`: the workload's stdin stays open (as docker keeps it for a later attach) — a
+/// pipe nobody writes to, its write end held by this monitor, replaces /dev/null.
+pub fn hold_stdin_open() -> Result<()> {
+    let (r, w) = pipe()?;
+    nix::unistd::dup2(r.as_raw_fd(), 0).context("stdin")?;
+    std::mem::forget(w); // held until the monitor ends (close-on-exec: the workload has none)
+    Ok(())
+}
+
 /// The workload runs: the first isola prints `id` and returns.
 pub fn started(id: &str) {
     if SAID.swap(true, Ordering::Relaxed) {

@@ -230,9 +230,6 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
         }
         crate::vm_preflight::preflight(paths)?;
     }
-    if a.detach && (a.interactive || a.tty) {
-        bail!("-d with -i or -t: not yet (isola has no attach); run it in the foreground, or detached without them");
-    }
     let labels = labels(&a.label)?;
     let restart: crate::restart_policy::RestartPolicy = match &a.restart {
         Some(r) => r.parse()?,
@@ -292,6 +289,7 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
             lower: lower.clone(),
             chain: chain_id(&image)?.hex().to_string(),
             vm_timeout: a.timeout,
+            interactive: a.interactive,
         },
         ..Default::default()
     };
@@ -300,6 +298,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     if a.detach {
         // The monitor of `run -d`: from here on its output (and the workload's) is the log.
         crate::detach::log_to(&dir.join(crate::container_log::FILE))?;
+        if a.interactive {
+            crate::detach::hold_stdin_open()?;
+        }
     }
     let result = (|| {
         crate::volumes::prepare(paths, &record.mounts, &lower)?;

@@ -77,9 +77,12 @@ fn resume(paths: &Paths, key: &str, detached: bool) -> Result<i32> {
     record.save(paths)?;
     if detached {
         detach::log_to(&dir.join(crate::container_log::FILE))?;
+        if record.launch.interactive {
+            detach::hold_stdin_open()?;
+        }
     }
     let opts = launch::Options {
-        interactive: false,
+        interactive: detached && record.launch.interactive,
         detached,
         debug: false,
         timings: false,

@@ -82,6 +82,9 @@ pub struct Launch {
     /// `--timeout` (VM level).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_timeout: Option<u64>,
+    /// `-i`: its stdin is kept open (detached: a pipe its monitor holds).
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 impl Record {
