@@ -1736,6 +1736,24 @@ fn a_vm_runs_under_the_tiny_init_starts_again_and_restarts_by_policy() {
     assert_eq!(env.isola(&["wait", "vmr"]).stdout, "4\n");
     assert_eq!(env.isola(&["logs", "vmr"]).stdout, "boot\nboot\n");
     assert_eq!(inspect("vmr")["RestartCount"], 1);
-    assert_eq!(env.isola(&["rm", "vmi", "vmsig", "vmr"]).code, 0);
+    // The guest's OOM killer is recorded as the host's is for a container.
+    let r = env.isola(&[
+        "run",
+        "--isolation",
+        "vm",
+        "--name",
+        "vmhog",
+        "--memory",
+        "64m",
+        "--network",
+        "none",
+        "sample",
+        "memhog",
+        "400",
+    ]);
+    assert_eq!(r.code, 137, "{}", r.stderr);
+    assert_eq!(inspect("vmhog")["State"]["OOMKilled"], true);
+    assert_eq!(inspect("vmr")["State"]["OOMKilled"], false);
+    assert_eq!(env.isola(&["rm", "vmi", "vmsig", "vmr", "vmhog"]).code, 0);
     env.assert_clean();
 }

@@ -32,6 +32,7 @@ const EXEC_RESIZE: u8 = 17;
 const LIST_PROCESSES: u8 = 18;
 const PROCESSES: u8 = 19;
 const HOSTS: u8 = 20;
+const OOM_KILLED: u8 = 21;
 
 /// Guest to host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub enum ToHost {
     Created,
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
+    /// The kernel's OOM killer killed in the workload's cgroup (sent before `Exit`).
+    OomKilled,
     Exit(i32),
     Error(GuestError),
     /// Output of an exec session (a runtime's `exec`: another process in the workload's
@@ -202,6 +205,7 @@ impl Frame for ToHost {
             ToHost::Created => framed(CREATED, &[]),
             ToHost::Stdout(b) => framed(STDOUT, b),
             ToHost::Stderr(b) => framed(STDERR, b),
+            ToHost::OomKilled => framed(OOM_KILLED, &[]),
             ToHost::Exit(code) => framed(EXIT, &code.to_le_bytes()),
             ToHost::Error(e) => {
                 let mut p = vec![e.kind as u8];
@@ -223,6 +227,7 @@ impl Frame for ToHost {
             CREATED if payload.is_empty() => ToHost::Created,
             STDOUT => ToHost::Stdout(payload.to_vec()),
             STDERR => ToHost::Stderr(payload.to_vec()),
+            OOM_KILLED if payload.is_empty() => ToHost::OomKilled,
             EXIT => ToHost::Exit(int(payload)?),
             EXEC_STDOUT => {
                 let (session, data) = session(payload)?;
@@ -432,6 +437,7 @@ mod tests {
     fn every_frame_survives_any_chunking_both_ways() {
         let to_host = vec![
             ToHost::Ready,
+            ToHost::OomKilled,
             ToHost::Created,
             ToHost::ExecStdout {
                 session: 3,

@@ -64,6 +64,10 @@ impl Sandbox for ContainerSandbox {
         Ok(self.container.wait(interactive)?)
     }
 
+    fn oom_killed(&self) -> bool {
+        self.container.cgroup.oom_killed()
+    }
+
     fn delete(self: Box<Self>) -> Result<(), Error> {
         Ok(self.container.delete()?)
     }

@@ -123,6 +123,12 @@ pub trait Sandbox {
     /// Until the workload ends, relaying its stdio and passing it the signals this process
     /// gets; returns docker's exit status.
     fn wait(&mut self) -> Result<i32, Error>;
+    /// After `wait`: whether the kernel's OOM killer killed in the workload's cgroup (the
+    /// host's for a container, the guest's for a VM). False where it cannot be known (a VM
+    /// monitored by another process).
+    fn oom_killed(&self) -> bool {
+        false
+    }
     /// Removes everything create made, killing what still runs.
     fn delete(self: Box<Self>) -> Result<(), Error>;
     /// Leaves the sandbox to live on without this process (a runtime's `create`).

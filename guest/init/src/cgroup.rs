@@ -50,3 +50,15 @@ pub fn workload_cgroup(plan: &Plan) -> Result<File, String> {
 pub fn join_workload() -> Result<(), String> {
     write(&format!("{ROOT}/workload/cgroup.procs"), "0")
 }
+
+/// Whether the kernel's OOM killer killed in the workload's cgroup (`oom_kill` in its
+/// memory.events; the file is there only with the memory controller on).
+pub fn oom_killed() -> bool {
+    std::fs::read_to_string(format!("{ROOT}/workload/memory.events"))
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.strip_prefix("oom_kill "))
+                .any(|n| n.trim() != "0")
+        })
+        .unwrap_or(false)
+}

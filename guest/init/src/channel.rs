@@ -48,6 +48,11 @@ impl Channel {
         self.send(f);
     }
 
+    /// The OOM killer ended the workload: said before its exit status.
+    pub fn oom_killed(&mut self) {
+        self.send(&ToHost::OomKilled);
+    }
+
     pub fn error(&mut self, e: GuestError) {
         self.send(&ToHost::Error(e));
     }

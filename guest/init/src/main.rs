@@ -65,10 +65,9 @@ fn run(channel: &mut channel::Channel) -> Result<i32, GuestError> {
     if wait {
         channel.wait_for_start();
     }
-    Ok(process::run_workload(
-        &plan,
-        seccomp.as_ref(),
-        stdin,
-        channel,
-    )?)
+    let code = process::run_workload(&plan, seccomp.as_ref(), stdin, channel)?;
+    if cgroup::oom_killed() {
+        channel.oom_killed();
+    }
+    Ok(code)
 }

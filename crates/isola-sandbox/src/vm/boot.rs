@@ -41,7 +41,15 @@ fn boot_timeout() -> Result<Duration, Error> {
 #[derive(Default)]
 struct Ending {
     code: Option<i32>,
+    oom_killed: bool,
     error: Option<GuestError>,
+}
+
+/// How the workload ended: its status, and whether the guest's OOM killer killed in its cgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub code: i32,
+    pub oom_killed: bool,
 }
 
 /// Writes all of `b` to `fd` (isola's stdout or stderr), giving up when it is closed.
@@ -136,7 +144,7 @@ pub struct VmJob {
 }
 
 /// Boots the VM, relays until it ends; returns the workload's exit status.
-pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
+pub fn run_job(config: &VmConfig, job: VmJob) -> Result<Ended, Error> {
     let VmJob { mut spec, .. } = job;
     let (kernel, init) = (config.kernel(), config.init());
     let (mem_mib, cpus) = super::size::vm_size(&spec)?;
@@ -250,6 +258,7 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
                     }
                     ToHost::Stdout(b) => write_all(1, &b),
                     ToHost::Stderr(b) => write_all(2, &b),
+                    ToHost::OomKilled => ending().oom_killed = true,
                     ToHost::Exit(code) => ending().code = Some(code),
                     ToHost::Error(e) => ending().error = Some(e),
                 }
@@ -419,7 +428,10 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<i32, Error> {
         return Err(Error::Vm(err.to_string()));
     }
     if let Some(code) = ending.code {
-        return Ok(code);
+        return Ok(Ended {
+            code,
+            oom_killed: ending.oom_killed,
+        });
     }
     let why = match outcome.exit {
         VmExit::Timeout => format!(

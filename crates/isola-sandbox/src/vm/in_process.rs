@@ -19,6 +19,7 @@ struct InProcessVm {
     own_disk: Option<PathBuf>,
     /// Its state directory.
     state_dir: PathBuf,
+    oom_killed: bool,
 }
 
 /// The state directory: this process as the VM's pid and owner, and the exec socket.
@@ -113,6 +114,7 @@ pub fn create(o: &CreateOptions, spec: Spec, interactive: bool) -> Result<Box<dy
         started: false,
         own_disk,
         state_dir,
+        oom_killed: false,
     }))
 }
 
@@ -142,7 +144,13 @@ impl Sandbox for InProcessVm {
                 .into())
             }
         };
-        boot::run_job(&self.config, job)
+        let ended = boot::run_job(&self.config, job)?;
+        self.oom_killed = ended.oom_killed;
+        Ok(ended.code)
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.oom_killed
     }
 
     fn delete(self: Box<Self>) -> Result<(), Error> {

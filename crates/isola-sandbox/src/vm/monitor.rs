@@ -194,7 +194,7 @@ fn monitor(config: &VmConfig, mut job: VmJob, start: OwnedFd, ready: OwnedFd) ->
     });
     job.gate = Some(StartGate { start, created });
     match boot::run_job(config, job) {
-        Ok(code) => code,
+        Ok(ended) => ended.code,
         Err(e) => {
             match ready.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 // Before the guest was set up: `create` reports it.

@@ -9,7 +9,6 @@ use crate::records::{self, Record};
 use crate::restart_policy::{self, RestartPolicy};
 use crate::Exit;
 use anyhow::{Context, Result};
-use isola_container::cgroups::{Cgroup, Hierarchies};
 use isola_net::ports::PortSpec;
 use isola_oci::overlay;
 use isola_sandbox::vm::VmConfig;
@@ -247,7 +246,7 @@ fn run_sandbox(
         }
         Err(e) => Err(e),
     };
-    record.oom_killed = level == Level::Container && oom_killed(&record.id);
+    record.oom_killed = sandbox.oom_killed();
     let deleted = sandbox.delete();
     if let Some(att) = &attachment {
         crate::commands::run_network::leave(paths, att, &record.name);
@@ -255,13 +254,6 @@ fn run_sandbox(
     let code = code.map_err(failed)?;
     deleted.map_err(failed)?;
     Ok(code)
-}
-
-/// Whether the kernel's OOM killer killed in the container's cgroup (read before it goes).
-fn oom_killed(id: &str) -> bool {
-    Hierarchies::detect()
-        .map(|h| Cgroup::existing(&h, &crate::commands::run::cgroup_path(id)).oom_killed())
-        .unwrap_or(false)
 }
 
 /// Records how it ended: the exit, or the container removed (`--rm`, or never made whole).
