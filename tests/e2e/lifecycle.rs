@@ -515,6 +515,14 @@ fn exec_t_gives_the_process_a_terminal_and_it_as_input_with_i() {
     let (code, out) = env.in_terminal("exec -it tty sh", "echo in-$((40+2))\nexit 3\n");
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("in-42"), "{out}");
+    // Without -t, not even inside one: its stdio are pipes isola relays, never isola's own
+    // terminal (into which TIOCSTI could push keystrokes for the host's shell).
+    let (code, out) = env.in_terminal(
+        "exec tty sh -c '[ -t 1 ] || [ -t 2 ] || echo no-tty-out; ls -l /proc/self/fd/1'",
+        "",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("no-tty-out") && out.contains("pipe:"), "{out}");
     let r = env.isola(&["exec", "-dt", "tty", "true"]);
     assert!(
         r.code != 0 && r.stderr.contains("-d with -t"),

@@ -96,6 +96,14 @@ impl Detached {
         if !o.detach {
             monitor::block_signals().map_err(io("blocking signals"))?;
         }
+        // Waited for here without a terminal: its stdio are pipes this process relays, never
+        // this process's own descriptors (see stdio_relay: a terminal handed in could be
+        // pushed keystrokes with TIOCSTI). Detached, the caller's (a shim's FIFOs) are its.
+        let relayed = if !o.detach && !plan.terminal {
+            Some(crate::stdio_relay::pipes(true).map_err(io("stdio pipes"))?)
+        } else {
+            None
+        };
         let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| ContainerError::Io(format!("pipe: {e}")))?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -123,6 +131,7 @@ impl Detached {
                 &plan,
                 seccomp.as_ref(),
                 o.console_socket.as_ref(),
+                relayed.as_ref().map(|(_, w)| w),
                 o.preserve_fds,
             );
             let (code, message) = failure;
@@ -133,6 +142,10 @@ impl Detached {
         }
         let pid = pid as i32;
         drop((go_r, err_w, joined));
+        let relay = relayed.map(|(relay, workload_ends)| {
+            drop(workload_ends);
+            relay
+        });
         let placed = cgroup.add_pid(pid);
         if let Err(e) = placed {
             // SAFETY: kill(2) of our own child, not yet reaped.
@@ -155,7 +168,8 @@ impl Detached {
         if o.detach {
             return Ok(None);
         }
-        let code = monitor::supervise(pid, None).map_err(io("waiting for the process"))?;
+        let code = monitor::supervise(pid, relay.map(monitor::Relay::Pipes))
+            .map_err(io("waiting for the process"))?;
         Ok(Some(code))
     }
 }
@@ -167,6 +181,7 @@ fn child_main(
     plan: &Plan,
     seccomp: Option<&crate::seccomp::Filter>,
     console_socket: Option<&UnixStream>,
+    stdio: Option<&crate::stdio_relay::WorkloadStdio>,
     preserve_fds: u32,
 ) -> (i32, String) {
     let fail = |m: String| (125, m);
@@ -182,6 +197,13 @@ fn child_main(
     }
     if let Err(e) = nix::unistd::setsid() {
         return fail(format!("setsid: {e}"));
+    }
+    if let Some(io) = stdio {
+        for (fd, target) in [(&io.stdin, 0), (&io.stdout, 1), (&io.stderr, 2)] {
+            if let Err(e) = nix::unistd::dup2(fd.as_raw_fd(), target) {
+                return fail(format!("stdio: {e}"));
+            }
+        }
     }
     if plan.terminal {
         let Some(socket) = console_socket else {
