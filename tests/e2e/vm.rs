@@ -1757,3 +1757,75 @@ fn a_vm_runs_under_the_tiny_init_starts_again_and_restarts_by_policy() {
     assert_eq!(env.isola(&["rm", "vmi", "vmsig", "vmr", "vmhog"]).code, 0);
     env.assert_clean();
 }
+
+#[test]
+fn compare_measures_all_three_levels_where_kvm_works() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let page = env.root.join("report.html");
+    let r = env.isola(&[
+        "compare",
+        "--json",
+        "--output",
+        &page.to_string_lossy(),
+        "sample",
+        "sh",
+        "-c",
+        "echo hi",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let split = r.stdout.find("\n[").expect("JSON after the table") + 1;
+    let v: serde_json::Value = serde_json::from_str(r.stdout[split..].trim()).unwrap();
+    let vm = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["level"] == "vm")
+        .unwrap();
+    let ctr = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["level"] == "container")
+        .unwrap();
+    assert!(vm.get("not_measured").is_none(), "{vm}");
+    let phases: Vec<&str> = vm["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "isola setup",
+            "isolation setup",
+            "kernel boot",
+            "guest init",
+            "workload",
+            "teardown and exit"
+        ]
+    );
+    let sum: f64 = vm["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["ms"].as_f64().unwrap())
+        .sum();
+    assert!((sum - vm["wall_ms"].as_f64().unwrap()).abs() < 0.01, "{vm}");
+    assert!(vm["vmm_rss_mib"].as_f64().unwrap() > 0.0, "{vm}");
+    // Its own kernel, one interface (loopback), its own memory size; the container the host's.
+    assert_ne!(vm["probe"]["kernel"], ctr["probe"]["kernel"], "{vm}");
+    assert_eq!(vm["probe"]["interfaces"], serde_json::json!(["lo"]));
+    assert!(
+        vm["probe"]["memory_mib"].as_u64().unwrap() < ctr["probe"]["memory_mib"].as_u64().unwrap()
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("kernel boot") && html.contains("<svg"),
+        "{html}"
+    );
+    env.assert_clean();
+}

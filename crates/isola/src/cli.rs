@@ -79,6 +79,9 @@ pub enum Command {
         src: String,
         dest: String,
     },
+    /// Run one workload bare, as a container and as a VM: where the time goes, what it costs,
+    /// what it sees
+    Compare(CompareArgs),
     /// Start stopped containers again (same root filesystem changes, volumes, network, ports)
     Start {
         /// Stay attached: its output here, its exit status isola's (one container)
@@ -359,6 +362,9 @@ pub struct RunArgs {
     /// processes
     #[arg(long)]
     pub init: bool,
+    /// `isola compare`'s probe instead of the command: what the workload sees, as JSON
+    #[arg(long, hide = true)]
+    pub probe: bool,
     /// Mount the container's root filesystem read-only (write only where a mount allows)
     #[arg(long)]
     pub read_only: bool,
@@ -368,6 +374,24 @@ pub struct RunArgs {
     #[command(flatten)]
     pub process: ProcessArgs,
     /// Image: NAME[:TAG] or NAME@sha256:...
+    pub image: String,
+    /// Command and arguments (default: the image's)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Which levels, in order: bare (the command on the host, where it has it), container, vm
+    #[arg(long, default_value = "bare,container,vm")]
+    pub levels: String,
+    /// Also write a page with charts (FILE.html) or the chart alone (FILE.svg)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Also print the measurements as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Image: NAME[:TAG]
     pub image: String,
     /// Command and arguments (default: the image's)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -95,6 +95,7 @@ fn main() {
         Command::Kill { signal, containers } => {
             commands::lifecycle::kill(&paths, &containers, &signal)
         }
+        Command::Compare(a) => commands::compare::compare(&paths, a),
         Command::Cp { archive, src, dest } => commands::cp::cp(&paths, &src, &dest, archive),
         Command::Start { attach, containers } => {
             commands::start::start(&paths, &containers, attach)

@@ -37,3 +37,10 @@ pub fn wrap(spec: &mut Spec) {
         p.set_args(Some(args));
     }
 }
+
+/// `isola compare`'s probe runs instead of the command: the same binary, `TINY_INIT --probe`.
+pub fn probe(spec: &mut Spec) {
+    if let Some(p) = spec.process_mut() {
+        p.set_args(Some(vec![TINY_INIT.to_string(), "--probe".to_string()]));
+    }
+}

@@ -13,6 +13,7 @@ mod channel;
 mod exec_session;
 mod mounts;
 mod network;
+mod probe;
 mod process;
 mod processes;
 mod relay;
@@ -26,8 +27,11 @@ use isola_guest_contract::GuestError;
 fn main() {
     // `/dev/init -- CMD...`: the workload's own tiny init (`--init`), not the VM's.
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--") {
-        tiny_init::main(&args[2..]);
+    match args.get(1).map(String::as_str) {
+        Some("--") => tiny_init::main(&args[2..]),
+        // `isola compare`'s probe: what a process sees from where it runs.
+        Some("--probe") => probe::main(),
+        _ => {}
     }
     setup::mark(Phase::InitStart);
     if let Err(e) = setup::mount_kernel_filesystems() {

@@ -201,6 +201,17 @@ fn run_sandbox(
         };
         Exit(e.exit_code(), format!("{prefix}{e}"))
     };
+    // --timings at the container level: when each step ended, from isola's start (a VM's
+    // are the VM's own, printed as it ends).
+    let mark = |what: &str| {
+        if let (true, Level::Container, Some(t0)) = (opts.timings, level, crate::STARTED.get()) {
+            eprintln!(
+                "timings: {what} {:.1} ms",
+                t0.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+    };
+    mark("sandbox create");
     let mut sandbox = isola_sandbox::create(&CreateOptions {
         id: &record.id,
         bundle: dir,
@@ -237,8 +248,10 @@ fn run_sandbox(
     record.started_ns = Some(records::now_ns());
     record.finished_ns = None;
     record.save(paths)?;
+    mark("sandbox created");
     let code = match sandbox.start() {
         Ok(()) => {
+            mark("workload start");
             if opts.detached {
                 crate::detach::started(&record.id);
             }
@@ -246,11 +259,13 @@ fn run_sandbox(
         }
         Err(e) => Err(e),
     };
+    mark("workload exit");
     record.oom_killed = sandbox.oom_killed();
     let deleted = sandbox.delete();
     if let Some(att) = &attachment {
         crate::commands::run_network::leave(paths, att, &record.name);
     }
+    mark("sandbox gone");
     let code = code.map_err(failed)?;
     deleted.map_err(failed)?;
     Ok(code)

@@ -1,4 +1,6 @@
 pub mod bundle;
+pub mod compare;
+pub mod compare_report;
 pub mod containers;
 pub mod cp;
 pub mod cp_tar;

@@ -255,7 +255,7 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     settings.cgroups_path = Some(cgroup_path(&id));
     let mounts = crate::volumes::resolve(paths, &requests)?;
     settings.mounts = crate::volumes::oci_mounts(&mounts)?;
-    if a.init {
+    if a.init || a.probe {
         let guest = crate::vm_preflight::vm_config(paths).guest_dir;
         settings.mounts.push(crate::tiny_init::mount(guest)?);
     }
@@ -310,7 +310,9 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
             .as_ref()
             .and_then(|p| p.args().clone())
             .unwrap_or_default();
-        if a.init {
+        if a.probe {
+            crate::tiny_init::probe(&mut spec);
+        } else if a.init {
             crate::tiny_init::wrap(&mut spec);
         }
         write_config(&dir, &spec)?;
