@@ -1829,3 +1829,50 @@ fn compare_measures_all_three_levels_where_kvm_works() {
     );
     env.assert_clean();
 }
+
+#[test]
+fn bench_pagerank_runs_every_level_and_plots_them() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let out = env.root.join("bench");
+    let r = env.isola(&[
+        "bench",
+        "pagerank",
+        "--instances",
+        "1,2",
+        "--nodes",
+        "3000",
+        "--iterations",
+        "3",
+        "--output",
+        &out.to_string_lossy(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let csv = std::fs::read_to_string(out.join("pagerank.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 9, "{csv}");
+    assert_eq!(rows.iter().filter(|r| r[0] == "vm").count(), 3, "{csv}");
+    let results: Vec<&str> = rows.iter().map(|r| r[7]).collect();
+    assert!(
+        results
+            .iter()
+            .all(|x| *x == results[0] && x.contains("checksum=")),
+        "{csv}"
+    );
+    // A VM instance's host tasks (VMM, vCPU threads) did run.
+    assert!(
+        rows.iter()
+            .filter(|r| r[0] == "vm")
+            .all(|r| r[4].parse::<f64>().unwrap() > 0.0),
+        "{csv}"
+    );
+    let svg = std::fs::read_to_string(out.join("pagerank.svg")).unwrap();
+    assert!(svg.contains("data-level=\"vm\""), "{svg}");
+    env.assert_clean();
+}

@@ -82,6 +82,9 @@ pub enum Command {
     /// Run one workload bare, as a container and as a VM: where the time goes, what it costs,
     /// what it sees
     Compare(CompareArgs),
+    /// Benchmarks comparing the levels: `isola bench pagerank`
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Start stopped containers again (same root filesystem changes, volumes, network, ports)
     Start {
         /// Stay attached: its output here, its exit status isola's (one container)
@@ -378,6 +381,33 @@ pub struct RunArgs {
     /// Command and arguments (default: the image's)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// PageRank bare, in containers and in VMs, N instances at once: completion and wait times
+    Pagerank(PagerankArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PagerankArgs {
+    /// How many instances at once, one run each
+    #[arg(long, default_value = "1,2,4,8")]
+    pub instances: String,
+    /// Which levels: bare (the image's pagerank binary run on the host), container, vm
+    #[arg(long, default_value = "bare,container,vm")]
+    pub levels: String,
+    /// Graph size
+    #[arg(long, default_value_t = 100_000)]
+    pub nodes: usize,
+    #[arg(long, default_value_t = 20)]
+    pub iterations: usize,
+    /// Where pagerank.csv and pagerank.svg go
+    #[arg(long, default_value = "isola-bench-pagerank")]
+    pub output: std::path::PathBuf,
+    /// The image holding /usr/local/bin/pagerank
+    #[arg(long, default_value = "sample")]
+    pub image: String,
 }
 
 #[derive(Args, Debug)]

@@ -16,7 +16,7 @@ mod vm_preflight;
 mod volumes;
 
 use clap::Parser;
-use cli::{Cli, Command, ImageCommand, NetworkCommand, VolumeCommand};
+use cli::{BenchCommand, Cli, Command, ImageCommand, NetworkCommand, VolumeCommand};
 
 /// An error that ends isola with a specific exit status (docker's convention: 125 for isola's
 /// own failures, 126/127 when the command cannot run, otherwise the workload's status).
@@ -96,6 +96,7 @@ fn main() {
             commands::lifecycle::kill(&paths, &containers, &signal)
         }
         Command::Compare(a) => commands::compare::compare(&paths, a),
+        Command::Bench(BenchCommand::Pagerank(a)) => commands::bench_pagerank::pagerank(&paths, a),
         Command::Cp { archive, src, dest } => commands::cp::cp(&paths, &src, &dest, archive),
         Command::Start { attach, containers } => {
             commands::start::start(&paths, &containers, attach)

@@ -1,3 +1,5 @@
+pub mod bench_pagerank;
+pub mod bench_plot;
 pub mod bundle;
 pub mod compare;
 pub mod compare_report;

@@ -1,0 +1,178 @@
+//! `isola bench pagerank`: the experiment that motivated isola, as a command — PageRank (the
+//! sample image's static `pagerank`) run bare, in containers and in VMs, 1, 2, 4, 8… instances
+//! at once. For every instance: its completion time (launch to exit, start-up included, as the
+//! experiment measured it), and the CPU time and the time spent runnable but waiting of every
+//! host task it ran (its process tree's threads: a container's processes, a VM's VMM and vCPU
+//! threads), from /proc/TID/schedstat sampled every 5 ms until it ends (so up to 5 ms of a
+//! task's last stretch may be missing). Writes `pagerank.csv` and `pagerank.svg` (completion
+//! and wait time against instances, a line per level) to the output directory, and prints a
+//! table.
+
+use crate::cli::PagerankArgs;
+use crate::paths::Paths;
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One instance's figures.
+pub struct Instance {
+    pub level: String,
+    pub instances: usize,
+    pub index: usize,
+    pub completion_ms: f64,
+    pub cpu_ms: f64,
+    pub wait_ms: f64,
+    pub exit_code: i32,
+    /// What pagerank printed (the same on every level: it is deterministic).
+    pub result: String,
+}
+
+pub fn pagerank(paths: &Paths, a: PagerankArgs) -> Result<i32> {
+    let counts: Vec<usize> = a
+        .instances
+        .split(',')
+        .map(|n| n.parse().ok().filter(|n| *n > 0))
+        .collect::<Option<_>>()
+        .with_context(|| format!("--instances {}: expected counts like 1,2,4,8", a.instances))?;
+    let levels: Vec<&str> = a.levels.split(',').collect();
+    if let Some(bad) = levels
+        .iter()
+        .find(|l| !["bare", "container", "vm"].contains(l))
+    {
+        bail!(
+            "--levels {}: {bad:?} is not one of bare, container, vm",
+            a.levels
+        );
+    }
+    let (_, _, lower) = crate::commands::run::image_and_rootfs(paths, &a.image)?;
+    let binary = lower.join("usr/local/bin/pagerank");
+    if !binary.is_file() {
+        bail!(
+            "{}: no /usr/local/bin/pagerank in it (the sample image has one)",
+            a.image
+        );
+    }
+    std::fs::create_dir_all(&a.output).with_context(|| a.output.display().to_string())?;
+    let vm_here = crate::vm_preflight::preflight(paths).is_ok();
+    let args = [a.nodes.to_string(), a.iterations.to_string()];
+    let mut all = Vec::new();
+    for level in &levels {
+        if *level == "vm" && !vm_here {
+            eprintln!("isola bench: vm: NOT MEASURED HERE: this host's KVM cannot boot an unmodified guest (see `isola doctor`)");
+            continue;
+        }
+        for &n in &counts {
+            eprintln!("isola bench: {level}, {n} at once…");
+            let launch = || -> Result<Child> {
+                let mut c = if *level == "bare" {
+                    Command::new(&binary)
+                } else {
+                    let mut c = Command::new(std::env::current_exe()?);
+                    c.args(["run", "--rm", "--network", "none", "--isolation", level])
+                        .arg(&a.image)
+                        .arg("pagerank");
+                    c
+                };
+                c.args(&args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit());
+                Ok(c.spawn()?)
+            };
+            all.extend(run_at_once(level, n, launch)?);
+        }
+    }
+    let results: Vec<&str> = all.iter().map(|i| i.result.as_str()).collect();
+    if results.windows(2).any(|w| w[0] != w[1]) || all.iter().any(|i| i.exit_code != 0) {
+        eprintln!("isola bench: warning: not every instance ended well with the same result");
+    }
+    let csv = a.output.join("pagerank.csv");
+    std::fs::write(&csv, super::bench_plot::csv(&all))
+        .with_context(|| csv.display().to_string())?;
+    let svg = a.output.join("pagerank.svg");
+    std::fs::write(&svg, super::bench_plot::svg(&all, a.nodes, a.iterations))
+        .with_context(|| svg.display().to_string())?;
+    super::bench_plot::print_table(&all);
+    eprintln!("isola bench: wrote {} and {}", csv.display(), svg.display());
+    Ok(0)
+}
+
+/// Starts `n` instances together; a thread per instance waits for it (its completion time to
+/// the microsecond) while this one samples their task trees every 5 ms until each has ended.
+fn run_at_once(level: &str, n: usize, launch: impl Fn() -> Result<Child>) -> Result<Vec<Instance>> {
+    let started = Instant::now();
+    let children: Vec<Child> = (0..n).map(|_| launch()).collect::<Result<_>>()?;
+    let pids: Vec<i32> = children.iter().map(|c| c.id() as i32).collect();
+    let waiters: Vec<std::thread::JoinHandle<(f64, i32, String)>> = children
+        .into_iter()
+        .map(|mut c| {
+            std::thread::spawn(move || {
+                let mut out = String::new();
+                if let Some(mut o) = c.stdout.take() {
+                    let _ = o.read_to_string(&mut out);
+                }
+                let code = c.wait().map_or(125, |s| s.code().unwrap_or(128));
+                (started.elapsed().as_secs_f64() * 1000.0, code, out)
+            })
+        })
+        .collect();
+    let mut seen: Vec<HashMap<i32, (u64, u64)>> = vec![HashMap::new(); n];
+    while waiters.iter().any(|w| !w.is_finished()) {
+        for i in 0..n {
+            if !waiters[i].is_finished() {
+                sample_tree(pids[i], &mut seen[i]);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    waiters
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let (completion_ms, exit_code, out) = w
+                .join()
+                .map_err(|_| anyhow::anyhow!("an instance's waiter panicked"))?;
+            let (cpu, wait) = seen[i]
+                .values()
+                .fold((0, 0), |(c, w), (tc, tw)| (c + tc, w + tw));
+            Ok(Instance {
+                level: level.to_string(),
+                instances: n,
+                index: i,
+                completion_ms,
+                cpu_ms: cpu as f64 / 1e6,
+                wait_ms: wait as f64 / 1e6,
+                exit_code,
+                result: out.trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Every thread of `pid` and its descendants: the latest (CPU ns, run-queue wait ns) of each.
+fn sample_tree(pid: i32, seen: &mut HashMap<i32, (u64, u64)>) {
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let tid: i32 = t.file_name().to_string_lossy().parse().unwrap_or(0);
+            let dir = t.path();
+            if let Ok(s) = std::fs::read_to_string(dir.join("schedstat")) {
+                let mut f = s.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+                let (cpu, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+                let e = seen.entry(tid).or_default();
+                *e = (e.0.max(cpu), e.1.max(wait));
+            }
+            if let Ok(kids) = std::fs::read_to_string(dir.join("children")) {
+                stack.extend(
+                    kids.split_whitespace()
+                        .filter_map(|k| k.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+}
