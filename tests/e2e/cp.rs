@@ -208,3 +208,49 @@ fn a_containers_links_never_carry_a_copy_onto_the_host() {
     let _ = std::fs::remove_file(&host_marker);
     env.assert_clean();
 }
+
+#[test]
+fn a_cp_killed_part_way_leaves_no_mount_once_cleanup_has_run() {
+    let env = Env::new();
+    ok(
+        &env,
+        &["run", "--name", "st", "--network", "none", "sample", "true"],
+    );
+    // A big sparse file: the copy into the stopped container takes long enough to be caught.
+    let big = env.root.join("big");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let mut cp = env
+        .cmd(&["cp", &big.to_string_lossy(), "st:/big"])
+        .spawn()
+        .unwrap();
+    let rootfs = format!("{}/containers/", env.root.display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(&rootfs) && l.contains("/rootfs "))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy never mounted the root"
+        );
+        assert!(
+            cp.try_wait().unwrap().is_none(),
+            "the copy ended before it was caught"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    cp.kill().unwrap();
+    cp.wait().unwrap();
+    // The next command's cleanup pass unmounts it; the container is as it was.
+    ok(&env, &["ps", "-a"]);
+    let left = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!left.lines().any(|l| l.contains(&rootfs)), "{left}");
+    ok(&env, &["start", "-a", "st"]);
+    ok(&env, &["rm", "st"]);
+    std::fs::remove_file(&big).unwrap();
+    env.assert_clean();
+}

@@ -130,6 +130,13 @@ impl View {
             let st = isola_container::state::State::load(&paths.states().join(&r.id))?;
             let root = Root::open(format!("/proc/{}/root", st.pid))
                 .with_context(|| format!("container {}: its root", r.name))?;
+            // Opened first, checked after: the root held is the init's, not a reused PID's.
+            if !isola_container::state::is_alive(st.pid, st.pid_start_time) {
+                bail!(
+                    "container {} ended while the copy began; copy again",
+                    r.name
+                );
+            }
             return Ok(View {
                 root,
                 mounted: None,

@@ -2,7 +2,8 @@
 //! crash, a reboot) left behind — a container's processes, cgroups and state directory, its
 //! rootfs mount, the container itself if it was started with --rm or never got going, a
 //! directory whose record is missing or damaged, a half-removed container, its network address
-//! lease, name in its peers' /etc/hosts and published ports — and the temp files of imports, pulls, unpacks and disk builds (`leftovers`).
+//! lease, name in its peers' /etc/hosts and published ports, an exited container's root left
+//! mounted by a killed `isola cp` — and the temp files of imports, pulls, unpacks and disk builds (`leftovers`).
 
 use super::{claim::names_lock, lock_if_unowned, remove_bundle, remove_tree, scan};
 use super::{Damaged, Entry, Record};
@@ -78,7 +79,21 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
 
 /// A readable record: if its owner died before it exited, records the exit (137) or removes it.
 fn clean_record(paths: &Paths, mut r: Record) -> Option<String> {
-    if r.status == "exited" || r.owner_alive() {
+    if r.status == "exited" {
+        // An exited container's root mounted by an `isola cp` that was killed part way.
+        // (A mount point is on another device than its directory: one stat each, no
+        // mountinfo read per record.)
+        use std::os::unix::fs::MetadataExt;
+        let (dir, rootfs) = (r.dir(paths), r.dir(paths).join("rootfs"));
+        let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+        if dev(&rootfs).is_some() && dev(&rootfs) != dev(&dir) {
+            if let Some(_lock) = lock_if_unowned(&dir) {
+                let _ = isola_oci::overlay::unmount(&rootfs);
+            }
+        }
+        return None;
+    }
+    if r.owner_alive() {
         return None;
     }
     let _lock = lock_if_unowned(&r.dir(paths))?;
