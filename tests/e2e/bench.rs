@@ -9,32 +9,12 @@ use std::collections::HashMap;
 fn bench_pagerank_writes_a_csv_and_a_plot_that_agree() {
     let env = Env::new();
     let out = env.root.join("bench");
-    let r = env.isola(&[
-        "bench",
-        "pagerank",
-        "--levels",
-        "bare,container,vm",
-        "--instances",
-        "1,2",
-        "--nodes",
-        "3000",
-        "--iterations",
-        "3",
-        "--output",
-        &out.to_string_lossy(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("completion (ms)"), "{}", r.stdout);
-    let csv = std::fs::read_to_string(out.join("pagerank.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect())
-        .collect();
-    let vm_here = !r.stderr.contains("vm: NOT MEASURED HERE");
+    let (stderr, rows) = isola_e2e::bench_run(&env, "bare,container,vm", &out);
+    let csv = format!("{rows:?}");
+    let vm_here = !stderr.contains("vm: NOT MEASURED HERE");
     assert_eq!(rows.len(), if vm_here { 9 } else { 6 }, "{csv}");
     // Deterministic: one result everywhere, every instance ended well, CPU time was spent.
-    let results: Vec<&str> = rows.iter().map(|r| r[7]).collect();
+    let results: Vec<&str> = rows.iter().map(|r| r[7].as_str()).collect();
     assert!(results[0].contains("checksum="), "{csv}");
     assert!(results.iter().all(|x| *x == results[0]), "{csv}");
     assert!(rows.iter().all(|r| r[6] == "0"), "{csv}");

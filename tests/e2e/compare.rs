@@ -33,20 +33,7 @@ fn bars(path: &std::path::Path) -> Vec<f64> {
 fn compare_measures_bare_and_container_and_writes_a_page_with_the_same_numbers() {
     let env = Env::new();
     let page = env.root.join("report.html");
-    let r = env.isola(&[
-        "compare",
-        "--json",
-        "--output",
-        &page.to_string_lossy(),
-        "sample",
-        "sh",
-        "-c",
-        "echo hi",
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    // The table, then the JSON line.
-    let split = r.stdout.find("\n[").expect("a JSON array after the table") + 1;
-    let (table, json) = r.stdout.split_at(split);
+    let (table, levels) = isola_e2e::compare_run(&env, &page);
     for row in [
         "wall time",
         "isolation setup",
@@ -56,16 +43,7 @@ fn compare_measures_bare_and_container_and_writes_a_page_with_the_same_numbers()
     ] {
         assert!(table.contains(row), "{table}");
     }
-    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
-    let level = |name: &str| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["level"] == name)
-            .unwrap()
-            .clone()
-    };
-    let (bare, ctr, vm) = (level("bare"), level("container"), level("vm"));
+    let (bare, ctr, vm) = (&levels["bare"], &levels["container"], &levels["vm"]);
     // Phases add up to the wall time.
     let sum: f64 = ctr["phases"]
         .as_array()
@@ -93,11 +71,11 @@ fn compare_measures_bare_and_container_and_writes_a_page_with_the_same_numbers()
     );
     // No usable KVM here: said, loudly, not faked.
     if vm.get("not_measured").is_some() {
-        assert!(r.stderr.contains("vm: NOT MEASURED HERE"), "{}", r.stderr);
+        assert!(table.contains("vm: NOT MEASURED HERE"), "{table}");
     }
     // The page: well-formed, its bars the JSON's phases.
     let drawn = bars(&page);
-    let expected: Vec<f64> = [&bare, &ctr, &vm]
+    let expected: Vec<f64> = [bare, ctr, vm]
         .iter()
         .filter_map(|c| c["phases"].as_array())
         .flatten()

@@ -8,6 +8,7 @@ pub mod support {
     pub mod token;
 }
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -415,6 +416,60 @@ impl Drop for PlantedCgroups {
 }
 
 /// A container-like ID no isola made: `c` repeated, with this process's pid in front.
+/// `isola compare --json --output PAGE sample sh -c 'echo hi'` in `env`, asserted to succeed:
+/// its table, and its columns' JSON by level.
+pub fn compare_run(env: &Env, page: &Path) -> (String, BTreeMap<String, serde_json::Value>) {
+    let r = env.isola(&[
+        "compare",
+        "--json",
+        "--output",
+        &page.to_string_lossy(),
+        "sample",
+        "sh",
+        "-c",
+        "echo hi",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let split = r.stdout.find("\n[").expect("a JSON array after the table") + 1;
+    let (table, json) = r.stdout.split_at(split);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    let by_level = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["level"].as_str().unwrap().to_string(), c.clone()))
+        .collect();
+    (format!("{table}{}", r.stderr), by_level)
+}
+
+/// `isola bench pagerank` in `env` with small sizes at `levels`, 1 and 2 instances, asserted
+/// to succeed: its stderr and the rows of the CSV it wrote in `out` (split at commas).
+pub fn bench_run(env: &Env, levels: &str, out: &Path) -> (String, Vec<Vec<String>>) {
+    let r = env.isola(&[
+        "bench",
+        "pagerank",
+        "--levels",
+        levels,
+        "--instances",
+        "1,2",
+        "--nodes",
+        "3000",
+        "--iterations",
+        "3",
+        "--output",
+        &out.to_string_lossy(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("completion (ms)"), "{}", r.stdout);
+    let csv = std::fs::read_to_string(out.join("pagerank.csv")).unwrap();
+    let rows = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    (r.stderr, rows)
+}
+
 pub fn fake_id(tag: char) -> String {
     let pid = format!("{:08x}", std::process::id());
     format!("{pid}{}", tag.to_string().repeat(64 - pid.len()))

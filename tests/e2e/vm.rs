@@ -1765,31 +1765,8 @@ fn compare_measures_all_three_levels_where_kvm_works() {
         return;
     }
     let page = env.root.join("report.html");
-    let r = env.isola(&[
-        "compare",
-        "--json",
-        "--output",
-        &page.to_string_lossy(),
-        "sample",
-        "sh",
-        "-c",
-        "echo hi",
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let split = r.stdout.find("\n[").expect("JSON after the table") + 1;
-    let v: serde_json::Value = serde_json::from_str(r.stdout[split..].trim()).unwrap();
-    let vm = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["level"] == "vm")
-        .unwrap();
-    let ctr = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["level"] == "container")
-        .unwrap();
+    let (_, levels) = isola_e2e::compare_run(&env, &page);
+    let (vm, ctr) = (&levels["vm"], &levels["container"]);
     assert!(vm.get("not_measured").is_none(), "{vm}");
     let phases: Vec<&str> = vm["phases"]
         .as_array()
@@ -1837,28 +1814,11 @@ fn bench_pagerank_runs_every_level_and_plots_them() {
         return;
     }
     let out = env.root.join("bench");
-    let r = env.isola(&[
-        "bench",
-        "pagerank",
-        "--instances",
-        "1,2",
-        "--nodes",
-        "3000",
-        "--iterations",
-        "3",
-        "--output",
-        &out.to_string_lossy(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let csv = std::fs::read_to_string(out.join("pagerank.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect())
-        .collect();
+    let (_, rows) = isola_e2e::bench_run(&env, "bare,container,vm", &out);
+    let csv = format!("{rows:?}");
     assert_eq!(rows.len(), 9, "{csv}");
     assert_eq!(rows.iter().filter(|r| r[0] == "vm").count(), 3, "{csv}");
-    let results: Vec<&str> = rows.iter().map(|r| r[7]).collect();
+    let results: Vec<&str> = rows.iter().map(|r| r[7].as_str()).collect();
     assert!(
         results
             .iter()
