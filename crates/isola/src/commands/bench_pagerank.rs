@@ -1,10 +1,11 @@
 //! `isola bench pagerank`: the experiment that motivated isola, as a command — PageRank (the
 //! sample image's static `pagerank`) run bare, in containers and in VMs, 1, 2, 4, 8… instances
 //! at once. For every instance: its completion time (launch to exit, start-up included, as the
-//! experiment measured it), and the CPU time and the time spent runnable but waiting of every
-//! host task it ran (its process tree's threads: a container's processes, a VM's VMM and vCPU
-//! threads), from /proc/TID/schedstat sampled every 5 ms until it ends (so up to 5 ms of a
-//! task's last stretch may be missing). Writes `pagerank.csv` and `pagerank.svg` (completion
+//! experiment measured it), its CPU time (wait4's rusage of the instance and all it reaped: a
+//! container's init, a VM's VMM), and the time spent runnable but waiting of every host task
+//! it ran (its process tree's threads, VMM and vCPU threads included), from
+//! /proc/TID/schedstat sampled every 5 ms until it ends (so up to 5 ms of a task's last
+//! stretch may be missing, and a run shorter than that may show none). Writes `pagerank.csv` and `pagerank.svg` (completion
 //! and wait time against instances, a line per level) to the output directory, and prints a
 //! table.
 
@@ -105,20 +106,11 @@ fn run_at_once(level: &str, n: usize, launch: impl Fn() -> Result<Child>) -> Res
     let started = Instant::now();
     let children: Vec<Child> = (0..n).map(|_| launch()).collect::<Result<_>>()?;
     let pids: Vec<i32> = children.iter().map(|c| c.id() as i32).collect();
-    let waiters: Vec<std::thread::JoinHandle<(f64, i32, String)>> = children
+    let waiters: Vec<std::thread::JoinHandle<Ended>> = children
         .into_iter()
-        .map(|mut c| {
-            std::thread::spawn(move || {
-                let mut out = String::new();
-                if let Some(mut o) = c.stdout.take() {
-                    let _ = o.read_to_string(&mut out);
-                }
-                let code = c.wait().map_or(125, |s| s.code().unwrap_or(128));
-                (started.elapsed().as_secs_f64() * 1000.0, code, out)
-            })
-        })
+        .map(|mut c| std::thread::spawn(move || wait(&mut c, started)))
         .collect();
-    let mut seen: Vec<HashMap<i32, (u64, u64)>> = vec![HashMap::new(); n];
+    let mut seen: Vec<HashMap<i32, u64>> = vec![HashMap::new(); n];
     while waiters.iter().any(|w| !w.is_finished()) {
         for i in 0..n {
             if !waiters[i].is_finished() {
@@ -131,28 +123,62 @@ fn run_at_once(level: &str, n: usize, launch: impl Fn() -> Result<Child>) -> Res
         .into_iter()
         .enumerate()
         .map(|(i, w)| {
-            let (completion_ms, exit_code, out) = w
+            let ended = w
                 .join()
                 .map_err(|_| anyhow::anyhow!("an instance's waiter panicked"))?;
-            let (cpu, wait) = seen[i]
-                .values()
-                .fold((0, 0), |(c, w), (tc, tw)| (c + tc, w + tw));
+            let wait = seen[i].values().sum::<u64>();
             Ok(Instance {
                 level: level.to_string(),
                 instances: n,
                 index: i,
-                completion_ms,
-                cpu_ms: cpu as f64 / 1e6,
+                completion_ms: ended.completion_ms,
+                cpu_ms: ended.cpu_ms,
                 wait_ms: wait as f64 / 1e6,
-                exit_code,
-                result: out.trim().to_string(),
+                exit_code: ended.code,
+                result: ended.output.trim().to_string(),
             })
         })
         .collect()
 }
 
-/// Every thread of `pid` and its descendants: the latest (CPU ns, run-queue wait ns) of each.
-fn sample_tree(pid: i32, seen: &mut HashMap<i32, (u64, u64)>) {
+/// How an instance ended.
+struct Ended {
+    completion_ms: f64,
+    code: i32,
+    /// User and system time of the instance and everything it waited for (wait4's rusage:
+    /// exact, however short the run; a container's init and a VM's VMM are isola's children).
+    cpu_ms: f64,
+    output: String,
+}
+
+fn wait(c: &mut Child, started: Instant) -> Ended {
+    let mut output = String::new();
+    if let Some(mut o) = c.stdout.take() {
+        let _ = o.read_to_string(&mut output);
+    }
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 of our own child fills it and the status.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(c.id() as i32, &mut status, 0, &mut usage) };
+    let completion_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let code = if reaped < 0 {
+        125
+    } else if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    Ended {
+        completion_ms,
+        code,
+        cpu_ms: tv(usage.ru_utime) + tv(usage.ru_stime),
+        output,
+    }
+}
+
+/// Every thread of `pid` and its descendants: the latest run-queue wait (ns) of each.
+fn sample_tree(pid: i32, seen: &mut HashMap<i32, u64>) {
     let mut stack = vec![pid];
     while let Some(p) = stack.pop() {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
@@ -162,10 +188,10 @@ fn sample_tree(pid: i32, seen: &mut HashMap<i32, (u64, u64)>) {
             let tid: i32 = t.file_name().to_string_lossy().parse().unwrap_or(0);
             let dir = t.path();
             if let Ok(s) = std::fs::read_to_string(dir.join("schedstat")) {
-                let mut f = s.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
-                let (cpu, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+                // "CPU ns, wait ns, slices": the second.
+                let wait = s.split_whitespace().nth(1).and_then(|v| v.parse().ok());
                 let e = seen.entry(tid).or_default();
-                *e = (e.0.max(cpu), e.1.max(wait));
+                *e = (*e).max(wait.unwrap_or(0));
             }
             if let Ok(kids) = std::fs::read_to_string(dir.join("children")) {
                 stack.extend(
