@@ -122,6 +122,12 @@ pub fn load_spec(bundle: &Path) -> Result<(Spec, Plan), ContainerError> {
 pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
     let (spec, plan) = load_spec(o.bundle)?;
     let flags = clone_flags(&spec)?;
+    crate::explain::say(|| {
+        format!(
+            "the init is cloned (clone(2)) into new namespaces: {}",
+            crate::explain::namespaces(flags)
+        )
+    });
     let seccomp = crate::seccomp::compile_spec(&spec).map_err(|e| {
         ContainerError::Config(format!("{}: {e}", o.bundle.join("config.json").display()))
     })?;

@@ -153,6 +153,16 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
             f.install()?;
         }
     }
+    crate::explain::say(|| {
+        format!(
+            "become uid {} gid {} (groups {:?}); capabilities kept: {}; no_new_privs {}",
+            plan.uid,
+            plan.gid,
+            plan.groups,
+            crate::explain::capabilities(plan.capabilities.effective),
+            plan.no_new_privileges
+        )
+    });
     identity::become_user(plan)?;
     // The user may not be allowed into a directory root could create: docker reports that too.
     nix::unistd::chdir(cwd)
@@ -191,6 +201,19 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
     }
 
     reset_signals();
+    crate::explain::say(|| match a.seccomp {
+        Some(f) => format!(
+            "seccomp filter: {} BPF instructions, installed {}",
+            f.len(),
+            if no_new_privs {
+                "now, the last step before exec"
+            } else {
+                "before the user change (no no_new_privs)"
+            }
+        ),
+        None => "no seccomp filter".into(),
+    });
+    crate::explain::say(|| format!("execve {} {:?}", path.display(), args));
     if no_new_privs {
         // The last step before exec: from here every call of the workload meets the filter.
         if let Some(f) = a.seccomp {

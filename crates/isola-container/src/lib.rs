@@ -13,6 +13,7 @@ pub mod console_socket;
 pub mod container;
 pub mod detached;
 mod devices;
+pub mod explain;
 pub mod host_checks;
 mod init;
 mod join;

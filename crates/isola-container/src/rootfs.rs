@@ -129,6 +129,16 @@ fn mount_one(
     let typ = m.typ().clone().unwrap_or_else(|| "none".into());
     let opts = parse(m.options().as_deref().unwrap_or_default());
     let what = || format!("mount {} ({typ})", dest.display());
+    crate::explain::say(|| {
+        format!(
+            "mount {} on {} (type {typ}, options {})",
+            m.source()
+                .as_ref()
+                .map_or("-".into(), |s| s.display().to_string()),
+            dest.display(),
+            m.options().as_deref().unwrap_or_default().join(",")
+        )
+    });
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroups(root, dest, &opts, hier, own_cgroups);
     }
@@ -357,6 +367,9 @@ fn mount_cgroups(
 /// `pivot_root(".", ".")` in the rootfs, then detach the old root stacked on top of it.
 fn pivot(root: &Root) -> Result<()> {
     ctx(nix::unistd::fchdir(root.fd()), || "entering rootfs".into())?;
+    crate::explain::say(|| {
+        "pivot_root(\".\", \".\") in the container's root, then the old root (the host's) is detached (umount2 MNT_DETACH)".into()
+    });
     ctx(nix::unistd::pivot_root(".", "."), || "pivot_root".into())?;
     ctx(umount2(".", MntFlags::MNT_DETACH), || {
         "detaching the host's root".into()

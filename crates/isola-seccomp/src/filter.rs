@@ -22,6 +22,16 @@ impl Filter {
         Filter { program, flags }
     }
 
+    /// How many BPF instructions the program has.
+    pub fn len(&self) -> usize {
+        self.program.len()
+    }
+
+    /// Whether the program is empty (never, once made).
+    pub fn is_empty(&self) -> bool {
+        self.program.is_empty()
+    }
+
     /// The byte form (see the module's documentation).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + 8 * self.program.len());

@@ -365,6 +365,10 @@ pub struct RunArgs {
     /// processes
     #[arg(long)]
     pub init: bool,
+    /// Say what the container level does as it does it: namespaces, cgroup files, mounts,
+    /// pivot_root, capabilities, seccomp, exec (container level)
+    #[arg(long)]
+    pub explain: bool,
     /// `isola compare`'s probe instead of the command: what the workload sees, as JSON
     #[arg(long, hide = true)]
     pub probe: bool,

@@ -261,6 +261,13 @@ impl Cgroup {
 }
 
 pub(crate) fn write_file(path: &std::path::Path, value: &str) -> Result<(), CgroupError> {
+    crate::explain::say(|| {
+        format!(
+            "cgroup: {:?} written to {}",
+            value.trim_end(),
+            path.display()
+        )
+    });
     std::fs::write(path, value).map_err(|e| io_err(path, e))
 }
 

@@ -174,6 +174,14 @@ pub fn mount_root(dir: &Path, lower: &Path) -> Result<()> {
             _ => {}
         }
     }
+    isola_container::explain::say(|| {
+        format!(
+            "the root: an overlay mount on {} — lowerdir {} (the image, shared, read-only), upperdir {} (this container's writes)",
+            dir.join("rootfs").display(),
+            lower.display(),
+            dir.join("upper").display()
+        )
+    });
     overlay::mount(
         lower,
         &dir.join("upper"),
