@@ -3,11 +3,10 @@
 //! each; a descriptor (the console master) can ride along.
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
 };
-use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// One end of the channel.
 pub struct Channel {
@@ -100,32 +99,7 @@ impl Channel {
     /// The next message, `None` at end of stream (the peer exec'd or died).
     pub fn recv(&self) -> io::Result<Option<(Message, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 4096];
-        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-        let (n, fd) = loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(
-                self.fd.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Ok(r) => {
-                    let mut fd = None;
-                    for c in r.cmsgs()? {
-                        if let ControlMessageOwned::ScmRights(fds) = c {
-                            for f in fds {
-                                // SAFETY: SCM_RIGHTS handed us a fresh descriptor we now own.
-                                let owned = unsafe { OwnedFd::from_raw_fd(f) };
-                                fd.get_or_insert(owned);
-                            }
-                        }
-                    }
-                    break (r.bytes, fd);
-                }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let (n, fd) = crate::fd_passing::recv_with_fd(self.fd.as_raw_fd(), &mut buf)?;
         if n == 0 {
             return Ok(None);
         }

@@ -14,6 +14,7 @@ pub mod container;
 pub mod detached;
 mod devices;
 pub mod explain;
+mod fd_passing;
 pub mod host_checks;
 mod init;
 mod join;
