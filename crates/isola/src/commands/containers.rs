@@ -143,7 +143,7 @@ pub fn rm(paths: &Paths, keys: &[String], force: bool) -> Result<i32> {
                 continue;
             }
         };
-        if r.status != "exited" && r.owner_alive() {
+        if r.is_going() {
             if !force {
                 eprintln!("isola: container {key} is running: stop it first or use `isola rm -f`");
                 failed = true;

@@ -63,7 +63,7 @@ pub fn cp(paths: &Paths, src: &str, dst: &str, archive: bool) -> Result<i32> {
     match (side(paths, src)?, side(paths, dst)?) {
         (Side::Container(r, from), Side::Host(to)) => {
             let from = container_path(&from)?;
-            if r.isolation == "vm" && running(&r) {
+            if r.isolation == "vm" && r.is_going() {
                 return cp_tar::from_vm(&r, &from, Path::new(&to), owners).map(|()| 0);
             }
             let view = View::open(paths, &r, false)?;
@@ -72,7 +72,7 @@ pub fn cp(paths: &Paths, src: &str, dst: &str, archive: bool) -> Result<i32> {
         (Side::Host(from), Side::Container(r, to)) => {
             let to = container_path(&to)?;
             if r.isolation == "vm" {
-                if !running(&r) {
+                if !r.is_going() {
                     bail!("container {}: a stopped VM's root is gone with its memory; copy into it while it runs (or use a volume)", r.name);
                 }
                 return cp_tar::into_vm(&r, Path::new(&from), &to, archive).map(|()| 0);
@@ -102,10 +102,6 @@ fn container_path(p: &str) -> Result<String> {
     })
 }
 
-fn running(r: &Record) -> bool {
-    r.status != "exited" && r.owner_alive()
-}
-
 /// A container's root as the copy sees it, and what holds it that way until the copy is done.
 struct View {
     root: Root,
@@ -126,7 +122,7 @@ impl View {
                 _claim: None,
             });
         }
-        if running(r) {
+        if r.is_going() {
             let st = isola_container::state::State::load(&paths.states().join(&r.id))?;
             let root = Root::open(format!("/proc/{}/root", st.pid))
                 .with_context(|| format!("container {}: its root", r.name))?;

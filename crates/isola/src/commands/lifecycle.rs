@@ -43,16 +43,16 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 /// The running container `key` names (an exited one is an error naming it).
 pub fn running(paths: &Paths, key: &str) -> Result<Record> {
     match records::find(paths, key)? {
-        Entry::Ok(r) if r.status != "exited" && r.owner_alive() => Ok(*r),
+        Entry::Ok(r) if r.is_going() => Ok(*r),
         Entry::Ok(_) => bail!(Exit(1, format!("container {key} is not running"))),
         Entry::Damaged(d) => bail!(Exit(1, format!("container {key}: {}", d.why))),
     }
 }
 
-/// Whether the record says the workload ended (or its monitor is gone).
-fn ended(paths: &Paths, r: &Record) -> bool {
+/// Whether the record, read again, says the workload ended (or its monitor is gone).
+pub fn ended(paths: &Paths, r: &Record) -> bool {
     match Record::load(&r.dir(paths)) {
-        Ok(now) => now.status == "exited" || !now.owner_alive(),
+        Ok(now) => !now.is_going(),
         Err(_) => true, // removed (--rm)
     }
 }

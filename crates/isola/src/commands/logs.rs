@@ -4,7 +4,7 @@
 
 use crate::container_log::{self, Entry};
 use crate::paths::Paths;
-use crate::records::{self, Entry as Found, Record};
+use crate::records::{self, Entry as Found};
 use crate::Exit;
 use anyhow::{bail, Result};
 use std::io::Write;
@@ -102,10 +102,7 @@ pub fn logs(
         return Ok(0);
     }
     loop {
-        let done = match Record::load(&r.dir(paths)) {
-            Ok(now) => now.status == "exited" || !now.owner_alive(),
-            Err(_) => true,
-        };
+        let done = crate::commands::lifecycle::ended(paths, &r);
         let (more, next) = container_log::read_from(&path, offset);
         print(&more, timestamps, since);
         offset = next;

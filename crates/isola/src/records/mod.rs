@@ -111,6 +111,11 @@ impl Record {
     pub fn owner_alive(&self) -> bool {
         state::is_alive(self.owner_pid, self.owner_start_time)
     }
+
+    /// Whether its workload is still going (running, starting or restarting, its monitor alive).
+    pub fn is_going(&self) -> bool {
+        self.status != "exited" && self.owner_alive()
+    }
 }
 
 /// A container directory whose `record.json` is missing or cannot be read: its ID (the
