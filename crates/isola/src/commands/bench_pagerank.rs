@@ -37,16 +37,7 @@ pub fn pagerank(paths: &Paths, a: PagerankArgs) -> Result<i32> {
         .map(|n| n.parse().ok().filter(|n| *n > 0))
         .collect::<Option<_>>()
         .with_context(|| format!("--instances {}: expected counts like 1,2,4,8", a.instances))?;
-    let levels: Vec<&str> = a.levels.split(',').collect();
-    if let Some(bad) = levels
-        .iter()
-        .find(|l| !["bare", "container", "vm"].contains(l))
-    {
-        bail!(
-            "--levels {}: {bad:?} is not one of bare, container, vm",
-            a.levels
-        );
-    }
+    let levels = super::compare::levels(&a.levels)?;
     let (_, _, lower) = crate::commands::run::image_and_rootfs(paths, &a.image)?;
     let binary = lower.join("usr/local/bin/pagerank");
     if !binary.is_file() {
@@ -61,7 +52,7 @@ pub fn pagerank(paths: &Paths, a: PagerankArgs) -> Result<i32> {
     let mut all = Vec::new();
     for level in &levels {
         if *level == "vm" && !vm_here {
-            eprintln!("isola bench: vm: NOT MEASURED HERE: this host's KVM cannot boot an unmodified guest (see `isola doctor`)");
+            eprintln!("isola bench: vm: {}", super::compare::VM_NOT_HERE);
             continue;
         }
         for &n in &counts {
@@ -108,7 +99,7 @@ fn run_at_once(level: &str, n: usize, launch: impl Fn() -> Result<Child>) -> Res
     let pids: Vec<i32> = children.iter().map(|c| c.id() as i32).collect();
     let waiters: Vec<std::thread::JoinHandle<Ended>> = children
         .into_iter()
-        .map(|mut c| std::thread::spawn(move || wait(&mut c, started)))
+        .map(|c| std::thread::spawn(move || wait(c, started)))
         .collect();
     let mut seen: Vec<HashMap<i32, u64>> = vec![HashMap::new(); n];
     while waiters.iter().any(|w| !w.is_finished()) {
@@ -145,34 +136,22 @@ fn run_at_once(level: &str, n: usize, launch: impl Fn() -> Result<Child>) -> Res
 struct Ended {
     completion_ms: f64,
     code: i32,
-    /// User and system time of the instance and everything it waited for (wait4's rusage:
-    /// exact, however short the run; a container's init and a VM's VMM are isola's children).
+    /// User and system time of the instance and everything it reaped (exact, however short
+    /// the run; a container's init and a VM's VMM are isola's children).
     cpu_ms: f64,
     output: String,
 }
 
-fn wait(c: &mut Child, started: Instant) -> Ended {
+fn wait(mut c: Child, started: Instant) -> Ended {
     let mut output = String::new();
     if let Some(mut o) = c.stdout.take() {
         let _ = o.read_to_string(&mut output);
     }
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 of our own child fills it and the status.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(c.id() as i32, &mut status, 0, &mut usage) };
-    let completion_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let code = if reaped < 0 {
-        125
-    } else if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
-    let tv = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    let used = super::child_usage::wait(c);
     Ended {
-        completion_ms,
-        code,
-        cpu_ms: tv(usage.ru_utime) + tv(usage.ru_stime),
+        completion_ms: started.elapsed().as_secs_f64() * 1000.0,
+        code: used.as_ref().map_or(125, |u| u.code),
+        cpu_ms: used.map_or(0.0, |u| u.cpu_ms),
         output,
     }
 }

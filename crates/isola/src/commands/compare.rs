@@ -10,7 +10,6 @@ use crate::cli::CompareArgs;
 use crate::paths::Paths;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -36,6 +35,19 @@ pub struct Measured {
 
 const LEVELS: &[&str] = &["bare", "container", "vm"];
 
+/// What a VM column says on a host whose KVM cannot boot a guest.
+pub const VM_NOT_HERE: &str =
+    "NOT MEASURED HERE: this host's KVM cannot boot an unmodified guest (see `isola doctor`)";
+
+/// `--levels bare,container,vm` (any of them, in the order given).
+pub fn levels(arg: &str) -> Result<Vec<String>> {
+    let levels: Vec<String> = arg.split(',').map(str::to_string).collect();
+    if let Some(bad) = levels.iter().find(|l| !LEVELS.contains(&l.as_str())) {
+        bail!("--levels {arg}: {bad:?} is not one of bare, container, vm");
+    }
+    Ok(levels)
+}
+
 /// The phases, in order, with what each is at each level (`PHASE_NOTES`).
 pub const PHASES: [&str; 7] = [
     "isola setup",
@@ -57,15 +69,7 @@ pub const PHASE_NOTES: [&str; 7] = [
 ];
 
 pub fn compare(paths: &Paths, a: CompareArgs) -> Result<i32> {
-    let levels: Vec<String> = a.levels.split(',').map(str::to_string).collect();
-    for l in &levels {
-        if !LEVELS.contains(&l.as_str()) {
-            bail!(
-                "--levels {}: {l:?} is not one of bare, container, vm",
-                a.levels
-            );
-        }
-    }
+    let levels = levels(&a.levels)?;
     if let Some(out) = &a.output {
         let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
         if !matches!(ext, "html" | "svg") {
@@ -90,10 +94,7 @@ pub fn compare(paths: &Paths, a: CompareArgs) -> Result<i32> {
     for level in &levels {
         let measured = match level.as_str() {
             "bare" => bare(paths, &command),
-            "vm" if !vm_here => Err(
-                "NOT MEASURED HERE: this host's KVM cannot boot an unmodified guest (see `isola doctor`)"
-                    .to_string(),
-            ),
+            "vm" if !vm_here => Err(VM_NOT_HERE.to_string()),
             l => isolated(l, &a.image, &a.command),
         };
         if let Err(why) = &measured {
@@ -143,23 +144,13 @@ fn finish(mut cmd: Command) -> Result<Finished, String> {
     let mut stdout = String::new();
     let _ = out.read_to_string(&mut stdout);
     let stderr = errs.join().unwrap_or_default();
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 of our own child fills it and the status.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    if pid < 0 {
-        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
-    }
-    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let st = std::process::ExitStatus::from_raw(status);
-    let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
-    std::mem::forget(child); // reaped above
+    let used = super::child_usage::wait(child).map_err(|e| format!("wait4: {e}"))?;
     Ok(Finished {
         stdout,
         stderr,
-        code,
-        maxrss_kib: usage.ru_maxrss,
-        wall_ms,
+        code: used.code,
+        maxrss_kib: used.maxrss_kib,
+        wall_ms: started.elapsed().as_secs_f64() * 1000.0,
     })
 }
 

@@ -1,6 +1,7 @@
 pub mod bench_pagerank;
 pub mod bench_plot;
 pub mod bundle;
+pub mod child_usage;
 pub mod compare;
 pub mod compare_report;
 pub mod containers;
