@@ -73,12 +73,14 @@ pub fn unmount(target: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether `path` is a mount point (its device differs from its parent's, or mountinfo lists it).
+/// Whether an overlay is mounted on `path`: every overlay mount has a device of its own, so
+/// `path` is then on another device than the directory holding it (one stat each; a bind of
+/// the same filesystem would not be seen, and isola mounts only overlays there).
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy().replace(' ', "\\040");
-    text.lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    match (dev(path), path.parent().and_then(dev)) {
+        (Some(own), Some(parent)) => own != parent,
+        _ => false,
+    }
 }

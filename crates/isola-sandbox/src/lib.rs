@@ -64,7 +64,12 @@ impl Level {
 
     /// The level a state directory records.
     pub fn of_state(c: &Detached) -> Level {
-        if c.state.isolation == "vm" {
+        Level::recorded(&c.state.isolation)
+    }
+
+    /// The level a record names (`as_str`'s word; anything but "vm" is the container level).
+    pub fn recorded(name: &str) -> Level {
+        if name == "vm" {
             Level::Vm
         } else {
             Level::Container

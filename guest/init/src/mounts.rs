@@ -66,12 +66,7 @@ pub fn mount_all(root: &str, list: &[GuestMount]) -> Result<(), GuestError> {
                 if read_only {
                     // The back end's own bind is read-only too; this makes the guest say so
                     // (EROFS) before it asks.
-                    let again = inside
-                        .open_at(Path::new(dest), libc::O_PATH, true)
-                        .map_err(|e| fail(e.to_string()))?;
-                    let at = format!("/proc/self/fd/{}", again.as_raw_fd());
-                    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
-                    mount("", &at, "", flags, "").map_err(fail)?;
+                    remount_bind(&inside, dest, libc::MS_RDONLY).map_err(fail)?;
                 }
             }
             GuestMount::Tmpfs { options, exec, .. } => {
@@ -107,12 +102,21 @@ pub fn mount_tiny_init(root: &str, list: &[GuestMount]) -> Result<(), GuestError
         .map_err(|e| fail(e.to_string()))?;
         let at = format!("/proc/self/fd/{}", target.as_raw_fd());
         mount("/proc/self/exe", &at, "", libc::MS_BIND, "").map_err(&fail)?;
-        let again = inside
-            .open_at(Path::new(dest), libc::O_PATH, true)
-            .map_err(|e| fail(e.to_string()))?;
-        let at = format!("/proc/self/fd/{}", again.as_raw_fd());
-        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID;
-        mount("", &at, "", flags, "").map_err(fail)?;
+        remount_bind(&inside, dest, libc::MS_RDONLY | libc::MS_NOSUID).map_err(fail)?;
     }
     Ok(())
+}
+
+/// Remounts the bind at `dest` in the root with `flags`. The path is opened anew: a
+/// descriptor taken before the bind names what is under it.
+fn remount_bind(
+    inside: &isola_inroot::Root,
+    dest: &str,
+    flags: libc::c_ulong,
+) -> Result<(), String> {
+    let again = inside
+        .open_at(Path::new(dest), libc::O_PATH, true)
+        .map_err(|e| e.to_string())?;
+    let at = format!("/proc/self/fd/{}", again.as_raw_fd());
+    mount("", &at, "", libc::MS_BIND | libc::MS_REMOUNT | flags, "")
 }

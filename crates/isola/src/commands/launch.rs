@@ -41,14 +41,6 @@ fn take_stop_request(dir: &Path) -> bool {
     std::fs::remove_file(dir.join(STOP_REQUESTED)).is_ok()
 }
 
-pub fn level(r: &Record) -> Level {
-    if r.isolation == "vm" {
-        Level::Vm
-    } else {
-        Level::Container
-    }
-}
-
 /// Runs the container until it ends and its restart policy says it stays ended; records each
 /// exit and restart. Its result: the last run's.
 pub fn until_ended(paths: &Paths, record: &mut Record, opts: &Options) -> Result<i32> {
@@ -114,7 +106,7 @@ fn pause_unless_stopped(dir: &Path, delay: Duration) -> bool {
 
 /// One run: root, network, sandbox.
 fn once(paths: &Paths, record: &mut Record, opts: &Options) -> Result<i32> {
-    let level = level(record);
+    let level = Level::recorded(&record.isolation);
     let dir = record.dir(paths);
     let lower = &record.launch.lower;
     if !isola_oci::rootfs::RootfsCache::is_complete(lower.parent().unwrap_or(lower)) {

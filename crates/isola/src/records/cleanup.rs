@@ -81,12 +81,8 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
 fn clean_record(paths: &Paths, mut r: Record) -> Option<String> {
     if r.status == "exited" {
         // An exited container's root mounted by an `isola cp` that was killed part way.
-        // (A mount point is on another device than its directory: one stat each, no
-        // mountinfo read per record.)
-        use std::os::unix::fs::MetadataExt;
         let (dir, rootfs) = (r.dir(paths), r.dir(paths).join("rootfs"));
-        let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
-        if dev(&rootfs).is_some() && dev(&rootfs) != dev(&dir) {
+        if isola_oci::overlay::is_mounted(&rootfs) {
             if let Some(_lock) = lock_if_unowned(&dir) {
                 let _ = isola_oci::overlay::unmount(&rootfs);
             }
