@@ -195,7 +195,7 @@ fn escapes_suite_passes_on_pure_cgroup_v2() {
 #[test]
 fn vm_suite_passes_where_kvm_works() {
     let stdout = suite_inside_the_testhost("vm", "1");
-    assert!(stdout.contains("test result: ok. 23 passed"), "{stdout}");
+    assert!(stdout.contains("test result: ok. 24 passed"), "{stdout}");
 }
 
 /// podman with `--runtime isola-vm`: each container a VM, where KVM runs unmodified guests

@@ -662,6 +662,107 @@ fn timings_show_each_phase_in_order() {
     );
 }
 
+#[test]
+fn explain_narrates_the_kvm_steps_and_the_exits() {
+    let env = Env::new();
+    if !vm_capable(&env) {
+        return;
+    }
+    let r = env.isola(&[
+        "run",
+        "--rm",
+        "--explain",
+        "--isolation",
+        "vm",
+        "sample",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "hi\n"), "{}", r.stderr);
+    let said: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("explain: "))
+        .collect();
+    let at = |what: &str| {
+        said.iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in {said:#?}"))
+    };
+    // In the order it happens, with the real values: the memory region's end and size agree,
+    // the command line names the devices, CPUID shows the TSC-deadline bit isola adds
+    // (leaf 1, ECX bit 24) and the boot CPU starts at the kernel's entry in long mode.
+    let order = [
+        "root disk: ",
+        "the VMM: process ",
+        "KVM_CREATE_VM",
+        "KVM_SET_USER_MEMORY_REGION slot 0: guest physical 0x0-",
+        "device: virtio-mmio #0 (console)",
+        "device: virtio-mmio #1 (block)",
+        "kernel command line at 0x20000: console=ttyS0",
+        "KVM_SET_CPUID2 with KVM's offer changed: ",
+        "vCPU 0 at entry",
+        "the VMM jails itself",
+        "KVM_RUN on 1 vCPU",
+        "exit 1 at ",
+        "exit 40 at ",
+        "the guest reset the machine through the i8042",
+        "the VMM handled ",
+    ];
+    for pair in order.windows(2) {
+        assert!(
+            at(pair[0]) < at(pair[1]),
+            "{pair:?} out of order: {said:#?}"
+        );
+    }
+    let region = said[at("KVM_SET_USER_MEMORY_REGION")];
+    let end = region
+        .split("0x0-0x")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let mib = region
+        .split(" (")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert_eq!(
+        u64::from_str_radix(end, 16).unwrap() + 1,
+        mib.parse::<u64>().unwrap() << 20,
+        "{region}"
+    );
+    assert!(said[at("kernel command line")].contains("virtio_mmio.device=4K@0xd0001000:6"));
+    assert!(
+        said[at("KVM_SET_CPUID2")].contains("leaf 0x1.0 ecx"),
+        "{said:#?}"
+    );
+    assert!(said[at("vCPU 0 at entry")].contains("(long mode on)"));
+    assert!(!said.iter().any(|l| l.contains("exit 41 at ")), "{said:#?}");
+    // The counts add up to the total said, and the block device's queue was notified.
+    let total: u64 = said[at("the VMM handled ")]
+        .split_whitespace()
+        .nth(4)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let counted: u64 = said[at("the VMM handled ") + 1..]
+        .iter()
+        .filter(|l| l.contains(" × "))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(total, counted, "{said:#?}");
+    assert!(total > 40, "{said:#?}");
+    assert!(said
+        .iter()
+        .any(|l| l.contains("× MMIO write to virtio-mmio #1 (block)")));
+    // Without the flag, not a word.
+    let r = env.isola(&["run", "--rm", "--isolation", "vm", "sample", "true"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+}
+
 /// `script` gives isola a terminal of its own, as a user's shell would; returns (status,
 /// what the terminal showed, without carriage returns).
 fn in_a_terminal(env: &Env, shell: &str, input: &[u8]) -> (Option<i32>, String) {

@@ -122,10 +122,10 @@ pub fn load_spec(bundle: &Path) -> Result<(Spec, Plan), ContainerError> {
 pub fn create(o: &CreateOptions) -> Result<Container, ContainerError> {
     let (spec, plan) = load_spec(o.bundle)?;
     let flags = clone_flags(&spec)?;
-    crate::explain::say(|| {
+    isola_process::explain::say(|| {
         format!(
             "the init is cloned (clone(2)) into new namespaces: {}",
-            crate::explain::namespaces(flags)
+            isola_process::explain::namespaces(flags)
         )
     });
     let seccomp = crate::seccomp::compile_spec(&spec).map_err(|e| {

@@ -153,13 +153,13 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
             f.install()?;
         }
     }
-    crate::explain::say(|| {
+    isola_process::explain::say(|| {
         format!(
             "become uid {} gid {} (groups {:?}); capabilities kept: {}; no_new_privs {}",
             plan.uid,
             plan.gid,
             plan.groups,
-            crate::explain::capabilities(plan.capabilities.effective),
+            isola_process::explain::capabilities(plan.capabilities.effective),
             plan.no_new_privileges
         )
     });
@@ -201,7 +201,7 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
     }
 
     reset_signals();
-    crate::explain::say(|| match a.seccomp {
+    isola_process::explain::say(|| match a.seccomp {
         Some(f) => format!(
             "seccomp filter: {} BPF instructions, installed {}",
             f.len(),
@@ -213,7 +213,7 @@ fn run(a: &InitArgs) -> Result<(), Failure> {
         ),
         None => "no seccomp filter".into(),
     });
-    crate::explain::say(|| format!("execve {} {:?}", path.display(), args));
+    isola_process::explain::say(|| format!("execve {} {:?}", path.display(), args));
     if no_new_privs {
         // The last step before exec: from here every call of the workload meets the filter.
         if let Some(f) = a.seccomp {

@@ -13,7 +13,6 @@ pub mod console_socket;
 pub mod container;
 pub mod detached;
 mod devices;
-pub mod explain;
 mod fd_passing;
 pub mod host_checks;
 mod init;

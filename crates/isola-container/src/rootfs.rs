@@ -129,7 +129,7 @@ fn mount_one(
     let typ = m.typ().clone().unwrap_or_else(|| "none".into());
     let opts = parse(m.options().as_deref().unwrap_or_default());
     let what = || format!("mount {} ({typ})", dest.display());
-    crate::explain::say(|| {
+    isola_process::explain::say(|| {
         format!(
             "mount {} on {} (type {typ}, options {})",
             m.source()
@@ -367,7 +367,7 @@ fn mount_cgroups(
 /// `pivot_root(".", ".")` in the rootfs, then detach the old root stacked on top of it.
 fn pivot(root: &Root) -> Result<()> {
     ctx(nix::unistd::fchdir(root.fd()), || "entering rootfs".into())?;
-    crate::explain::say(|| {
+    isola_process::explain::say(|| {
         "pivot_root(\".\", \".\") in the container's root, then the old root (the host's) is detached (umount2 MNT_DETACH)".into()
     });
     ctx(nix::unistd::pivot_root(".", "."), || "pivot_root".into())?;

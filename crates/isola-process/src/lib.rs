@@ -9,9 +9,11 @@
 //! - `exec.rs`: finding the command on PATH and exec'ing it, with docker's exit codes;
 //! - `identity.rs`: rlimits, user and groups, capabilities, no_new_privs, a new session keyring;
 //! - `limits.rs`: `linux.resources` as cgroup v2 files;
-//! - `tiny_init.rs`: where `--init`'s tiny init is, and the signals it takes.
+//! - `tiny_init.rs`: where `--init`'s tiny init is, and the signals it takes;
+//! - `explain.rs`: `--explain`'s switch and its lines, for both levels.
 
 pub mod exec;
+pub mod explain;
 pub mod identity;
 pub mod limits;
 pub mod plan;

@@ -3,6 +3,7 @@
 //! at the top of low memory, and the zero page (`struct boot_params`) with the memory map — the
 //! 64-bit Linux boot protocol (Documentation/x86/boot.rst).
 
+use crate::explain::say;
 use crate::layout::*;
 use linux_loader::cmdline::Cmdline;
 use linux_loader::configurator::linux::LinuxBootConfigurator;
@@ -62,12 +63,22 @@ pub fn load_linux(
     })?;
     // A bzImage's 64-bit entry, startup_64, is 0x200 past where its protected-mode code lands.
     let entry = result.kernel_load.0 + if is_elf { 0 } else { 0x200 };
+    say(|| {
+        format!(
+            "guest kernel {} ({}) loaded into guest memory at {:#x}-{:#x}, 64-bit entry point {entry:#x}",
+            kernel.display(),
+            if is_elf { "an ELF vmlinux" } else { "a bzImage" },
+            result.kernel_load.0,
+            result.kernel_end
+        )
+    });
 
     let mut cl = Cmdline::new(CMDLINE_MAX).map_err(|e| format!("kernel command line: {e}"))?;
     cl.insert_str(cmdline)
         .map_err(|e| format!("kernel command line {cmdline:?}: {e}"))?;
     linux_loader::loader::load_cmdline(mem, GuestAddress(CMDLINE), &cl)
         .map_err(|e| format!("writing the kernel command line: {e}"))?;
+    say(|| format!("kernel command line at {CMDLINE:#x}: {cmdline}"));
 
     let mut params = ZeroPage::default();
     if let Some(h) = result.setup_header {
@@ -96,6 +107,12 @@ pub fn load_linux(
             .map_err(|e| format!("writing the initramfs: {e}"))?;
         params.0.hdr.ramdisk_image = addr as u32;
         params.0.hdr.ramdisk_size = image.len() as u32;
+        say(|| {
+            format!(
+                "initramfs ({} KiB: guest init and what it is to run) at {addr:#x}, the top of memory",
+                image.len().div_ceil(1024)
+            )
+        });
     }
 
     let e820 = [(0u64, EBDA_START), (HIMEM_START, mem_size - HIMEM_START)];
@@ -112,5 +129,13 @@ pub fn load_linux(
         mem,
     )
     .map_err(|e| format!("writing the zero page: {e}"))?;
+    say(|| {
+        format!(
+            "zero page (Linux's boot_params) at {ZERO_PAGE:#x}: where the command line and \
+             initramfs are, and the memory map (RAM 0x0-{EBDA_START:#x} and \
+             {HIMEM_START:#x}-{:#x})",
+            mem_size - 1
+        )
+    });
     Ok(Loaded { entry })
 }

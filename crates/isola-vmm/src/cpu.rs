@@ -25,8 +25,9 @@ const APIC_LVT1: usize = 0x360;
 const APIC_MODE_NMI: u32 = 0x4;
 const APIC_MODE_EXTINT: u32 = 0x7;
 
-/// Sets the vCPU's CPUID: KVM's supported set, with this vCPU's APIC ID and CPU count.
-pub fn set_cpuid(vcpu: &VcpuFd, supported: &CpuId, index: u8, count: u8) -> Result<(), String> {
+/// Sets the vCPU's CPUID: KVM's supported set, with this vCPU's APIC ID and CPU count; returns
+/// what it set.
+pub fn set_cpuid(vcpu: &VcpuFd, supported: &CpuId, index: u8, count: u8) -> Result<CpuId, String> {
     let mut cpuid = supported.clone();
     for e in cpuid.as_mut_slice() {
         match e.function {
@@ -43,7 +44,8 @@ pub fn set_cpuid(vcpu: &VcpuFd, supported: &CpuId, index: u8, count: u8) -> Resu
         }
     }
     vcpu.set_cpuid2(&cpuid)
-        .map_err(|e| format!("KVM_SET_CPUID2: {e}"))
+        .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
+    Ok(cpuid)
 }
 
 fn set_msrs(vcpu: &VcpuFd) -> Result<(), String> {
@@ -102,6 +104,7 @@ fn set_lint(vcpu: &VcpuFd) -> Result<(), String> {
 }
 
 /// Boot state for vCPU `index`: 64-bit mode, paging on, RIP at the kernel entry (BSP only).
+/// Returns the CPUID it gave the vCPU.
 pub fn configure(
     vcpu: &VcpuFd,
     mem: &GuestMemoryMmap,
@@ -109,8 +112,8 @@ pub fn configure(
     supported: &CpuId,
     index: u8,
     count: u8,
-) -> Result<(), String> {
-    set_cpuid(vcpu, supported, index, count)?;
+) -> Result<CpuId, String> {
+    let cpuid = set_cpuid(vcpu, supported, index, count)?;
     set_msrs(vcpu)?;
     set_lint(vcpu)?;
     let fpu = kvm_fpu {
@@ -121,7 +124,7 @@ pub fn configure(
     vcpu.set_fpu(&fpu)
         .map_err(|e| format!("KVM_SET_FPU: {e}"))?;
     if index != 0 {
-        return Ok(()); // application processors wait for the kernel's INIT/SIPI
+        return Ok(cpuid); // application processors wait for the kernel's INIT/SIPI
     }
     long_mode::write_gdt(mem, GDT)?;
     long_mode::write_page_tables(mem, PML4, PDPT, PD, 1)?;
@@ -138,5 +141,6 @@ pub fn configure(
     regs.rbp = BOOT_STACK;
     regs.rsi = ZERO_PAGE;
     vcpu.set_regs(&regs)
-        .map_err(|e| format!("KVM_SET_REGS: {e}"))
+        .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+    Ok(cpuid)
 }

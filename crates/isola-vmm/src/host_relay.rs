@@ -111,7 +111,7 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
     let mut control = Some(pipes.control);
     let mut stdin = io.stdin;
     let mut pending: Vec<u8> = Vec::new();
-    let mut report = Vec::new();
+    let mut report = Report::default();
     let mut open = [true; 3]; // channel, console, report
     let outputs = [&pipes.channel, &pipes.console, &pipes.report].map(|p| p.as_raw_fd());
     let mut buf = vec![0u8; 64 << 10];
@@ -164,7 +164,7 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
                     1 => {
                         let _ = io.console.write_all(&buf[..n]);
                     }
-                    _ => report.extend_from_slice(&buf[..n]),
+                    _ => report.take(&buf[..n]),
                 },
                 None => {}
             }
@@ -220,5 +220,32 @@ pub fn relay(io: &mut HostIo, signals: &OwnedFd, pipes: FrontEnd) -> Vec<u8> {
             }
         }
     }
-    report
+    report.end()
+}
+
+/// The report pipe's bytes: `explain: ...` lines go to isola's stderr as they come, the rest
+/// is the VMM's report.
+#[derive(Default)]
+struct Report {
+    partial: Vec<u8>,
+    kept: Vec<u8>,
+}
+
+impl Report {
+    fn take(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            if line.starts_with(isola_process::explain::PREFIX.as_bytes()) {
+                let _ = std::io::stderr().write_all(&line);
+            } else {
+                self.kept.extend_from_slice(&line);
+            }
+        }
+    }
+
+    fn end(mut self) -> Vec<u8> {
+        self.kept.append(&mut self.partial);
+        self.kept
+    }
 }

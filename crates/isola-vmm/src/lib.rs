@@ -8,6 +8,7 @@
 mod boot;
 mod cpu;
 pub mod devices;
+pub mod explain;
 mod host_input;
 pub mod host_relay;
 pub mod initramfs;

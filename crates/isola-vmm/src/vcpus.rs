@@ -6,6 +6,7 @@
 use crate::devices::boot_timer::BootTimer;
 use crate::devices::i8042::I8042;
 use crate::devices::serial::Uart;
+use crate::explain::{self, Exit, ExitLog};
 use crate::jail::filters::ThreadKind;
 use crate::jail::Jail;
 use crate::layout::*;
@@ -150,6 +151,8 @@ pub struct Bus<'a> {
     /// Exits handled here, by kind: port I/O, MMIO (each a trip from the guest to isola).
     pub io_exits: AtomicU64,
     pub mmio_exits: AtomicU64,
+    /// Each exit in words, with --explain (see explain.rs).
+    pub exit_log: ExitLog,
 }
 
 impl Bus<'_> {
@@ -173,6 +176,9 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
         match vcpu.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
                 bus.io_exits.fetch_add(1, Ordering::Relaxed);
+                if explain::is_on() {
+                    bus.exit_log.note(Exit::PortIn(port, data.len()));
+                }
                 let v = {
                     let mut uart = lock(&bus.uart);
                     if uart.handles(port) {
@@ -187,12 +193,16 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
             }
             Ok(VcpuExit::IoOut(port, data)) => {
                 bus.io_exits.fetch_add(1, Ordering::Relaxed);
+                if explain::is_on() {
+                    bus.exit_log.note(Exit::PortOut(port, data));
+                }
                 let v = data.first().copied().unwrap_or(0);
                 let mut uart = lock(&bus.uart);
                 if uart.handles(port) {
                     uart.write(port, v);
                 } else if I8042::handles(port) {
                     if lock(&bus.i8042).write(port, v) {
+                        explain::say(|| "the guest reset the machine through the i8042".into());
                         return Ok(VmExit::Reset);
                     }
                 } else if port == BOOT_TIMER_PORT {
@@ -201,6 +211,9 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 bus.mmio_exits.fetch_add(1, Ordering::Relaxed);
+                if explain::is_on() {
+                    bus.exit_log.note(Exit::MmioRead(addr, data.len()));
+                }
                 match bus.virtio_at(addr) {
                     Some((t, offset)) => lock(t).read(offset, data),
                     None => data.iter_mut().for_each(|b| *b = 0xff),
@@ -208,11 +221,20 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
                 bus.mmio_exits.fetch_add(1, Ordering::Relaxed);
+                if explain::is_on() {
+                    bus.exit_log.note(Exit::MmioWrite(addr, data));
+                }
                 if let Some((t, offset)) = bus.virtio_at(addr) {
                     lock(t).write(offset, data, bus.mem);
                 }
             }
-            Ok(VcpuExit::Shutdown) | Ok(VcpuExit::Hlt) => return Ok(VmExit::Shutdown),
+            Ok(VcpuExit::Shutdown) | Ok(VcpuExit::Hlt) => {
+                if explain::is_on() {
+                    let why = "KVM_EXIT_SHUTDOWN or HLT: the vCPU stopped (a triple fault)";
+                    bus.exit_log.note(Exit::Stopped(why));
+                }
+                return Ok(VmExit::Shutdown);
+            }
             Ok(VcpuExit::InternalError) => {
                 return Err(
                     "KVM could not emulate a guest instruction (KVM_EXIT_INTERNAL_ERROR); \

@@ -12,6 +12,7 @@ use crate::devices::boot_timer::BootTimer;
 use crate::devices::i8042::I8042;
 use crate::devices::serial::{Sink, Uart};
 use crate::devices::EventFdTrigger;
+use crate::explain::{self, say as explain};
 use crate::host_input;
 use crate::jail::filters::ThreadKind;
 use crate::jail::Jail;
@@ -25,7 +26,8 @@ use crate::virtio::fs::Fs;
 use crate::virtio::mmio::MmioTransport;
 use crate::virtio::net::{Net, Tap};
 use kvm_bindings::{
-    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+    kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES,
+    KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Cap, IoEventAddress, Kvm};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -162,6 +164,45 @@ fn resident_bytes(addr: *mut u8, len: usize) -> u64 {
     vec.iter().filter(|b| *b & 1 != 0).count() as u64 * page as u64
 }
 
+/// Says that the guest's queue notifications at `base` go to eventfds, not to the VMM.
+fn explain_ioeventfd(kind: &str, base: u64) {
+    explain(|| {
+        format!(
+            "KVM_IOEVENTFD: the {kind} device's queue notifications (writes to {:#x}) signal \
+             an eventfd inside the host kernel: no exit to the VMM",
+            base + crate::virtio::mmio::QUEUE_NOTIFY
+        )
+    });
+}
+
+/// Says vCPU `index`'s CPUID (what differs from KVM's offer) and, for the boot CPU, its
+/// registers at entry.
+fn explain_vcpu(vcpu: &kvm_ioctls::VcpuFd, index: u8, kvm_cpuid: &CpuId, cpuid: &CpuId) {
+    explain(|| {
+        format!(
+            "KVM_CREATE_VCPU {index}; KVM_SET_CPUID2 with KVM's offer changed: {}",
+            explain::cpuid_changes(kvm_cpuid, cpuid).join("; ")
+        )
+    });
+    if index != 0 {
+        explain(|| format!("vCPU {index} waits for the kernel's INIT and SIPI to start"));
+        return;
+    }
+    explain(|| {
+        "KVM_SET_MSRS: SYSENTER and SYSCALL MSRs 0, TSC 0, MISC_ENABLE fast strings; \
+         KVM_SET_LAPIC: LINT0 takes the PIC's interrupts (ExtINT), LINT1 NMIs"
+            .into()
+    });
+    explain(|| match (vcpu.get_regs(), vcpu.get_sregs()) {
+        (Ok(r), Ok(s)) => format!(
+            "vCPU 0 at entry (KVM_SET_REGS, KVM_SET_SREGS), already in 64-bit mode with the \
+             first GiB identity-mapped: {}",
+            explain::registers(&r, &s)
+        ),
+        (Err(e), _) | (_, Err(e)) => format!("vCPU 0's registers: {e}"),
+    });
+}
+
 /// Runs `cfg` to its end. The process enters `jail` once every descriptor exists, and each
 /// thread confines itself as it starts. `started` is when the front end began.
 pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOutcome, String> {
@@ -173,19 +214,37 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
         ));
     }
     let kvm = Kvm::new().map_err(|e| format!("/dev/kvm: {e}"))?;
+    explain(|| {
+        format!(
+            "opened /dev/kvm (KVM API version {})",
+            kvm.get_api_version()
+        )
+    });
     let mem = guest_memory(mem_size as usize)
         .map_err(|e| format!("guest memory ({} MiB): {e}", cfg.mem_mib))?;
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+    explain(|| format!("KVM_CREATE_VM: a new VM, descriptor {}", vm.as_raw_fd()));
     vm.set_tss_address(0xfffb_d000)
         .map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
+    explain(|| {
+        "KVM_SET_TSS_ADDR 0xfffbd000: three pages below 4 GiB that KVM keeps for itself \
+         (on Intel, for emulating real mode)"
+            .into()
+    });
     vm.create_irq_chip()
         .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+    explain(|| {
+        "KVM_CREATE_IRQCHIP: the interrupt controllers (two 8259 PICs, an IOAPIC, a local APIC \
+         per vCPU) are emulated inside the host kernel, not by the VMM"
+            .into()
+    });
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
     };
     vm.create_pit2(pit)
         .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
+    explain(|| "KVM_CREATE_PIT2: the 8254 timer, in the host kernel too".into());
     let host_addr = mem
         .get_host_address(GuestAddress(0))
         .map_err(|e| format!("guest memory: {e}"))?;
@@ -200,6 +259,17 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
     // `vm`, so it outlives the VM and every vCPU run.
     unsafe { vm.set_user_memory_region(region) }
         .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
+    explain(|| {
+        format!(
+            "KVM_SET_USER_MEMORY_REGION slot 0: guest physical {:#x}-{:#x} ({} MiB) is the \
+             VMM's memory at {:#x}, a memfd mapped shared and sealed against resizing; \
+             the guest's pages are the host's only once it touches them",
+            0,
+            mem_size - 1,
+            cfg.mem_mib,
+            host_addr as u64
+        )
+    });
 
     // Virtio devices: the channel console, the root disk, the network interface; device i
     // has its register window at VIRTIO_MMIO_BASE + i * 4 KiB and IRQ VIRTIO_FIRST_IRQ + i.
@@ -219,6 +289,7 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
         vm.register_ioevent(&rx_kick, &notify, crate::virtio::net::RX as u32)
             .and_then(|()| vm.register_ioevent(&tx_kick, &notify, crate::virtio::net::TX as u32))
             .map_err(|e| format!("KVM_IOEVENTFD: {e}"))?;
+        explain_ioeventfd("network", base);
         net_path = Some((devices.len(), rx_kick, tx_kick, net.tap.as_raw_fd()));
         devices.push(Box::new(Net::new(Box::new(Tap(net.tap)), net.mac)));
     }
@@ -232,16 +303,28 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
             vm.register_ioevent(k, &notify, i as u32)
                 .map_err(|e| format!("KVM_IOEVENTFD: {e}"))?;
         }
+        explain_ioeventfd("filesystem (served by virtiofsd)", base);
         devices.push(Box::new(Fs::connect(fs.socket, &fs.tag, kicks)?));
     }
     let mut cmdline = cfg.cmdline.clone();
     let mut transports = Vec::new();
+    let kinds = devices
+        .iter()
+        .map(|d| explain::virtio_kind(d.device_type()))
+        .collect();
     for (i, device) in devices.into_iter().enumerate() {
         let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
         let gsi = VIRTIO_FIRST_IRQ + i as u32;
         vm.register_irqfd(&irq, gsi)
             .map_err(|e| format!("KVM_IRQFD: {e}"))?;
         let base = VIRTIO_MMIO_BASE + i as u64 * VIRTIO_MMIO_SIZE;
+        explain(|| {
+            format!(
+                "device: virtio-mmio #{i} ({}), registers at {base:#x} (4 KiB, each access an \
+                 MMIO exit), interrupt GSI {gsi} raised through an eventfd (KVM_IRQFD)",
+                explain::virtio_kind(device.device_type())
+            )
+        });
         cmdline.push_str(&format!(" virtio_mmio.device=4K@{base:#x}:{gsi}"));
         transports.push(Mutex::new(MmioTransport::new(device, irq)));
     }
@@ -251,6 +334,22 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
     let irq = EventFdTrigger::new().map_err(|e| format!("eventfd: {e}"))?;
     vm.register_irqfd(&irq.0, COM_IRQS[0])
         .map_err(|e| format!("KVM_IRQFD: {e}"))?;
+    explain(|| {
+        format!(
+            "device: COM1, an 8250 serial port at I/O ports {:#x}-{:#x}, IRQ {} — the kernel \
+             console (isola keeps it, --debug shows it)",
+            COM_PORTS[0],
+            COM_PORTS[0] + 7,
+            COM_IRQS[0]
+        )
+    });
+    explain(|| {
+        format!(
+            "device: an i8042 controller at ports {I8042_DATA:#x} and {I8042_COMMAND:#x} — the \
+             guest resets the machine through it; device: the boot timer at port \
+             {BOOT_TIMER_PORT:#x} — guest init writes a byte at each step"
+        )
+    });
     let bus = Bus {
         uart: Mutex::new(Uart::new(COM_PORTS[0], irq, io.console.clone())),
         i8042: Mutex::new(I8042::new(
@@ -265,11 +364,19 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
         threads: Mutex::default(),
         io_exits: AtomicU64::new(0),
         mmio_exits: AtomicU64::new(0),
+        exit_log: explain::ExitLog::new(started, kinds),
     };
 
     let mut supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
+    let kvm_cpuid = explain::is_on().then(|| supported.clone());
+    explain(|| {
+        format!(
+            "KVM_GET_SUPPORTED_CPUID: {} CPUID entries this host's KVM can offer a guest",
+            supported.as_slice().len()
+        )
+    });
     if kvm.check_extension(Cap::TscDeadlineTimer) {
         // KVM's in-kernel APIC has the TSC-deadline timer but leaves announcing it to the
         // VMM. Announced, the guest kernel skips calibrating its APIC timer (100 ms of boot).
@@ -282,12 +389,21 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
         }
     }
     mptable::write(&mem, cfg.cpus, MPTABLE)?;
+    explain(|| {
+        format!(
+            "MP table at {MPTABLE:#x}: {} CPU(s) and the IOAPIC, for the kernel's SMP bring-up",
+            cfg.cpus
+        )
+    });
     let mut vcpus = Vec::new();
     for index in 0..cfg.cpus {
         let vcpu = vm
             .create_vcpu(u64::from(index))
             .map_err(|e| format!("KVM_CREATE_VCPU {index}: {e}"))?;
-        cpu::configure(&vcpu, &mem, loaded.entry, &supported, index, cfg.cpus)?;
+        let cpuid = cpu::configure(&vcpu, &mem, loaded.entry, &supported, index, cfg.cpus)?;
+        if let Some(kvm_cpuid) = &kvm_cpuid {
+            explain_vcpu(&vcpu, index, kvm_cpuid, &cpuid);
+        }
         vcpus.push(vcpu);
     }
 
@@ -295,6 +411,14 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
     drop(kvm); // /dev/kvm itself: every VM and vCPU descriptor exists now
     jail.enter().map_err(|e| format!("jailing the VMM: {e}"))?;
     let guest_entry = started.elapsed();
+    explain(|| {
+        format!(
+            "KVM_RUN on {} vCPU thread(s) from {:.1} ms: the guest runs until it needs the \
+             VMM; its exits as they come:",
+            cfg.cpus,
+            guest_entry.as_secs_f64() * 1000.0
+        )
+    });
     let exit = std::thread::scope(|scope| {
         let (console, input, mem, stop, bus) = (&io.console, &input, &mem, &stop, &bus);
         scope.spawn(move || {
@@ -343,6 +467,9 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
         let _ = stop.write(1);
         exit
     });
+    if explain::is_on() {
+        bus.exit_log.say_counts();
+    }
     let marks = bus
         .marks
         .into_inner()

@@ -5,7 +5,8 @@
 //! with no capabilities, in an empty root, under a seccomp allowlist.
 //!
 //! The pipes, front end ↔ VMM: control (frames for the guest), channel (what the guest sends),
-//! console (the kernel log), report (how it ended, one `key value` line each, written last).
+//! console (the kernel log), report (how it ended, one `key value` line each, written last;
+//! before them, with --explain, `explain: ...` lines as things happen, which isola passes on).
 
 use crate::devices::serial::Sink;
 use crate::host_relay::{self, FrontEnd, HostIo};
@@ -136,6 +137,13 @@ pub fn run(machine: Machine, mut host: HostIo, jail: JailConfig) -> Result<VmOut
         );
     }
     drop((control_r, channel_w, console_w, report_w, machine));
+    crate::explain::say(|| {
+        format!(
+            "the VMM: process {pid}, cloned into new {} namespaces; it builds the VM once it is \
+             in the VM's cgroup, then jails itself",
+            isola_process::explain::namespaces(flags)
+        )
+    });
     // The VMM waits for this byte: it starts nothing before it is in its cgroup.
     if let Err(e) = place(pid as i32) {
         // SAFETY: kill(2) of our own child, not yet reaped.
@@ -177,6 +185,8 @@ fn reap(pid: libc::pid_t) -> (i32, u64) {
 fn vmm_main(machine: Machine, jail: Jail, started: Instant, fds: [OwnedFd; 4]) -> ! {
     let [control, channel, console, report] = fds.map(|f| f.into_raw_fd());
     REPORT_FD.store(report, Ordering::Relaxed);
+    // With --explain, the VMM's lines go to isola on the report pipe (its stderr goes nowhere).
+    isola_process::explain::send_to(report);
     let mut go = [0u8];
     // SAFETY: read of one byte into a live local.
     if unsafe { libc::read(control, go.as_mut_ptr().cast(), 1) } != 1 || go[0] != GO {

@@ -365,8 +365,9 @@ pub struct RunArgs {
     /// processes
     #[arg(long)]
     pub init: bool,
-    /// Say what the container level does as it does it: namespaces, cgroup files, mounts,
-    /// pivot_root, capabilities, seccomp, exec (container level)
+    /// Say each step as it happens, with its real values: for a container the namespaces,
+    /// cgroup files, mounts, pivot_root, capabilities, seccomp, exec; for a VM the KVM ioctls,
+    /// memory, devices, CPUID, vCPU registers, the jail and the VM exits
     #[arg(long)]
     pub explain: bool,
     /// `isola compare`'s probe instead of the command: what the workload sees, as JSON

@@ -261,7 +261,7 @@ impl Cgroup {
 }
 
 pub(crate) fn write_file(path: &std::path::Path, value: &str) -> Result<(), CgroupError> {
-    crate::explain::say(|| {
+    isola_process::explain::say(|| {
         format!(
             "cgroup: {:?} written to {}",
             value.trim_end(),

@@ -164,6 +164,15 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<Ended, Error> {
     let disk_path = job.disk;
     let root_disk = std::fs::File::open(&disk_path)
         .map_err(|e| Error::Vm(format!("{}: {e}", disk_path.display())))?;
+    isola_process::explain::say(|| {
+        let size = root_disk.metadata().map_or(0, |m| m.len());
+        format!(
+            "root disk: {} ({} MiB, an ext4 image of the root filesystem), served read-only \
+             as the guest's /dev/vda",
+            disk_path.display(),
+            size.div_ceil(1 << 20)
+        )
+    });
     // Sized up front and the init binary dropped once copied in: what the VMM holds beyond
     // guest memory stays small (see --timings' memory line).
     let init_bytes =
@@ -213,6 +222,15 @@ pub fn run_job(config: &VmConfig, job: VmJob) -> Result<Ended, Error> {
         );
     }
     let initrd = initrd.finish();
+    isola_process::explain::say(|| {
+        format!(
+            "initramfs built in memory ({} KiB): guest init as /init, the process plan read \
+             from config.json, the seccomp filter, the network and mounts to set up. Guest init \
+             (PID 1 of the guest) does inside what the container init does on the host — \
+             mounts, cgroup limits, identity, exec — where the VMM does not see it",
+            initrd.len().div_ceil(1024)
+        )
+    });
     // For booting the very same guest under another VMM (tests/bench/vm does, with QEMU).
     if let Some(out) = std::env::var_os("ISOLA_DEBUG_INITRAMFS").filter(|v| !v.is_empty()) {
         std::fs::write(&out, &initrd).map_err(|e| {

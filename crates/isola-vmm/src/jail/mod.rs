@@ -158,6 +158,20 @@ impl Jail {
                 "the VMM kept capabilities {left:#x} after the id change"
             ));
         }
+        crate::explain::say(|| {
+            format!(
+                "the VMM jails itself: stdio /dev/null, its own session, root an empty \
+                 read-only tmpfs (pivot_root, old root detached), uid and gid {}, no \
+                 capabilities, no_new_privs, killed with isola; each thread installs its own \
+                 seccomp allowlist as it starts (BPF instructions: vCPU {}, input {}, network \
+                 {}, supervisor {})",
+                self.id,
+                self.vcpu.len(),
+                self.input.len(),
+                self.net.len(),
+                self.supervisor.len()
+            )
+        });
         Ok(())
     }
 

@@ -166,7 +166,7 @@ pub fn mount_root(dir: &Path, lower: &Path) -> Result<()> {
             _ => {}
         }
     }
-    isola_container::explain::say(|| {
+    isola_process::explain::say(|| {
         format!(
             "the root: an overlay mount on {} — lowerdir {} (the image, shared, read-only), upperdir {} (this container's writes)",
             dir.join("rootfs").display(),

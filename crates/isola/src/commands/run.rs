@@ -225,10 +225,7 @@ pub fn run(paths: &Paths, a: RunArgs) -> Result<i32> {
     let requests = crate::volumes::request::parse_all(&a.volume, &a.mount, &a.tmpfs)?;
     let mut settings = settings(&a.process, &a.command, &short, a.tty, cpu_range, network)?;
     if a.explain {
-        if level == Level::Vm {
-            bail!("--explain: not yet at --isolation vm (the container level only, for now)");
-        }
-        isola_container::explain::enable();
+        isola_process::explain::enable();
     }
     if level == Level::Vm {
         if request == NetworkRequest::Host {
