@@ -1,6 +1,7 @@
 //! `isola bench pagerank` end to end at the levels this host runs (bare and container; vm.rs
 //! runs the VM level in the test host): every instance ends with the same result, the CSV has
-//! a row per instance, and the plot is well-formed with the CSV's means at its points.
+//! a row per instance, the SVG plot is well-formed with the CSV's means at its points, and the
+//! PNG shows each measured level's lines.
 
 use isola_e2e::Env;
 use std::collections::HashMap;
@@ -57,6 +58,12 @@ fn bench_pagerank_writes_a_csv_and_a_plot_that_agree() {
         let drawn: f64 = f[3].parse().unwrap();
         assert!((drawn - sum / n).abs() < 0.01, "{p}: {}", sum / n);
     }
+    // The PNG is the same plot: 2 pixels a unit, each measured level's line in its colour.
+    let (w, h, _) = isola_e2e::png_pixels(&out.join("pagerank.png"));
+    assert_eq!((w, h), (1440, 1080));
+    let [bare, container, vm] = isola_e2e::plot_level_pixels(&out.join("pagerank.png"));
+    assert!(bare > 500 && container > 500, "{bare} {container}");
+    assert_eq!(vm > 0, vm_here, "{vm}");
     let r = env.isola(&[
         "bench",
         "pagerank",

@@ -1935,5 +1935,7 @@ fn bench_pagerank_runs_every_level_and_plots_them() {
     );
     let svg = std::fs::read_to_string(out.join("pagerank.svg")).unwrap();
     assert!(svg.contains("data-level=\"vm\""), "{svg}");
+    let pixels = isola_e2e::plot_level_pixels(&out.join("pagerank.png"));
+    assert!(pixels.iter().all(|n| *n > 500), "{pixels:?}");
     env.assert_clean();
 }

@@ -407,7 +407,7 @@ pub struct PagerankArgs {
     pub nodes: usize,
     #[arg(long, default_value_t = 20)]
     pub iterations: usize,
-    /// Where pagerank.csv and pagerank.svg go
+    /// Where pagerank.csv, pagerank.svg and pagerank.png go
     #[arg(long, default_value = "isola-bench-pagerank")]
     pub output: std::path::PathBuf,
     /// The image holding /usr/local/bin/pagerank

@@ -8,6 +8,7 @@ mod exec_process;
 mod leftovers;
 mod limits;
 mod paths;
+mod plot;
 mod records;
 mod restart_policy;
 mod runtime;

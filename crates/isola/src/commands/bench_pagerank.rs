@@ -83,11 +83,18 @@ pub fn pagerank(paths: &Paths, a: PagerankArgs) -> Result<i32> {
     let csv = a.output.join("pagerank.csv");
     std::fs::write(&csv, super::bench_plot::csv(&all))
         .with_context(|| csv.display().to_string())?;
+    let drawing = super::bench_plot::drawing(&all, a.nodes, a.iterations);
     let svg = a.output.join("pagerank.svg");
-    std::fs::write(&svg, super::bench_plot::svg(&all, a.nodes, a.iterations))
-        .with_context(|| svg.display().to_string())?;
+    std::fs::write(&svg, drawing.svg()).with_context(|| svg.display().to_string())?;
+    let png = a.output.join("pagerank.png");
+    std::fs::write(&png, drawing.png(2)).with_context(|| png.display().to_string())?;
     super::bench_plot::print_table(&all);
-    eprintln!("isola bench: wrote {} and {}", csv.display(), svg.display());
+    eprintln!(
+        "isola bench: wrote {}, {} and {}",
+        csv.display(),
+        svg.display(),
+        png.display()
+    );
     Ok(0)
 }
 

@@ -1,9 +1,10 @@
 //! `isola bench pagerank`'s outputs: the CSV (one row per instance), the terminal table (one
-//! row per level and instance count) and the SVG plot (mean completion time and mean wait time
-//! against instances at once, a line per level), self-contained and well-formed; each point
+//! row per level and instance count) and the plot (mean completion time and mean wait time
+//! against instances at once, a line per level) as SVG and PNG from one drawing; each SVG point
 //! carries its value (`data-ms`) so a test can hold it against the CSV.
 
 use super::bench_pagerank::Instance;
+use crate::plot::{Anchor, Drawing, Shape};
 
 /// (level, instances) → the instances' mean completion, mean CPU and mean wait (ms), and runs
 /// per second (instances over the last one's completion).
@@ -89,12 +90,13 @@ const COLORS: &[(&str, &str)] = &[
 
 /// One line chart: `value` of each summary against its instance count, a line per level.
 fn chart(
+    d: &mut Drawing,
     sums: &[Summary],
     title: &str,
     metric: &str,
     value: &dyn Fn(&Summary) -> f64,
     top: f64,
-) -> String {
+) {
     let (x0, y0, w, h) = (60.0, top + 30.0, 560.0, 200.0);
     let counts: Vec<usize> = {
         let mut c: Vec<usize> = sums.iter().map(|s| s.instances).collect();
@@ -112,76 +114,99 @@ fn chart(
         }
     };
     let y = |v: f64| y0 + h - v / most * h;
-    let mut s = format!(
-        "<text x=\"10\" y=\"{:.0}\" font-weight=\"bold\">{title}</text>\n\
-         <line x1=\"{x0}\" y1=\"{:.0}\" x2=\"{:.0}\" y2=\"{:.0}\" stroke=\"#888\"/>\n\
-         <line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x0}\" y2=\"{:.0}\" stroke=\"#888\"/>\n\
-         <text x=\"5\" y=\"{:.0}\" font-size=\"11\">{most:.0} ms</text>\n",
-        top + 18.0,
-        y0 + h,
-        x0 + w,
-        y0 + h,
-        y0 + h,
-        y0 + 4.0
-    );
+    let text = |x: f64, y: f64, color, anchor, text: String| Shape::Text {
+        x,
+        y,
+        size: 11,
+        bold: false,
+        color,
+        anchor,
+        text,
+    };
+    d.push(Shape::Text {
+        x: 10.0,
+        y: top + 18.0,
+        size: 13,
+        bold: true,
+        color: "#000",
+        anchor: Anchor::Start,
+        text: title.to_string(),
+    });
+    for (from, to) in [((x0, y0 + h), (x0 + w, y0 + h)), ((x0, y0), (x0, y0 + h))] {
+        d.push(Shape::Line {
+            from,
+            to,
+            color: "#888",
+            width: 1.0,
+        });
+    }
+    d.push(text(
+        5.0,
+        y0 + 4.0,
+        "#000",
+        Anchor::Start,
+        format!("{most:.0} ms"),
+    ));
     for n in &counts {
-        s.push_str(&format!(
-            "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"11\" text-anchor=\"middle\">{n}</text>\n",
+        d.push(text(
             x(*n),
-            y0 + h + 14.0
+            y0 + h + 14.0,
+            "#000",
+            Anchor::Middle,
+            n.to_string(),
         ));
     }
     for (level, color) in COLORS {
         let points: Vec<&Summary> = sums.iter().filter(|s| s.level == *level).collect();
-        if points.is_empty() {
+        let Some(last) = points.last() else {
             continue;
-        }
-        let path: Vec<String> = points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.instances), y(value(p))))
-            .collect();
-        s.push_str(&format!(
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n",
-            path.join(" ")
-        ));
+        };
+        d.push(Shape::Polyline {
+            points: points
+                .iter()
+                .map(|p| (x(p.instances), y(value(p))))
+                .collect(),
+            color,
+            width: 2.0,
+        });
         for p in &points {
-            s.push_str(&format!(
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\" data-level=\"{level}\" data-instances=\"{}\" data-metric=\"{metric}\" data-ms=\"{:.3}\"><title>{level}, {}: {:.1} ms</title></circle>\n",
-                x(p.instances),
-                y(value(p)),
-                p.instances,
-                value(p),
-                p.instances,
-                value(p)
-            ));
+            d.push(Shape::Dot {
+                at: (x(p.instances), y(value(p))),
+                radius: 3.0,
+                color,
+                attributes: format!(
+                    "data-level=\"{level}\" data-instances=\"{}\" data-metric=\"{metric}\" data-ms=\"{:.3}\"",
+                    p.instances,
+                    value(p)
+                ),
+                title: format!("{level}, {}: {:.1} ms", p.instances, value(p)),
+            });
         }
-        let last = points.last().expect("not empty");
-        s.push_str(&format!(
-            "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"11\" fill=\"{color}\">{level}</text>\n",
-            x(last.instances) + 6.0,
-            y(value(last)) + 4.0
-        ));
+        let at = (x(last.instances) + 6.0, y(value(last)) + 4.0);
+        d.push(text(at.0, at.1, color, Anchor::Start, level.to_string()));
     }
-    s
 }
 
-pub fn svg(all: &[Instance], nodes: usize, iterations: usize) -> String {
+/// The two charts — completion time and wait time against instances — as one drawing, for the
+/// SVG and the PNG alike.
+pub fn drawing(all: &[Instance], nodes: usize, iterations: usize) -> Drawing {
     let sums = summarize(all);
-    let a = chart(
+    let mut d = Drawing::new(720, 540);
+    chart(
+        &mut d,
         &sums,
         &format!("PageRank ({nodes} nodes, {iterations} iterations): mean completion time against instances at once"),
         "completion",
         &|s| s.completion_ms,
         0.0,
     );
-    let b = chart(
+    chart(
+        &mut d,
         &sums,
         "Mean time runnable but waiting for a CPU (host tasks' schedstat)",
         "wait",
         &|s| s.wait_ms,
         270.0,
     );
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"700\" height=\"540\" font-family=\"sans-serif\" font-size=\"13\">\n{a}{b}</svg>\n"
-    )
+    d
 }
