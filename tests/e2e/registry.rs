@@ -51,6 +51,22 @@ fn pull_oci_and_docker_images_and_run_them() {
     fresh.assert_clean();
 }
 
+#[test]
+fn a_pull_on_a_terminal_shows_bars_for_each_blob_and_the_unpacking() {
+    let env = Env::new();
+    let reg = Registry::start();
+    reg.push(&layout(&env), "sample:latest", "demo/bars:1", &[]);
+    let fresh = Env::empty();
+    let name = reg.name("demo/bars:1");
+    let (code, screen) = fresh.in_terminal(&format!("pull {name}"), "");
+    assert_eq!(code, 0, "{screen}");
+    for what in ["Pulling ", "] ", "fetching", "unpacking [", " layers done"] {
+        assert!(screen.contains(what), "no {what:?} in {screen}");
+    }
+    assert!(fresh.isola(&["images"]).stdout.contains("demo/bars"));
+    fresh.assert_clean();
+}
+
 /// Every kind of pulled image (OCI gzip, Docker schema 2, zstd, a multi-platform index) runs
 /// the same at both isolation levels (the VM half where KVM
 /// runs guests: tests/e2e/testhost.rs runs this test inside the emulated test host).

@@ -465,10 +465,12 @@ fn a_damaged_root_disk_is_reported_removed_and_rebuilt() {
     );
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     assert!(!disk.exists(), "the damaged image must be gone");
-    assert_eq!(
-        env.run_ok(&["--isolation", "vm", "sample", "echo", "ok"]),
-        "ok\n"
-    );
+    // Rebuilt, on a terminal: a bar while mke2fs writes it (none above, off a terminal).
+    let (code, screen) = env.in_terminal("run --rm --isolation vm sample echo ok", "");
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("building the VM's root disk ["), "{screen}");
+    assert!(screen.contains("ok\r\n"), "{screen}");
+    assert!(disk.exists());
     env.assert_clean();
 }
 

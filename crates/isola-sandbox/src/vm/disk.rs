@@ -7,7 +7,8 @@
 use crate::Error;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Bytes and inodes a tree needs (files rounded up to 4 KiB blocks).
 fn tree_usage(dir: &Path) -> Result<(u64, u64), Error> {
@@ -29,15 +30,20 @@ fn tree_usage(dir: &Path) -> Result<(u64, u64), Error> {
     Ok((bytes, inodes))
 }
 
-/// The shared disk image for `chain` in `dir` (building it from `tree` if it is not there yet).
-pub fn shared(dir: &Path, chain: &str, tree: &Path) -> Result<PathBuf, Error> {
+/// How far a disk build is: (bytes written, bytes the tree holds) — an estimate, as mke2fs
+/// says nothing while it copies.
+pub type Progress<'a> = &'a dyn Fn(u64, u64);
+
+/// The shared disk image for `chain` in `dir` (building it from `tree` if it is not there yet,
+/// telling `progress` how far it is).
+pub fn shared(dir: &Path, chain: &str, tree: &Path, progress: Progress) -> Result<PathBuf, Error> {
     let file = dir.join(format!("{chain}.ext4"));
     if file.is_file() {
         return Ok(file);
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::Vm(format!("{}: {e}", dir.display())))?;
     let tmp = dir.join(format!(".{chain}.{}.ext4", std::process::id()));
-    build(tree, &tmp)?;
+    build(tree, &tmp, progress)?;
     if let Err(e) = std::fs::rename(&tmp, &file) {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::Vm(format!("{}: {e}", file.display())));
@@ -45,8 +51,9 @@ pub fn shared(dir: &Path, chain: &str, tree: &Path) -> Result<PathBuf, Error> {
     Ok(file)
 }
 
-/// Writes `tree` as an ext4 image to `file` (nothing is left there on failure).
-pub fn build(tree: &Path, file: &Path) -> Result<(), Error> {
+/// Writes `tree` as an ext4 image to `file` (nothing is left there on failure); while mke2fs
+/// copies, `progress` hears every 10 ms how many bytes the image holds so far.
+pub fn build(tree: &Path, file: &Path, progress: Progress) -> Result<(), Error> {
     let (bytes, inodes) = tree_usage(tree)?;
     // Generous: the file is sparse, so room that is never used costs no disk.
     let size_mib = (bytes * 2).div_ceil(1 << 20) + 64;
@@ -70,7 +77,18 @@ pub fn build(tree: &Path, file: &Path) -> Result<(), Error> {
         .arg(tree)
         .arg(file)
         .arg(format!("{size_mib}M"))
-        .output();
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            // The image is sparse: the blocks it has are what mke2fs has written.
+            while child.try_wait()?.is_none() {
+                let written = std::fs::metadata(file).map_or(0, |m| m.blocks() * 512);
+                progress(written, bytes);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            child.wait_with_output()
+        });
     let out = match out {
         Ok(o) => o,
         Err(e) => {

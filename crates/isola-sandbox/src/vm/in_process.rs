@@ -77,7 +77,7 @@ pub fn create(o: &CreateOptions, spec: Spec, interactive: bool) -> Result<Box<dy
                 ))
             })?;
             let disk = o.vm.run_dir.join(format!("vm-disk-{}.ext4", o.id));
-            super::disk::build(&rootfs, &disk).map_err(|e| {
+            super::disk::build(&rootfs, &disk, &|_, _| {}).map_err(|e| {
                 Error::Vm(format!("the VM's root disk from {}: {e}", rootfs.display()))
             })?;
             (disk.clone(), Some(disk))

@@ -99,7 +99,7 @@ fn create_in(o: &CreateOptions, spec: Spec, dir: &Path) -> Result<Detached, Erro
                 ))
             })?;
             let disk = disk_path(dir);
-            super::disk::build(&rootfs, &disk).map_err(|e| {
+            super::disk::build(&rootfs, &disk, &|_, _| {}).map_err(|e| {
                 Error::Vm(format!("the VM's root disk from {}: {e}", rootfs.display()))
             })?;
             (disk, false)

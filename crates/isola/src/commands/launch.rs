@@ -132,9 +132,15 @@ fn once(paths: &Paths, record: &mut Record, opts: &Options) -> Result<i32> {
         Level::Container => mount_root(&dir, lower)?,
         Level::Vm => {
             crate::vm_preflight::preflight(paths)?;
-            let disk =
-                isola_sandbox::vm::disk::shared(&paths.vm_images(), &record.launch.chain, lower)
-                    .map_err(|e| Exit(125, format!("--isolation vm: root disk: {e}")))?;
+            let bar = crate::commands::step_progress::StepBar::bytes("building the VM's root disk");
+            let disk = isola_sandbox::vm::disk::shared(
+                &paths.vm_images(),
+                &record.launch.chain,
+                lower,
+                &|done, total| bar.set(done, total),
+            )
+            .map_err(|e| Exit(125, format!("--isolation vm: root disk: {e}")))?;
+            drop(bar);
             vm.shared_disk = Some(disk);
         }
     }

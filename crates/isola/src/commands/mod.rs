@@ -23,4 +23,5 @@ pub mod push;
 pub mod run;
 pub mod run_network;
 pub mod start;
+pub mod step_progress;
 pub mod volume;

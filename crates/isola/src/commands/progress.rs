@@ -1,5 +1,6 @@
 //! How pull and push report blobs: a bar per blob when stderr is a terminal (indicatif), one
-//! line per step when it is not (logs, pipes, tests), nothing with `--quiet`.
+//! line per step when it is not (logs, pipes, tests), nothing with `--quiet`; on a terminal, a
+//! bar for the layers unpacked too.
 
 use crate::commands::images::human;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -78,6 +79,20 @@ impl BlobReport {
                 bar.set_position(bytes);
             }
         }
+    }
+
+    /// A bar for unpacking `layers` layers, on a terminal (the unpacker moves it on).
+    pub fn unpacking(&self, layers: usize) -> Option<ProgressBar> {
+        let BlobReport::Bars { multi, .. } = self else {
+            return None;
+        };
+        let bar = multi.add(ProgressBar::new(layers as u64));
+        bar.set_style(
+            ProgressStyle::with_template("  unpacking [{bar:30}] {pos}/{len} layers {msg}")
+                .expect("the template is valid")
+                .progress_chars("=> "),
+        );
+        Some(bar)
     }
 
     /// A blob arrived whole (and checked).

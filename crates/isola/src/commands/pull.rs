@@ -73,7 +73,9 @@ pub fn pull_image(
                 let rx = layers_in.take().expect("one config per pull");
                 let expected = d.len();
                 let chain = chain_id_of(d);
-                unpacker = Some(scope.spawn(move || unpack(store, cache, chain, expected, rx)));
+                let bar = report.unpacking(expected);
+                unpacker =
+                    Some(scope.spawn(move || unpack(store, cache, chain, expected, rx, bar)));
             }
             PullEvent::LayerReady { index, digest } => {
                 if let (Some(tx), Some(diff)) = (&to_unpacker, diff_ids.get(index)) {
@@ -104,23 +106,41 @@ pub fn pull_image(
 }
 
 /// Applies layers as they come, in order, into a new rootfs for `chain` (unless it is cached
-/// already); the rootfs is kept only when all `expected` layers arrived and applied.
+/// already), moving `bar` on; the rootfs is kept only when all `expected` layers arrived and
+/// applied.
 fn unpack(
     store: &Store,
     cache: &RootfsCache,
     chain: Option<Digest>,
     expected: usize,
     layers: mpsc::Receiver<(Digest, Digest)>,
+    bar: Option<indicatif::ProgressBar>,
 ) -> Result<PathBuf, isola_oci::StoreError> {
     let chain = chain
         .ok_or_else(|| isola_oci::StoreError::Invalid("the image has no layers".to_string()))?;
     let Some(mut unpacking) = cache.begin(&chain)? else {
+        if let Some(bar) = bar {
+            bar.finish_with_message("already unpacked");
+        }
         return Ok(cache.path_for(&chain));
     };
     let mut applied = 0;
     for (layer, diff_id) in layers {
+        if let Some(bar) = &bar {
+            bar.set_message(layer.short().to_string());
+        }
         unpacking.apply(store, &layer, &diff_id)?;
         applied += 1;
+        if let Some(bar) = &bar {
+            bar.set_position(applied as u64);
+        }
+    }
+    if let Some(bar) = &bar {
+        bar.finish_with_message(if applied == expected {
+            "done"
+        } else {
+            "broken off"
+        });
     }
     if applied != expected {
         // The pull broke off; dropping `unpacking` removes the partial rootfs.
