@@ -6,9 +6,14 @@ ISOLA_PACKAGES=(runc podman conmon containerd skopeo umoci docker-registry busyb
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# What only the test suite uses: Debian's Chromium, headless, screenshots the compare page.
+TEST_PACKAGES=(chromium)
+
+# Installs what is missing of the packages named (ISOLA_PACKAGES when none are).
 install_packages() {
-    local missing=()
-    for p in "${ISOLA_PACKAGES[@]}"; do
+    local missing=() wanted=("$@")
+    [ ${#wanted[@]} -gt 0 ] || wanted=("${ISOLA_PACKAGES[@]}")
+    for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -108,3 +108,58 @@ fn compare_measures_bare_and_container_and_writes_a_page_with_the_same_numbers()
     assert!(r.code == 125 && r.stderr.contains("x.pdf"), "{}", r.stderr);
     env.assert_clean();
 }
+
+/// The page as a person sees it: Debian's Chromium, headless, takes a screenshot of it; the
+/// screenshot is not blank, and each phase's colour and the memory bars' are on it.
+#[test]
+fn the_page_renders_in_chromium_with_its_bars_showing() {
+    let env = Env::new();
+    let page = env.root.join("report.html");
+    let r = env.isola(&[
+        "compare",
+        "--levels",
+        "bare,container",
+        "--output",
+        &page.to_string_lossy(),
+        "sample",
+        "true",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let profile = tempfile::tempdir().unwrap();
+    let shot = profile.path().join("shot.png");
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--window-size=1000,800")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium (Debian's package; scripts/test installs it)");
+    assert!(
+        out.status.success() && shot.exists(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (w, h, pixels) = isola_e2e::png_pixels(&shot);
+    assert_eq!((w, h), (1000, 800));
+    let white = pixels.iter().filter(|p| **p == [255, 255, 255]).count();
+    assert!(
+        white < pixels.len() * 97 / 100,
+        "the screenshot is {white} of {} pixels white",
+        pixels.len()
+    );
+    // The container's five phases (isola setup, isolation setup, start, workload, teardown)
+    // in the report's colours, and the memory bars.
+    for hex in [0x4e79a7, 0xf28e2b, 0xe15759, 0x76b7b2, 0x59a14f, 0x9c755f] {
+        let rgb = [(hex >> 16) as u8, (hex >> 8) as u8, hex as u8];
+        let near = |p: &[u8; 3]| p.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 3);
+        let n = pixels.iter().filter(|p| near(p)).count();
+        assert!(n > 100, "#{hex:06x}: {n} pixels");
+    }
+    env.assert_clean();
+}

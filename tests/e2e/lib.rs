@@ -478,43 +478,28 @@ pub fn bench_run(env: &Env, levels: &str, out: &Path) -> (String, Vec<Vec<String
     (r.stderr, rows)
 }
 
-/// A PNG's size and pixels, read here with no PNG library: the signature, IHDR (8-bit RGB, no
-/// interlace), the IDAT chunks inflated (zlib checks its own Adler-32), each row's filter type
-/// 0 — what isola writes; anything else fails the test.
+/// A PNG's size and pixels (RGB; an alpha channel is dropped), read by the `png` crate — a
+/// reader that is not isola's writer.
 pub fn png_pixels(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
-    use std::io::Read;
-    let png = std::fs::read(path).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{}", path.display());
-    let mut at = 8;
-    let (mut width, mut height, mut idat) = (0, 0, Vec::new());
-    while at + 12 <= png.len() {
-        let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
-        let kind = &png[at + 4..at + 8];
-        let data = &png[at + 8..at + 8 + len];
-        match kind {
-            b"IHDR" => {
-                width = u32::from_be_bytes(data[0..4].try_into().unwrap());
-                height = u32::from_be_bytes(data[4..8].try_into().unwrap());
-                assert_eq!(&data[8..13], &[8, 2, 0, 0, 0], "not 8-bit RGB");
-            }
-            b"IDAT" => idat.extend_from_slice(data),
-            b"IEND" => break,
-            _ => {}
-        }
-        at += 12 + len;
-    }
-    let mut raw = Vec::new();
-    flate2::read::ZlibDecoder::new(&idat[..])
-        .read_to_end(&mut raw)
-        .unwrap();
-    let row = 1 + width as usize * 3;
-    assert_eq!(raw.len(), row * height as usize, "{}", path.display());
-    let mut pixels = Vec::with_capacity(width as usize * height as usize);
-    for line in raw.chunks(row) {
-        assert_eq!(line[0], 0, "filter type");
-        pixels.extend(line[1..].chunks(3).map(|p| [p[0], p[1], p[2]]));
-    }
-    (width, height, pixels)
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
+    let frame = reader
+        .next_frame(&mut buf)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(frame.bit_depth, png::BitDepth::Eight, "{}", path.display());
+    let step = match frame.color_type {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => panic!("{}: colour type {other:?}", path.display()),
+    };
+    let pixels = buf[..frame.buffer_size()]
+        .chunks(step)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    (frame.width, frame.height, pixels)
 }
 
 /// How many pixels of the bench plot's PNG have each level's colour (bare, container, vm).
