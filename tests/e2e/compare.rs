@@ -69,6 +69,29 @@ fn compare_measures_bare_and_container_and_writes_a_page_with_the_same_numbers()
         bare["probe"]["kernel"], p["kernel"],
         "a container shares the host's kernel"
     );
+    // Its disk: the unpacked rootfs, as du counts it (allocated blocks); bare keeps nothing.
+    let du = std::process::Command::new("du")
+        .arg("-sk")
+        .arg(env.root.join("rootfs"))
+        .output()
+        .unwrap();
+    let du_mib: f64 = String::from_utf8_lossy(&du.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0;
+    let rootfs = ctr["disk_mib"]["rootfs"].as_f64().unwrap();
+    assert!(
+        rootfs > 1.0 && (rootfs - du_mib).abs() < 0.1,
+        "{rootfs} vs du {du_mib}"
+    );
+    assert!(ctr["disk_mib"]["root_disk"].is_null() && bare["disk_mib"]["rootfs"].is_null());
+    assert!(
+        table.contains("disk, shared by the image's runs"),
+        "{table}"
+    );
     // No usable KVM here: said, loudly, not faked.
     if vm.get("not_measured").is_some() {
         assert!(table.contains("vm: NOT MEASURED HERE"), "{table}");

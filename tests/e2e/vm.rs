@@ -1896,6 +1896,19 @@ fn compare_measures_all_three_levels_where_kvm_works() {
         .sum();
     assert!((sum - vm["wall_ms"].as_f64().unwrap()).abs() < 0.01, "{vm}");
     assert!(vm["vmm_rss_mib"].as_f64().unwrap() > 0.0, "{vm}");
+    // Its disk: the rootfs the container has too, and the ext4 image's allocated blocks.
+    assert_eq!(vm["disk_mib"]["rootfs"], ctr["disk_mib"]["rootfs"]);
+    let disk = std::fs::read_dir(env.root.join("vm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "ext4"))
+        .unwrap();
+    let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&disk).unwrap());
+    let mib = (blocks * 512) as f64 / (1 << 20) as f64;
+    assert!(
+        (vm["disk_mib"]["root_disk"].as_f64().unwrap() - mib).abs() < 0.01,
+        "{vm}"
+    );
     // Its own kernel, one interface (loopback), its own memory size; the container the host's.
     assert_ne!(vm["probe"]["kernel"], ctr["probe"]["kernel"], "{vm}");
     assert_eq!(vm["probe"]["interfaces"], serde_json::json!(["lo"]));

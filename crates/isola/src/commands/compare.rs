@@ -1,6 +1,6 @@
 //! `isola compare IMAGE [CMD...]`: the same workload bare (the command on the host, where the
 //! host has it), as a container and as a VM, side by side — where the time goes, phase by phase
-//! (the `--timings` lines of each run), what it costs (peak memory), and what the workload sees
+//! (the `--timings` lines of each run), what it costs (peak memory, disk), and what the workload sees
 //! (the probe: the tiny init's binary started as `/dev/init --probe` at each level, and as-is
 //! on the host for the bare column). Every figure is measured in this run, by the real binary:
 //! each level is `isola run --rm --network none --timings` started as a child of this isola.
@@ -30,7 +30,43 @@ pub struct Measured {
     /// A VM's VMM: its peak RSS and the part that is not guest memory.
     pub vmm_rss_mib: Option<f64>,
     pub vmm_overhead_mib: Option<f64>,
+    /// What the level keeps on disk for the image, MiB allocated: the unpacked rootfs (a
+    /// container's lower layer; a VM's disk is made from it) and a VM's ext4 root disk, both
+    /// shared by every run of the image. Bare: nothing of isola's.
+    pub disk: Disk,
     pub probe: serde_json::Value,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct Disk {
+    pub rootfs_mib: Option<f64>,
+    pub root_disk_mib: Option<f64>,
+}
+
+/// Bytes allocated on disk under `path` (blocks, not apparent sizes; a hard-linked file once).
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if seen.insert((m.dev(), m.ino())) {
+            total += m.blocks() * 512;
+        }
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+            }
+        }
+    }
+    total
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
 }
 
 const LEVELS: &[&str] = &["bare", "container", "vm"];
@@ -77,7 +113,11 @@ pub fn compare(paths: &Paths, a: CompareArgs) -> Result<i32> {
         }
     }
     // The image first (pulled if need be), so no level pays for it.
-    let (_, image, _) = crate::commands::run::image_and_rootfs(paths, &a.image)?;
+    let (_, image, rootfs) = crate::commands::run::image_and_rootfs(paths, &a.image)?;
+    let root_disk = paths.vm_images().join(format!(
+        "{}.ext4",
+        isola_oci::rootfs::chain_id(&image)?.hex()
+    ));
     let command = if a.command.is_empty() {
         let c = image.config.config().clone().unwrap_or_default();
         c.entrypoint()
@@ -95,7 +135,14 @@ pub fn compare(paths: &Paths, a: CompareArgs) -> Result<i32> {
         let measured = match level.as_str() {
             "bare" => bare(paths, &command),
             "vm" if !vm_here => Err(VM_NOT_HERE.to_string()),
-            l => isolated(l, &a.image, &a.command),
+            l => isolated(l, &a.image, &a.command).map(|mut m| {
+                // Measured after the run: a VM's first run builds its disk.
+                m.disk = Disk {
+                    rootfs_mib: Some(mib(allocated(&rootfs))),
+                    root_disk_mib: (l == "vm").then(|| mib(allocated(&root_disk))),
+                };
+                m
+            }),
         };
         if let Err(why) = &measured {
             eprintln!("isola compare: {level}: {why}");
@@ -184,6 +231,7 @@ fn bare(paths: &Paths, command: &[String]) -> Result<Measured, String> {
         peak_rss_mib: run.maxrss_kib as f64 / 1024.0,
         vmm_rss_mib: None,
         vmm_overhead_mib: None,
+        disk: Disk::default(),
         probe: parse_probe(&probed.stdout)?,
     })
 }
@@ -249,6 +297,7 @@ fn isolated(level: &str, image: &str, command: &[String]) -> Result<Measured, St
         peak_rss_mib: run.maxrss_kib as f64 / 1024.0,
         vmm_rss_mib,
         vmm_overhead_mib,
+        disk: Disk::default(),
         probe: parse_probe(&probed.stdout)?,
     })
 }

@@ -92,6 +92,13 @@ fn rows(columns: &[Column]) -> Vec<(String, Vec<String>)> {
             _ => "-".into(),
         },
     );
+    let disk = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} MiB"));
+    row("disk, shared by the image's runs".into(), &|m| {
+        let total = m.disk.rootfs_mib.unwrap_or(0.0) + m.disk.root_disk_mib.unwrap_or(0.0);
+        disk(m.disk.rootfs_mib.map(|_| total))
+    });
+    row("  unpacked rootfs".into(), &|m| disk(m.disk.rootfs_mib));
+    row("  ext4 root disk".into(), &|m| disk(m.disk.root_disk_mib));
     let labels: Vec<&str> = seen(&Value::Null).iter().map(|(l, _)| *l).collect();
     for (i, label) in labels.iter().enumerate() {
         row(format!("sees: {label}"), &|m| seen(&m.probe)[i].1.clone());
@@ -138,6 +145,7 @@ pub fn json(columns: &[Column]) -> Value {
                     "peak_rss_mib": m.peak_rss_mib,
                     "vmm_rss_mib": m.vmm_rss_mib,
                     "vmm_overhead_mib": m.vmm_overhead_mib,
+                    "disk_mib": {"rootfs": m.disk.rootfs_mib, "root_disk": m.disk.root_disk_mib},
                     "probe": m.probe,
                 }),
                 Err(why) => json!({"level": c.level, "not_measured": why}),
