@@ -147,6 +147,7 @@ fn chart(
         Anchor::Start,
         format!("{most:.0} ms"),
     ));
+    d.push(text(5.0, y0 + h + 4.0, "#000", Anchor::Start, "0".into()));
     for n in &counts {
         d.push(text(
             x(*n),
