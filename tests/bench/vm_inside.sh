@@ -21,6 +21,9 @@ mkdir -p "$ISOLA_ROOT"
 "$repo/scripts/make-sample-image" "$repo/target/release/isola" >/dev/null
 mem=256   # isola's default guest RAM (no --memory); QEMU gets the same
 
+# 0. The VMMs themselves on one kernel and one trivial init: isola, Firecracker, lean QEMU.
+bash "$repo/tests/bench/vm_peers_inside.sh" "$runs"
+
 now() { echo "${EPOCHREALTIME/./}"; }   # microseconds (busybox date has no %N)
 ms() { echo $(( ($2 - $1) / 1000 )); }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
