@@ -1,6 +1,8 @@
 #!/bin/bash
 # Benchmark (not a test), run inside the emulated test host by tests/bench/vm (the one place
 # here where KVM boots unmodified guests). Prints, from one run:
+#  0. the VMMs alone: isola, Firecracker and a lean QEMU microvm on the same kernel and trivial
+#     init (tests/bench/vm_peers_inside.sh), and isola's full run;
 #  1. start-to-exit of `true`: `isola run --isolation vm sample true` against QEMU microvm
 #     booting the same guest kernel, the same initramfs (the one isola built, kept with
 #     ISOLA_DEBUG_INITRAMFS), the same root disk image and the same memory, with -enable-kvm;
