@@ -1005,7 +1005,8 @@ fn the_vmm_runs_jailed() {
     assert!(root.is_empty(), "the VMM's root is not empty: {root:?}");
     // What it holds: KVM's VM and vCPU descriptors (not /dev/kvm), eventfds, pipes, epoll and
     // a timer, /dev/null, the root disk read-only, its network interface's tap (the default
-    // network; a tap descriptor reads as /dev/net/tun) and guest memory (a memfd). No
+    // network; a tap descriptor reads as /dev/net/tun) and, with shared directories only, guest
+    // memory as a memfd (otherwise it is anonymous memory, no descriptor). No
     // terminal, no socket (none without shared directories), no other file.
     for fd in std::fs::read_dir(proc("fd"))
         .unwrap()

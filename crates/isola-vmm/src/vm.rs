@@ -72,10 +72,15 @@ pub struct FsDevice {
     pub tag: String,
 }
 
-/// Guest memory: a memfd mapped shared (so a vhost-user back end can map it too), its size
-/// sealed. Private anonymous memory would serve the guest alike, but no other process could
-/// reach it.
-fn guest_memory(size: usize) -> Result<GuestMemoryMmap, String> {
+/// Guest memory. Private anonymous memory unless `shared`: the host's transparent huge pages
+/// apply to it as to any process's (with THP on, a guest's first touch of 2 MiB is one fault,
+/// not 512 — a third of the boot in the emulated test host, measured with tests/bench/vm), and
+/// it is what Firecracker gives its guests. `shared` (a vhost-user back end must map it too):
+/// a memfd mapped shared, its size sealed; shmem gets no huge pages unless the host says so.
+fn guest_memory(size: usize, shared: bool) -> Result<GuestMemoryMmap, String> {
+    if !shared {
+        return GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size)]).map_err(|e| e.to_string());
+    }
     // SAFETY: memfd_create with a NUL-terminated name; the descriptor is owned right away.
     let file = unsafe {
         let fd = libc::memfd_create(
@@ -214,13 +219,14 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
         ));
     }
     let kvm = Kvm::new().map_err(|e| format!("/dev/kvm: {e}"))?;
+    let shared_memory = cfg.fs.is_some();
     explain(|| {
         format!(
             "opened /dev/kvm (KVM API version {})",
             kvm.get_api_version()
         )
     });
-    let mem = guest_memory(mem_size as usize)
+    let mem = guest_memory(mem_size as usize, shared_memory)
         .map_err(|e| format!("guest memory ({} MiB): {e}", cfg.mem_mib))?;
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
     explain(|| format!("KVM_CREATE_VM: a new VM, descriptor {}", vm.as_raw_fd()));
@@ -262,12 +268,17 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
     explain(|| {
         format!(
             "KVM_SET_USER_MEMORY_REGION slot 0: guest physical {:#x}-{:#x} ({} MiB) is the \
-             VMM's memory at {:#x}, a memfd mapped shared and sealed against resizing; \
-             the guest's pages are the host's only once it touches them",
+             VMM's memory at {:#x}, {}; the guest's pages are the host's only once it \
+             touches them",
             0,
             mem_size - 1,
             cfg.mem_mib,
-            host_addr as u64
+            host_addr as u64,
+            if shared_memory {
+                "a memfd mapped shared (virtiofsd maps it too), sealed against resizing"
+            } else {
+                "private anonymous memory (huge pages where the host's THP allows)"
+            }
         )
     });
 

@@ -1,8 +1,9 @@
 //! A guest init that does nothing but say it started and reset the machine: the trivial
 //! workload tests/bench/vm boots under every VMM (isola, Firecracker, QEMU) to time the VMM and
 //! the kernel alone. As PID 1 it writes isola's boot-timer phase "init start" to port 0x80
-//! (isola's boot timer; QEMU's debug console in the benchmark), `@` to COM1's data port (a mark
-//! any VMM's serial console shows), then reboots — an i8042 reset with `reboot=k`, a triple
+//! (isola's boot timer; QEMU's debug console in the benchmark), a record separator (0x1e) to
+//! COM1's data port (a mark any VMM's serial console shows, and no VMM's own log line has —
+//! Firecracker's logs on the same stdout hold `@`), then reboots — an i8042 reset with `reboot=k`, a triple
 //! fault with `reboot=t`.
 
 use std::arch::asm;
@@ -29,7 +30,7 @@ fn main() {
     unsafe {
         if libc::iopl(3) == 0 {
             outb(BOOT_TIMER_PORT, INIT_START);
-            outb(COM1, b'@');
+            outb(COM1, 0x1e);
             outb(COM1, b'\n');
         }
         libc::sync();
