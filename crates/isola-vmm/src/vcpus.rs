@@ -19,6 +19,10 @@ use std::thread::Scope;
 use std::time::{Duration, Instant};
 use vm_memory::GuestMemoryMmap;
 
+/// How long the supervisor sleeps at most between looks at the time limits (SIGALRM and the
+/// machine's end wake it sooner).
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 /// Set by SIGALRM when `--timeout` passes.
 static TIMED_OUT: AtomicBool = AtomicBool::new(false);
 /// The signal that kicks a vCPU thread out of KVM_RUN (its handler does nothing).
@@ -86,6 +90,7 @@ pub fn run_all<'scope, 'env>(
     jail: &'scope Jail,
 ) -> Result<VmExit, String> {
     install_handlers(timeout);
+    let _ = bus.supervisor.set(std::thread::current());
     let handles: Vec<_> = vcpus
         .into_iter()
         .map(|mut vcpu| {
@@ -95,25 +100,27 @@ pub fn run_all<'scope, 'env>(
                 let exit = jail
                     .confine_thread(ThreadKind::Vcpu)
                     .and_then(|()| run_vcpu(&mut vcpu, bus));
-                lock(&bus.ending).get_or_insert(exit);
-                bus.stop.store(true, Ordering::SeqCst);
+                bus.end(exit);
             })
         })
         .collect();
     if let Err(e) = jail.confine_thread(ThreadKind::Supervisor) {
-        lock(&bus.ending).get_or_insert(Err(e));
-        bus.stop.store(true, Ordering::SeqCst);
+        bus.end(Err(e));
     }
+    // Asleep until the machine ends (`Bus::end` wakes it), the boot time limit passes, or
+    // SIGALRM interrupts it: a polling supervisor would take the CPU from the vCPU hundreds of
+    // times a second, each a world switch.
     while !bus.stop.load(Ordering::SeqCst) {
         if TIMED_OUT.load(Ordering::SeqCst) {
-            lock(&bus.ending).get_or_insert(Ok(VmExit::Timeout));
-            bus.stop.store(true, Ordering::SeqCst);
+            bus.end(Ok(VmExit::Timeout));
+        } else if !booted(bus) {
+            match boot_timeout.checked_sub(bus.started.elapsed()) {
+                Some(left) => std::thread::park_timeout(left.min(IDLE_CHECK)),
+                None => bus.end(Ok(VmExit::BootTimeout)),
+            }
+        } else {
+            std::thread::park_timeout(IDLE_CHECK);
         }
-        if bus.started.elapsed() > boot_timeout && !booted(bus) {
-            lock(&bus.ending).get_or_insert(Ok(VmExit::BootTimeout));
-            bus.stop.store(true, Ordering::SeqCst);
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
     if timeout.is_some() {
         // SAFETY: cancels the pending alarm; no memory is involved.
@@ -148,6 +155,8 @@ pub struct Bus<'a> {
     pub ending: Mutex<Option<Result<VmExit, String>>>,
     /// The vCPU threads, to kick out of KVM_RUN.
     pub threads: Mutex<Vec<libc::pthread_t>>,
+    /// The thread that watches the time limits, to wake when the machine ends.
+    pub supervisor: std::sync::OnceLock<std::thread::Thread>,
     /// Exits handled here, by kind: port I/O, MMIO (each a trip from the guest to isola).
     pub io_exits: AtomicU64,
     pub mmio_exits: AtomicU64,
@@ -156,6 +165,16 @@ pub struct Bus<'a> {
 }
 
 impl Bus<'_> {
+    /// The machine ends with `how` (unless it already ended otherwise): every vCPU stops at
+    /// its next exit and the supervisor wakes.
+    pub fn end(&self, how: Result<VmExit, String>) {
+        lock(&self.ending).get_or_insert(how);
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.supervisor.get() {
+            t.unpark();
+        }
+    }
+
     /// The virtio transport whose register window holds `addr`, and the offset in it.
     fn virtio_at(&self, addr: u64) -> Option<(&Mutex<MmioTransport>, u64)> {
         let offset = addr.checked_sub(VIRTIO_MMIO_BASE)?;

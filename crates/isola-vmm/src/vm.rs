@@ -373,6 +373,7 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
         stop: AtomicBool::new(false),
         ending: Mutex::default(),
         threads: Mutex::default(),
+        supervisor: Default::default(),
         io_exits: AtomicU64::new(0),
         mmio_exits: AtomicU64::new(0),
         exit_log: explain::ExitLog::new(started, kinds),
@@ -448,9 +449,7 @@ pub fn run(cfg: Machine, io: VmIo, jail: &Jail, started: Instant) -> Result<VmOu
                 Ok(host_input::Ended::FrontEndGone) => {
                     // isola is gone (killed before the parent-death signal was armed):
                     // nobody is left to read the output, so the VM ends too.
-                    vcpus::lock(&bus.ending)
-                        .get_or_insert(Err("isola (the front end) is gone".into()));
-                    bus.stop.store(true, Ordering::SeqCst);
+                    bus.end(Err("isola (the front end) is gone".into()));
                 }
                 // Without it the workload gets no stdin or signals; say so on the console.
                 Err(e) => say(console, &e),
