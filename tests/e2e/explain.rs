@@ -21,11 +21,7 @@ fn explain_narrates_each_step_with_its_values_and_is_silent_without_it() {
         "hi",
     ]);
     assert_eq!((r.code, r.stdout.as_str()), (0, "hi\n"), "{}", r.stderr);
-    let said: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("explain: "))
-        .collect();
+    let said = isola_e2e::explained(&r.stderr);
     let has = |what: &str| said.iter().any(|l| l.contains(what));
     for what in [
         "an overlay mount",

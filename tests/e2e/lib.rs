@@ -509,6 +509,14 @@ pub fn plot_level_pixels(path: &Path) -> [usize; 3] {
         .map(|c| pixels.iter().filter(|p| **p == c).count())
 }
 
+/// The `explain: ...` lines of a run's stderr (`isola run --explain`), in order.
+pub fn explained(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("explain: "))
+        .collect()
+}
+
 pub fn fake_id(tag: char) -> String {
     let pid = format!("{:08x}", std::process::id());
     format!("{pid}{}", tag.to_string().repeat(64 - pid.len()))

@@ -681,11 +681,7 @@ fn explain_narrates_the_kvm_steps_and_the_exits() {
         "hi",
     ]);
     assert_eq!((r.code, r.stdout.as_str()), (0, "hi\n"), "{}", r.stderr);
-    let said: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("explain: "))
-        .collect();
+    let said = isola_e2e::explained(&r.stderr);
     let at = |what: &str| {
         said.iter()
             .position(|l| l.contains(what))

@@ -104,6 +104,10 @@ pub fn run_all<'scope, 'env>(
             })
         })
         .collect();
+    // From here on SIGALRM goes to a vCPU thread (its KVM_RUN returns EINTR at once and it ends
+    // the machine); parked here, this thread would only see it at its next wake (std's park
+    // waits out EINTR). The vCPUs were spawned first: they inherit no blocked signal.
+    keep_vcpu_signals_away();
     if let Err(e) = jail.confine_thread(ThreadKind::Supervisor) {
         bus.end(Err(e));
     }
