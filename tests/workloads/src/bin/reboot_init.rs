@@ -25,8 +25,9 @@ unsafe fn outb(port: u16, value: u8) {
 }
 
 fn main() {
-    // SAFETY: iopl(3) only changes this process's I/O privilege (PID 1 has CAP_SYS_RAWIO); the
-    // two ports written are a boot timer and a serial port, neither touches guest memory.
+    // SAFETY: iopl(3) only changes this process's I/O privilege (PID 1 has CAP_SYS_RAWIO), and
+    // the ports are written only once it succeeded; they are a boot timer and a serial port,
+    // neither touches memory. sync and reboot take no pointers.
     unsafe {
         if libc::iopl(3) == 0 {
             outb(BOOT_TIMER_PORT, INIT_START);
