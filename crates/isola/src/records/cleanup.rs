@@ -48,7 +48,15 @@ pub fn cleanup(paths: &Paths) -> Vec<String> {
     // their names in their peers' /etc/hosts, and their published ports: the rules first (a
     // port is claimed before its rule is made).
     let store = paths.network_store();
-    let alive = |owner: &str| running.iter().any(|id| id == owner);
+    // An owner is alive if it was at the scan above, or is now: a run or start that began since
+    // writes its record, with itself as owner, before it takes an address or a port, and must
+    // not lose them (or its half-made claim) to this pass.
+    let alive = |owner: &str| {
+        running.iter().any(|id| id == owner)
+            || (!owner.is_empty()
+                && owner.chars().all(|c| c.is_ascii_hexdigit())
+                && Record::load(&paths.bundles().join(owner)).is_ok_and(|r| r.owner_alive()))
+    };
     for n in store.list() {
         let leases = store.leases(&n.name);
         for (addr, owner) in leases.list() {
