@@ -115,8 +115,16 @@ impl ExitLog {
         }
     }
 
-    /// Notes `exit` (call it only when explaining): said if among the first, counted always.
+    /// Notes `exit` when explaining (one relaxed load when not): said if among the first,
+    /// counted always.
+    #[inline]
     pub fn note(&self, exit: Exit) {
+        if is_on() {
+            self.record(exit);
+        }
+    }
+
+    fn record(&self, exit: Exit) {
         let (kind, detail) = match exit {
             Exit::PortIn(port, len) => {
                 let d = port_device(port);

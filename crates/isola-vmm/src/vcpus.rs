@@ -19,8 +19,8 @@ use std::thread::Scope;
 use std::time::{Duration, Instant};
 use vm_memory::GuestMemoryMmap;
 
-/// How long the supervisor sleeps at most between looks at the time limits (SIGALRM and the
-/// machine's end wake it sooner).
+/// How long the supervisor sleeps at most between looks at the time limits (the machine's end
+/// wakes it sooner).
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Set by SIGALRM when `--timeout` passes.
@@ -111,9 +111,9 @@ pub fn run_all<'scope, 'env>(
     if let Err(e) = jail.confine_thread(ThreadKind::Supervisor) {
         bus.end(Err(e));
     }
-    // Asleep until the machine ends (`Bus::end` wakes it), the boot time limit passes, or
-    // SIGALRM interrupts it: a polling supervisor would take the CPU from the vCPU hundreds of
-    // times a second, each a world switch.
+    // Asleep until the machine ends (`Bus::end` wakes it; a vCPU ends it on --timeout's alarm)
+    // or the boot time limit passes: a polling supervisor would take the CPU from the vCPU
+    // hundreds of times a second, each a world switch.
     while !bus.stop.load(Ordering::SeqCst) {
         if TIMED_OUT.load(Ordering::SeqCst) {
             bus.end(Ok(VmExit::Timeout));
@@ -199,9 +199,7 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
         match vcpu.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
                 bus.io_exits.fetch_add(1, Ordering::Relaxed);
-                if explain::is_on() {
-                    bus.exit_log.note(Exit::PortIn(port, data.len()));
-                }
+                bus.exit_log.note(Exit::PortIn(port, data.len()));
                 let v = {
                     let mut uart = lock(&bus.uart);
                     if uart.handles(port) {
@@ -216,9 +214,7 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
             }
             Ok(VcpuExit::IoOut(port, data)) => {
                 bus.io_exits.fetch_add(1, Ordering::Relaxed);
-                if explain::is_on() {
-                    bus.exit_log.note(Exit::PortOut(port, data));
-                }
+                bus.exit_log.note(Exit::PortOut(port, data));
                 let v = data.first().copied().unwrap_or(0);
                 let mut uart = lock(&bus.uart);
                 if uart.handles(port) {
@@ -234,9 +230,7 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 bus.mmio_exits.fetch_add(1, Ordering::Relaxed);
-                if explain::is_on() {
-                    bus.exit_log.note(Exit::MmioRead(addr, data.len()));
-                }
+                bus.exit_log.note(Exit::MmioRead(addr, data.len()));
                 match bus.virtio_at(addr) {
                     Some((t, offset)) => lock(t).read(offset, data),
                     None => data.iter_mut().for_each(|b| *b = 0xff),
@@ -244,18 +238,16 @@ fn run_vcpu(vcpu: &mut VcpuFd, bus: &Bus) -> Result<VmExit, String> {
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
                 bus.mmio_exits.fetch_add(1, Ordering::Relaxed);
-                if explain::is_on() {
-                    bus.exit_log.note(Exit::MmioWrite(addr, data));
-                }
+                bus.exit_log.note(Exit::MmioWrite(addr, data));
                 if let Some((t, offset)) = bus.virtio_at(addr) {
                     lock(t).write(offset, data, bus.mem);
                 }
             }
             Ok(VcpuExit::Shutdown) | Ok(VcpuExit::Hlt) => {
-                if explain::is_on() {
-                    let why = "KVM_EXIT_SHUTDOWN or HLT: the vCPU stopped (a triple fault)";
-                    bus.exit_log.note(Exit::Stopped(why));
-                }
+                bus.exit_log.note(Exit::Stopped(
+                    "KVM_EXIT_SHUTDOWN or HLT: the vCPU stopped (a triple fault, or a halt the \
+                     in-kernel interrupt controller cannot end)",
+                ));
                 return Ok(VmExit::Shutdown);
             }
             Ok(VcpuExit::InternalError) => {

@@ -54,19 +54,24 @@ pub fn remove_dead(paths: &Paths) -> Result<Removed> {
     Ok(removed)
 }
 
-/// Bytes a file or tree takes on disk (allocated blocks: sparse disk images count as used).
+/// Bytes a file or tree takes on disk, as du counts them: allocated blocks (sparse disk images
+/// count as used), a file with several hard links in the tree once.
 pub fn disk_usage(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    let Ok(m) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    let mut total = m.blocks() * 512;
-    if m.is_dir() {
-        if let Ok(rd) = std::fs::read_dir(path) {
-            total += rd
-                .filter_map(|e| e.ok())
-                .map(|e| disk_usage(&e.path()))
-                .sum::<u64>();
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if seen.insert((m.dev(), m.ino())) {
+            total += m.blocks() * 512;
+        }
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+            }
         }
     }
     total

@@ -43,28 +43,6 @@ pub struct Disk {
     pub root_disk_mib: Option<f64>,
 }
 
-/// Bytes allocated on disk under `path` (blocks, not apparent sizes; a hard-linked file once).
-fn allocated(path: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(m) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if seen.insert((m.dev(), m.ino())) {
-            total += m.blocks() * 512;
-        }
-        if m.is_dir() {
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                stack.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
-            }
-        }
-    }
-    total
-}
-
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
@@ -114,6 +92,8 @@ pub fn compare(paths: &Paths, a: CompareArgs) -> Result<i32> {
     }
     // The image first (pulled if need be), so no level pays for it.
     let (_, image, rootfs) = crate::commands::run::image_and_rootfs(paths, &a.image)?;
+    // What every isolated level keeps: the unpacked rootfs (walked once); a VM's disk too.
+    let rootfs_mib = mib(crate::leftovers::disk_usage(&rootfs));
     let root_disk = paths.vm_images().join(format!(
         "{}.ext4",
         isola_oci::rootfs::chain_id(&image)?.hex()
@@ -138,8 +118,9 @@ pub fn compare(paths: &Paths, a: CompareArgs) -> Result<i32> {
             l => isolated(l, &a.image, &a.command).map(|mut m| {
                 // Measured after the run: a VM's first run builds its disk.
                 m.disk = Disk {
-                    rootfs_mib: Some(mib(allocated(&rootfs))),
-                    root_disk_mib: (l == "vm").then(|| mib(allocated(&root_disk))),
+                    rootfs_mib: Some(rootfs_mib),
+                    root_disk_mib: (l == "vm")
+                        .then(|| mib(crate::leftovers::disk_usage(&root_disk))),
                 };
                 m
             }),

@@ -4,6 +4,7 @@
 //! well-formed XML so it can be checked.
 
 use super::compare::{Column, Measured, PHASES, PHASE_NOTES};
+use crate::plot::escape;
 use serde_json::{json, Value};
 
 fn ms(v: f64) -> String {
@@ -154,13 +155,6 @@ pub fn json(columns: &[Column]) -> Value {
     )
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 const COLORS: &[&str] = &[
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
 ];
@@ -192,13 +186,13 @@ fn chart(columns: &[Column]) -> String {
     let mut y = 30.0;
     svg.push_str(&format!(
         "<text x=\"10\" y=\"18\" font-weight=\"bold\">Where the time goes (0 to {})</text>\n",
-        esc(&ms(longest))
+        escape(&ms(longest))
     ));
     for (level, m) in &measured {
         svg.push_str(&format!(
             "<text x=\"10\" y=\"{:.0}\">{}</text>\n",
             y + bar * 0.7,
-            esc(level)
+            escape(level)
         ));
         let mut x = x0;
         for (p, v) in &m.phases {
@@ -206,9 +200,9 @@ fn chart(columns: &[Column]) -> String {
             svg.push_str(&format!(
                 "<rect x=\"{x:.2}\" y=\"{y:.0}\" width=\"{w:.2}\" height=\"{bar:.0}\" fill=\"{}\" data-phase=\"{}\" data-ms=\"{v:.3}\"><title>{}: {}</title></rect>\n",
                 color(p),
-                esc(p),
-                esc(p),
-                esc(&ms(*v))
+                escape(p),
+                escape(p),
+                escape(&ms(*v))
             ));
             x += w;
         }
@@ -216,7 +210,7 @@ fn chart(columns: &[Column]) -> String {
             "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"11\">{}</text>\n",
             x + 4.0,
             y + bar * 0.7,
-            esc(&ms(m.wall_ms))
+            escape(&ms(m.wall_ms))
         ));
         y += bar + 8.0;
     }
@@ -230,7 +224,7 @@ fn chart(columns: &[Column]) -> String {
             color(p),
             lx + 14.0,
             ly + 9.0,
-            esc(p)
+            escape(p)
         ));
     }
     y += 16.0 * phase_names.len().div_ceil(3) as f64 + 30.0;
@@ -244,7 +238,7 @@ fn chart(columns: &[Column]) -> String {
         svg.push_str(&format!(
             "<text x=\"10\" y=\"{:.0}\">{}</text><rect x=\"{x0}\" y=\"{y:.0}\" width=\"{w:.2}\" height=\"{bar:.0}\" fill=\"#9c755f\" data-mib=\"{total:.3}\"/><text x=\"{:.0}\" y=\"{:.0}\" font-size=\"11\">{total:.1} MiB</text>\n",
             y + bar * 0.7,
-            esc(level),
+            escape(level),
             x0 + w + 4.0,
             y + bar * 0.7
         ));
@@ -264,13 +258,13 @@ pub fn page(image: &str, command: &[String], columns: &[Column], out: &std::path
     }
     let mut table = String::from("<table>\n<tr><th></th>");
     for c in columns {
-        table.push_str(&format!("<th>{}</th>", esc(&c.level)));
+        table.push_str(&format!("<th>{}</th>", escape(&c.level)));
     }
     table.push_str("</tr>\n");
     for (label, cells) in rows(columns) {
-        table.push_str(&format!("<tr><td>{}</td>", esc(label.trim_start())));
+        table.push_str(&format!("<tr><td>{}</td>", escape(label.trim_start())));
         for c in cells {
-            table.push_str(&format!("<td>{}</td>", esc(&c)));
+            table.push_str(&format!("<td>{}</td>", escape(&c)));
         }
         table.push_str("</tr>\n");
     }
@@ -278,18 +272,18 @@ pub fn page(image: &str, command: &[String], columns: &[Column], out: &std::path
     let mut notes: String = columns
         .iter()
         .filter_map(|c| c.measured.as_ref().err().map(|why| (c, why)))
-        .map(|(c, why)| format!("<p>{}: {}</p>\n", esc(&c.level), esc(why)))
+        .map(|(c, why)| format!("<p>{}: {}</p>\n", escape(&c.level), escape(why)))
         .collect();
     notes.push_str("<ul>\n");
     for (p, n) in PHASES.iter().zip(PHASE_NOTES) {
-        notes.push_str(&format!("<li><b>{}</b>: {}</li>\n", esc(p), esc(n)));
+        notes.push_str(&format!("<li><b>{}</b>: {}</li>\n", escape(p), escape(n)));
     }
     notes.push_str("</ul>\n");
     format!(
         "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\">\n<head><meta charset=\"utf-8\"/><title>isola compare {img}</title>\n\
          <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}</style></head>\n\
          <body>\n<h1>isola compare {img}</h1>\n<p>Command: <code>{cmd}</code>. Every figure was measured in this run.</p>\n{svg}{notes}{table}</body>\n</html>\n",
-        img = esc(image),
-        cmd = esc(&command.join(" ")),
+        img = escape(image),
+        cmd = escape(&command.join(" ")),
     )
 }

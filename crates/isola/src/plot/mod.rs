@@ -50,7 +50,8 @@ pub struct Drawing {
     pub shapes: Vec<Shape>,
 }
 
-fn escape(s: &str) -> String {
+/// `s` as XML text or an attribute value.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
